@@ -1,0 +1,83 @@
+# ferroloop: the one entry point for people and CI. `make help` lists targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The release profile (LTO) is what users get; PROFILE=quick builds faster for test matrices.
+PROFILE ?= release
+STAMP := $(VENV)/.deps-stamp
+SOURCES := $(shell find crates python -type f \( -name '*.rs' -o -name '*.py' -o -name '*.pyi' -o -name 'Cargo.toml' \) 2>/dev/null) Cargo.toml pyproject.toml
+BUILT := $(VENV)/.built-$(PROFILE)
+
+.PHONY: help
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.5,<2" pytest ruff uvloop matplotlib httptools
+	touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## create .venv with the build and test dependencies
+
+$(BUILT): $(STAMP) $(SOURCES)
+	rm -f $(VENV)/.built-*
+	. $(VENV)/bin/activate && maturin develop -q --profile $(PROFILE)
+	touch $@
+
+.PHONY: build
+build: $(BUILT) ## build ferroloop into .venv (PROFILE=release|quick)
+
+.PHONY: test-rust
+test-rust: ## cargo test of the pure-Rust core
+	cargo test -q -p ferroloop-core
+
+.PHONY: test-python
+test-python: build ## pytest on asyncio and ferroloop, then again with PYTHONASYNCIODEBUG=1
+	$(PY) -m pytest -q tests
+	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -q -x tests
+
+.PHONY: conformance
+conformance: build ## CPython's test.test_asyncio on ferroloop, failing on unlisted failures
+	$(PY) tests/conformance/run.py
+
+.PHONY: test
+test: test-rust test-python conformance ## every test: Rust core, Python suite, conformance
+
+.PHONY: test-all-pythons
+test-all-pythons: ## build and run the Python tests on every pyenv Python 3.10-3.13 present
+	@set -e; for v in 3.10 3.11 3.12 3.13; do \
+	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python 2>/dev/null | tail -1); \
+	  if [ -z "$$py" ]; then py=$$(command -v python$$v || true); fi; \
+	  if [ -z "$$py" ]; then echo "== Python $$v: not installed, skipped"; continue; fi; \
+	  echo "== Python $$v ($$py)"; \
+	  $(MAKE) --no-print-directory test-python PYTHON=$$py VENV=.venv-$$v PROFILE=quick; \
+	done
+
+.PHONY: bench
+bench: build ## side-by-side benchmarks: asyncio, uvloop, ferroloop (report in benchmarks/results/)
+	$(PY) benchmarks/run.py
+
+.PHONY: demo
+demo: build ## build a release and show ferroloop beside asyncio and uvloop (table + PNG chart)
+	$(PY) benchmarks/demo.py
+
+.PHONY: lint
+lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -q -- -D warnings
+	$(VENV)/bin/ruff check python tests benchmarks
+
+.PHONY: fmt
+fmt: $(STAMP) ## format Rust and Python
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests benchmarks
+
+.PHONY: clean
+clean: ## remove build outputs and virtual environments
+	cargo clean
+	rm -rf .venv .venv-3.*

@@ -1,0 +1,19 @@
+//! ferroloop-core: the parts of the event loop that need no Python.
+//!
+//! Owns the OS layer (`sys`, the only module that calls libc), the clock and the
+//! timer queue (`time`), the readiness poller over mio (`poller`), the cross-thread
+//! wake-up (`notify`) and the signal wake-up channel (`signals`).
+//!
+//! Must not: touch Python objects, allocate per event on the hot path, or block
+//! anywhere except inside [`poller::Poller::poll`].
+
+pub mod notify;
+pub mod poller;
+pub mod signals;
+pub mod sys;
+pub mod time;
+
+pub use notify::Notifier;
+pub use poller::{Interest, Poller, Readiness};
+pub use signals::SignalChannel;
+pub use time::{monotonic, TimerEntry, TimerQueue};

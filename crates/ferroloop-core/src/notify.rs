@@ -1,0 +1,62 @@
+//! Cross-thread wake-up of a loop blocked in poll, with coalescing.
+//!
+//! Protocol: the loop thread calls `begin_sleep` just before blocking and
+//! `end_sleep` after. Another thread first publishes its work (for ferroloop,
+//! a callback in the ready queue, under the GIL), then calls [`Notifier::notify`].
+//! `notify` writes to the kernel waker only when the loop is asleep (or about to
+//! be) and nobody has woken it yet, so a burst of N notifications costs one
+//! system call, not N. No wake-up is lost: `begin_sleep` returns true when a
+//! notification raced in before the sleep, and the poller then does not block.
+//!
+//! This is the one type of the core touched from other threads.
+
+use std::io;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use mio::{Registry, Token, Waker};
+
+const AWAKE: u8 = 0;
+const SLEEPING: u8 = 1;
+const NOTIFIED: u8 = 2;
+
+pub struct Notifier {
+    waker: Waker,
+    state: AtomicU8,
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Notifier>();
+};
+
+impl Notifier {
+    pub(crate) fn new(registry: &Registry, token: Token) -> io::Result<Self> {
+        Ok(Self { waker: Waker::new(registry, token)?, state: AtomicU8::new(AWAKE) })
+    }
+
+    /// Wakes the loop if it sleeps; cheap (one atomic) when it is awake.
+    pub fn notify(&self) -> io::Result<()> {
+        match self.state.compare_exchange(SLEEPING, NOTIFIED, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => self.waker.wake(),
+            Err(AWAKE) => {
+                // The loop is running callbacks; it will see the published work
+                // before it sleeps again, because it re-checks after begin_sleep.
+                // Mark it so that begin_sleep does not block.
+                let _ = self.state.compare_exchange(AWAKE, NOTIFIED, Ordering::AcqRel, Ordering::Acquire);
+                Ok(())
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Called by the loop before blocking. Returns true when a notification
+    /// arrived since the last `end_sleep`: the loop must then not block.
+    pub fn begin_sleep(&self) -> bool {
+        self.state.compare_exchange(AWAKE, SLEEPING, Ordering::AcqRel, Ordering::Acquire).is_err()
+    }
+
+    /// Called by the loop after the poll returns.
+    pub fn end_sleep(&self) {
+        self.state.store(AWAKE, Ordering::Release);
+    }
+}

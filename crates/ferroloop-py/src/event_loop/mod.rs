@@ -1,0 +1,382 @@
+//! The native `Loop`: scheduling, timers, the run loop, fd watching, signals.
+//!
+//! Owns all loop state (`State`, behind a [`GilCell`]) and the OS resources
+//! (poller, signal channel). `ferroloop.Loop` in Python subclasses this type and
+//! adds the cold, policy-level methods (exception handler, executors, asyncgens,
+//! `run_until_complete`); the hot path never leaves Rust.
+//!
+//! Methods follow `asyncio.AbstractEventLoop`'s order; submodules hold the run
+//! loop (`run`), fd watching (`fdwatch`) and signals (`signals`).
+//!
+//! Invariants: no `State` borrow is held while Python code runs or while a
+//! Python object is dropped (drops can run finalisers that re-enter the loop);
+//! objects to drop are moved out first. Flags read from other threads
+//! (`call_soon_threadsafe`, `stop` from a callback) are atomics.
+
+mod fdwatch;
+mod run;
+mod signals;
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use ferroloop_core::{monotonic, sys, Poller, SignalChannel, TimerQueue};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::errors::os_error;
+use crate::gil_cell::GilCell;
+use crate::handles::{Callback, Handle, HandleCore, QueuedTimer, TimerHandle};
+use crate::pyimports::{future_type_bound, helper};
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Loop>()
+}
+
+/// Token of the signal channel in the poller (0 is the notifier's).
+const SIGNAL_TOKEN: usize = 1;
+/// Tokens of watched fds are `fd + FD_TOKEN_BASE`.
+const FD_TOKEN_BASE: usize = 2;
+
+#[derive(Default)]
+struct Watch {
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
+}
+
+#[derive(Default)]
+struct State {
+    ready: VecDeque<Callback>,
+    timers: TimerQueue<QueuedTimer>,
+    watches: HashMap<RawFd, Watch>,
+    /// fds dispatched last iteration, re-armed before the next poll so that
+    /// watching is level-triggered as with asyncio's selectors.
+    rearm: Vec<RawFd>,
+    signal_handlers: HashMap<i32, Py<Handle>>,
+    /// Scratch buffers reused by every iteration.
+    events: Vec<ferroloop_core::Readiness>,
+    signums: Vec<u8>,
+}
+
+#[pyclass(module = "ferroloop._ferroloop", name = "Loop", subclass, frozen)]
+pub(crate) struct Loop {
+    state: GilCell<State>,
+    poller: Poller,
+    signals: SignalChannel,
+    closed: AtomicBool,
+    running: AtomicBool,
+    stopping: AtomicBool,
+    debug: AtomicBool,
+    /// `threading.get_ident()` of the running thread; 0 when not running.
+    thread_id: AtomicU64,
+    slow_callback_duration: AtomicU64,
+}
+
+impl Loop {
+    pub(crate) fn debug(&self) -> bool {
+        self.debug.load(Ordering::Relaxed)
+    }
+
+    fn check_closed(&self) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        Ok(())
+    }
+
+    fn check_thread(&self) -> PyResult<()> {
+        let tid = self.thread_id.load(Ordering::Relaxed);
+        if tid != 0 && tid != sys::thread_id() {
+            return Err(PyRuntimeError::new_err(
+                "Non-thread-safe operation invoked on an event loop other than the current one",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Debug-mode checks of a user callback (asyncio only makes them in debug).
+    fn check_callback(&self, callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+        helper(callback.py(), "check_callback")?.call1((callback, method))?;
+        Ok(())
+    }
+
+    fn new_core(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<HandleCore> {
+        HandleCore::new(slf.as_any(), callback, args, context, slf.get().debug())
+    }
+
+    fn push_ready(&self, py: Python<'_>, cb: Callback) {
+        self.state.borrow_mut(py).ready.push_back(cb);
+    }
+
+    /// Called by `TimerHandle.cancel` for a timer still in the queue.
+    pub(crate) fn timer_cancelled(&self, py: Python<'_>) {
+        let mut dead = Vec::new();
+        self.state.borrow_mut(py).timers.note_cancelled(&mut dead);
+        drop(dead);
+    }
+
+    fn schedule_timer(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        when_obj: Option<Py<PyAny>>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug() {
+            this.check_thread()?;
+            this.check_callback(&callback, "call_at")?;
+        }
+        let core = Self::new_core(slf, callback, args, context)?;
+        let timer = Py::new(py, TimerHandle::new(core, when, when_obj))?;
+        this.state.borrow_mut(py).timers.push(when, QueuedTimer(timer.clone_ref(py)));
+        Ok(timer)
+    }
+}
+
+#[pymethods]
+impl Loop {
+    #[new]
+    fn new() -> PyResult<Self> {
+        let poller = Poller::new().map_err(|e| os_error(&e))?;
+        let signals = SignalChannel::new().map_err(|e| os_error(&e))?;
+        poller
+            .register(signals.read_fd(), SIGNAL_TOKEN, ferroloop_core::Interest { read: true, write: false })
+            .map_err(|e| os_error(&e))?;
+        Ok(Self {
+            state: GilCell::new(State::default()),
+            poller,
+            signals,
+            closed: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
+            thread_id: AtomicU64::new(0),
+            slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
+        })
+    }
+
+    // ---- lifecycle -------------------------------------------------------
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn is_running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn _check_closed(&self) -> PyResult<()> {
+        self.check_closed()
+    }
+
+    fn _check_thread(&self) -> PyResult<()> {
+        self.check_thread()
+    }
+
+    #[getter]
+    fn _stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    #[getter]
+    fn _thread_id(&self, py: Python<'_>) -> Py<PyAny> {
+        match self.thread_id.load(Ordering::Relaxed) {
+            0 => py.None(),
+            tid => tid.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind()),
+        }
+    }
+
+    /// Marks the loop closed and drops every queued callback (asyncio's close
+    /// clears `_ready` and `_scheduled`); fd watchers are unregistered.
+    fn _close_native(&self, py: Python<'_>) {
+        self.closed.store(true, Ordering::Relaxed);
+        let (ready, timers, watches, handlers) = {
+            let mut st = self.state.borrow_mut(py);
+            let ready = std::mem::take(&mut st.ready);
+            let timers = st.timers.clear();
+            let watches = std::mem::take(&mut st.watches);
+            let handlers = std::mem::take(&mut st.signal_handlers);
+            st.rearm.clear();
+            (ready, timers, watches, handlers)
+        };
+        for fd in watches.keys() {
+            let _ = self.poller.deregister(*fd);
+        }
+        for t in &timers {
+            t.0.get().unschedule();
+        }
+        drop((ready, timers, watches, handlers));
+    }
+
+    // ---- debug -----------------------------------------------------------
+
+    fn get_debug(&self) -> bool {
+        self.debug()
+    }
+
+    fn _set_debug_flag(&self, enabled: bool) {
+        self.debug.store(enabled, Ordering::Relaxed);
+    }
+
+    #[getter(slow_callback_duration)]
+    fn slow_callback_duration_get(&self) -> f64 {
+        f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed))
+    }
+
+    #[setter(slow_callback_duration)]
+    fn slow_callback_duration_set(&self, value: f64) {
+        self.slow_callback_duration.store(value.to_bits(), Ordering::Relaxed);
+    }
+
+    // ---- scheduling ------------------------------------------------------
+
+    fn time(&self) -> f64 {
+        monotonic()
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug() {
+            this.check_thread()?;
+            this.check_callback(&callback, "call_soon")?;
+        }
+        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)? })?;
+        this.push_ready(py, Callback::Plain(handle.clone_ref(py)));
+        Ok(handle)
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug() {
+            this.check_callback(&callback, "call_soon_threadsafe")?;
+        }
+        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)? })?;
+        this.push_ready(py, Callback::Plain(handle.clone_ref(py)));
+        this.poller.notifier().notify().map_err(|e| os_error(&e))?;
+        Ok(handle)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let now = monotonic();
+        let when = match delay.extract::<f64>() {
+            Ok(d) => now + d,
+            // Let Python's `+` raise asyncio's exact error (or accept exotic numbers).
+            Err(_) => now.into_pyobject(slf.py())?.add(&delay)?.extract::<f64>()?,
+        };
+        Self::schedule_timer(slf, when, None, callback, args, context)
+    }
+
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let value = when.extract::<f64>()?;
+        let when_obj = if when.is_exact_instance_of::<pyo3::types::PyFloat>() { None } else { Some(when.unbind()) };
+        Self::schedule_timer(slf, value, when_obj, callback, args, context)
+    }
+
+    fn _timer_handle_cancelled(&self, py: Python<'_>, _handle: Bound<'_, PyAny>) {
+        self.timer_cancelled(py);
+    }
+
+    // ---- futures ---------------------------------------------------------
+
+    fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
+        Ok(future_type_bound(py)?.call((), Some(&kwargs))?.unbind())
+    }
+
+    // ---- introspection used by tests and the Python layer -----------------
+
+    /// Number of callbacks in the ready queue and of timers held (cancelled
+    /// ones included): for tests that check memory is reclaimed.
+    fn _queue_sizes(&self, py: Python<'_>) -> (usize, usize) {
+        let st = self.state.borrow(py);
+        (st.ready.len(), st.timers.len())
+    }
+
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        let Some(st) = self.state.try_borrow_for_gc() else { return Ok(()) };
+        for cb in &st.ready {
+            visit.call(cb.as_any())?;
+        }
+        for w in st.watches.values() {
+            if let Some(h) = &w.reader {
+                visit.call(h)?;
+            }
+            if let Some(h) = &w.writer {
+                visit.call(h)?;
+            }
+        }
+        for h in st.signal_handlers.values() {
+            visit.call(h)?;
+        }
+        st.timers.for_each(|t| visit.call(&t.0))?;
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::with_gil(|py| {
+            let (ready, timers, watches, handlers) = {
+                let mut st = self.state.borrow_mut(py);
+                (
+                    std::mem::take(&mut st.ready),
+                    st.timers.clear(),
+                    std::mem::take(&mut st.watches),
+                    std::mem::take(&mut st.signal_handlers),
+                )
+            };
+            drop((ready, timers, watches, handlers));
+        });
+    }
+}

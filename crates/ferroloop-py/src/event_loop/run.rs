@@ -1,0 +1,171 @@
+//! The run loop: one iteration is asyncio's `_run_once`.
+//!
+//! 1. re-arm fds dispatched last time, compute the poll timeout (0 when
+//!    callbacks are ready or the loop is stopping, else the next deadline);
+//! 2. poll, with the GIL released only when the poll may block;
+//! 3. turn readiness into ready callbacks (readers, writers, signal handlers),
+//!    then let Python run its own signal handlers (Ctrl-C raises here);
+//! 4. move due timers (`when < now + resolution`) to the ready queue;
+//! 5. run the callbacks that were ready at this point, FIFO, one at a time, so
+//!    that `KeyboardInterrupt`/`SystemExit` leave the rest queued.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ferroloop_core::time::{timeout_until, CLOCK_RESOLUTION};
+use ferroloop_core::{monotonic, sys, Readiness};
+use pyo3::prelude::*;
+
+use super::{Loop, FD_TOKEN_BASE, SIGNAL_TOKEN};
+use crate::errors::os_error;
+use crate::handles::Callback;
+use crate::pyimports::helper;
+
+impl Loop {
+    fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (timeout, mut events) = this.prepare_poll(py);
+        let res = if timeout == Some(Duration::ZERO) {
+            this.poller.poll(timeout, &mut events)
+        } else {
+            py.allow_threads(|| this.poller.poll(timeout, &mut events))
+        };
+        match res {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                this.state.borrow_mut(py).events = events;
+                return Err(os_error(&e));
+            }
+        }
+        let signalled = this.dispatch_events(py, &mut events);
+        this.state.borrow_mut(py).events = events;
+        if signalled {
+            Self::dispatch_signals(slf)?;
+        }
+        py.check_signals()?;
+        this.move_due_timers(py);
+        Self::run_ready(slf)
+    }
+
+    fn prepare_poll(&self, py: Python<'_>) -> (Option<Duration>, Vec<Readiness>) {
+        let mut dead = Vec::new();
+        let mut st = self.state.borrow_mut(py);
+        let rearm = std::mem::take(&mut st.rearm);
+        for fd in &rearm {
+            if let Some(w) = st.watches.get(fd) {
+                let _ = self.poller.rearm(*fd, *fd as usize + FD_TOKEN_BASE, w.interest());
+            }
+        }
+        st.rearm = rearm;
+        st.rearm.clear();
+        let timeout = if !st.ready.is_empty() || self.stopping.load(Ordering::Relaxed) {
+            Some(Duration::ZERO)
+        } else {
+            st.timers.next_deadline(&mut dead).map(|when| timeout_until(when, monotonic()))
+        };
+        let events = std::mem::take(&mut st.events);
+        drop(st);
+        drop(dead);
+        (timeout, events)
+    }
+
+    /// Queues the handles of ready fds; returns whether a signal arrived.
+    fn dispatch_events(&self, py: Python<'_>, events: &mut Vec<Readiness>) -> bool {
+        let mut signalled = false;
+        let mut stale = Vec::new();
+        let mut st = self.state.borrow_mut(py);
+        let st = &mut *st;
+        for ev in events.drain(..) {
+            if ev.token == SIGNAL_TOKEN {
+                signalled = true;
+                continue;
+            }
+            let fd = (ev.token - FD_TOKEN_BASE) as i32;
+            let Some(w) = st.watches.get(&fd) else { continue };
+            let mut queued = false;
+            for (fired, handle, is_reader) in [(ev.readable, &w.reader, true), (ev.writable, &w.writer, false)] {
+                let (true, Some(h)) = (fired, handle) else { continue };
+                if h.get().core.is_cancelled() {
+                    stale.push((fd, is_reader));
+                } else {
+                    st.ready.push_back(Callback::Plain(h.clone_ref(py)));
+                    queued = true;
+                }
+            }
+            if queued {
+                st.rearm.push(fd);
+            }
+        }
+        let mut dead = Vec::new();
+        for (fd, is_reader) in stale {
+            if let Some(h) = self.unwatch(st, fd, is_reader) {
+                dead.push(h);
+            }
+        }
+        drop(dead);
+        signalled
+    }
+
+    fn move_due_timers(&self, py: Python<'_>) {
+        let mut dead = Vec::new();
+        let mut st = self.state.borrow_mut(py);
+        let end = monotonic() + CLOCK_RESOLUTION;
+        while let Some(timer) = st.timers.pop_due(end, &mut dead) {
+            timer.0.get().unschedule();
+            st.ready.push_back(Callback::Timer(timer.0));
+        }
+        drop(st);
+        drop(dead);
+    }
+
+    fn run_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let ntodo = this.state.borrow(py).ready.len();
+        for _ in 0..ntodo {
+            let Some(cb) = this.state.borrow_mut(py).ready.pop_front() else { break };
+            let core = cb.core();
+            if core.is_cancelled() {
+                continue;
+            }
+            let obj = cb.as_any().bind(py);
+            if this.debug() {
+                helper(py, "run_handle_debug")?.call1((slf, obj))?;
+            } else {
+                core.run(obj)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Loop {
+    /// The body of `run_forever`; the Python layer does the asyncio
+    /// bookkeeping (running-loop registration, asyncgen hooks) around it.
+    fn _run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        this.running.store(true, Ordering::Relaxed);
+        this.thread_id.store(sys::thread_id(), Ordering::Relaxed);
+        let result = loop {
+            if let Err(e) = Self::run_once(slf) {
+                break Err(e);
+            }
+            if this.stopping.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+        };
+        this.stopping.store(false, Ordering::Relaxed);
+        this.running.store(false, Ordering::Relaxed);
+        this.thread_id.store(0, Ordering::Relaxed);
+        result
+    }
+
+    /// One iteration, for tests and for code that drives the loop by hand.
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_once(slf)
+    }
+}

@@ -1,0 +1,38 @@
+//! `GilCell`: a `RefCell` whose accesses are serialised by the GIL.
+//!
+//! Invariants: every borrow takes a `Python<'_>` token, so two threads never
+//! touch the cell at once on GIL builds (free-threaded builds are a non-goal;
+//! the module is declared `gil_used`). A borrow must never be held across a
+//! call into Python: Python code can re-enter the loop, or release the GIL and
+//! let another thread in. Keep borrows to a few lines, then drop them.
+
+use std::cell::{Ref, RefCell, RefMut};
+
+use pyo3::Python;
+
+pub(crate) struct GilCell<T>(RefCell<T>);
+
+// SAFETY: all access requires a `Python` token, i.e. holding the GIL, which
+// serialises threads; the RefCell flag then catches re-entrant misuse on one
+// thread with a panic instead of aliasing.
+unsafe impl<T: Send> Sync for GilCell<T> {}
+
+impl<T> GilCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(RefCell::new(value))
+    }
+
+    pub(crate) fn borrow<'a>(&'a self, _py: Python<'_>) -> Ref<'a, T> {
+        self.0.borrow()
+    }
+
+    pub(crate) fn borrow_mut<'a>(&'a self, _py: Python<'_>) -> RefMut<'a, T> {
+        self.0.borrow_mut()
+    }
+
+    /// For the GC's `__traverse__`, which runs with the GIL held but may not
+    /// acquire a `Python` token; returns `None` if a borrow is live.
+    pub(crate) fn try_borrow_for_gc(&self) -> Option<Ref<'_, T>> {
+        self.0.try_borrow().ok()
+    }
+}

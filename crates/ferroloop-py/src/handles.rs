@@ -1,0 +1,404 @@
+//! `Handle` and `TimerHandle`: what `call_soon`/`call_later` return.
+//!
+//! Both wrap a [`HandleCore`] (callback, args, context, loop, cancel flag); the
+//! loop's queues hold them as [`Callback`]. They mirror `asyncio.Handle` and
+//! `asyncio.TimerHandle`: same methods, repr, comparisons and private
+//! attributes that asyncio code reads (`_callback`, `_args`, `_cancelled`,
+//! `_source_traceback`, `_when`, ...). As in uvloop, `TimerHandle` is not a
+//! Python subclass of `Handle` (README, "Differences from asyncio").
+//!
+//! Invariant: `call` is `None` once cancelled (the callback is released at
+//! once, as asyncio does); `cancelled` only goes from false to true.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::types::{PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::event_loop::Loop;
+use crate::gil_cell::GilCell;
+use crate::pyimports::helper;
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Handle>()?;
+    m.add_class::<TimerHandle>()?;
+    Ok(())
+}
+
+pub(crate) struct Call {
+    callback: Py<PyAny>,
+    args: Py<PyTuple>,
+}
+
+/// The state shared by both handle types.
+pub(crate) struct HandleCore {
+    call: GilCell<Option<Call>>,
+    context: Py<PyAny>,
+    loop_: Py<PyAny>,
+    cancelled: AtomicBool,
+    source_traceback: Option<Py<PyAny>>,
+    /// asyncio keeps the repr of a handle cancelled in debug mode.
+    repr: GilCell<Option<Py<PyString>>>,
+}
+
+impl HandleCore {
+    pub(crate) fn new(
+        loop_: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        debug: bool,
+    ) -> PyResult<Self> {
+        let py = loop_.py();
+        let context = match context {
+            Some(ctx) if !ctx.is_none() => ctx.unbind(),
+            // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with
+            // an exception set, which from_owned_ptr_or_err turns into Err.
+            _ => unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind(),
+        };
+        let source_traceback =
+            if debug { Some(helper(py, "extract_stack")?.call0()?.unbind()) } else { None };
+        Ok(Self {
+            call: GilCell::new(Some(Call { callback: callback.unbind(), args: args.unbind() })),
+            context,
+            loop_: loop_.clone().unbind(),
+            cancelled: AtomicBool::new(false),
+            source_traceback,
+            repr: GilCell::new(None),
+        })
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn loop_obj<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.loop_.bind(py)
+    }
+
+    /// Marks cancelled; returns false if it already was. The callback and
+    /// args are released after the flag is set and the borrow dropped.
+    fn cancel(&self, slf: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = slf.py();
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        if loop_debug(self.loop_obj(py)) {
+            let repr = slf.repr()?.unbind();
+            *self.repr.borrow_mut(py) = Some(repr);
+        }
+        self.cancelled.store(true, Ordering::Relaxed);
+        let released = self.call.borrow_mut(py).take();
+        drop(released);
+        Ok(true)
+    }
+
+    /// Runs the callback in its context. Errors other than `SystemExit` and
+    /// `KeyboardInterrupt` go to the loop's exception handler; those two are
+    /// returned, as asyncio lets them leave `run_forever`.
+    pub(crate) fn run(&self, slf: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let Some((callback, args)) = self
+            .call
+            .borrow(py)
+            .as_ref()
+            .map(|c| (c.callback.clone_ref(py), c.args.clone_ref(py)))
+        else {
+            return Ok(());
+        };
+        let result = call_in_context(py, &self.context, &callback, &args);
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) if is_exit(py, &err) => Err(err),
+            Err(err) => {
+                let report = helper(py, "report_callback_error")?;
+                report.call1((slf, callback, args, err.into_value(py)))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(call) = self.call.try_borrow_for_gc() {
+            if let Some(c) = call.as_ref() {
+                visit.call(&c.callback)?;
+                visit.call(&c.args)?;
+            }
+        }
+        visit.call(&self.context)?;
+        visit.call(&self.loop_)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        Ok(())
+    }
+
+    fn clear(&self, py: Python<'_>) {
+        let released = self.call.borrow_mut(py).take();
+        drop(released);
+    }
+}
+
+/// `context.run(callback, *args)` through the C API, without building a
+/// bound method or a new argument tuple.
+fn call_in_context(py: Python<'_>, ctx: &Py<PyAny>, cb: &Py<PyAny>, args: &Py<PyTuple>) -> PyResult<()> {
+    // SAFETY: ctx is a live contextvars.Context (asyncio semantics); Enter
+    // returns -1 with an exception set if it is already entered.
+    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: cb and args are live objects owned by this frame; the result is
+    // a new reference or NULL with an exception set.
+    let res = unsafe { ffi::PyObject_Call(cb.as_ptr(), args.as_ptr(), std::ptr::null_mut()) };
+    let out = if res.is_null() {
+        Err(PyErr::fetch(py))
+    } else {
+        // SAFETY: res is a new, non-null reference we own.
+        unsafe { ffi::Py_DECREF(res) };
+        Ok(())
+    };
+    // SAFETY: ctx was entered above on this thread; exiting cannot fail then.
+    unsafe { ffi::PyContext_Exit(ctx.as_ptr()) };
+    out
+}
+
+pub(crate) fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+        || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+}
+
+fn loop_debug(loop_: &Bound<'_, PyAny>) -> bool {
+    loop_.downcast::<Loop>().map(|l| l.get().debug()).unwrap_or(false)
+}
+
+/// The Python-visible methods both handle types share.
+macro_rules! handle_methods {
+    ($ty:ty) => {
+        #[pymethods]
+        impl $ty {
+            fn cancelled(&self) -> bool {
+                self.core.is_cancelled()
+            }
+
+            fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+                self.core.context.clone_ref(py)
+            }
+
+            fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+                slf.get().core.run(slf.as_any())
+            }
+
+            fn __repr__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+                let py = slf.py();
+                if let Some(r) = slf.get().core.repr.borrow(py).as_ref() {
+                    return Ok(r.clone_ref(py).into_any());
+                }
+                Ok(helper(py, "handle_repr")?.call1((slf,))?.unbind())
+            }
+
+            #[getter]
+            fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+                self.core.call.borrow(py).as_ref().map(|c| c.callback.clone_ref(py))
+            }
+
+            #[getter]
+            fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+                self.core.call.borrow(py).as_ref().map(|c| c.args.clone_ref(py))
+            }
+
+            #[getter]
+            fn _cancelled(&self) -> bool {
+                self.core.is_cancelled()
+            }
+
+            #[getter]
+            fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+                self.core.loop_.clone_ref(py)
+            }
+
+            #[getter]
+            fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+                self.core.context.clone_ref(py)
+            }
+
+            #[getter]
+            fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+                self.core.source_traceback.as_ref().map(|t| t.clone_ref(py))
+            }
+
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                self.core.traverse(&visit)
+            }
+
+            fn __clear__(&self) {
+                Python::with_gil(|py| self.core.clear(py));
+            }
+        }
+    };
+}
+
+/// A callback scheduled with `call_soon`, a reader/writer or a signal handler.
+#[pyclass(module = "ferroloop._ferroloop", name = "Handle", frozen, weakref)]
+pub(crate) struct Handle {
+    pub(crate) core: HandleCore,
+}
+
+handle_methods!(Handle);
+
+#[pymethods]
+impl Handle {
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().core.cancel(slf.as_any()).map(drop)
+    }
+}
+
+/// A callback scheduled with `call_later` or `call_at`.
+#[pyclass(module = "ferroloop._ferroloop", name = "TimerHandle", frozen, weakref)]
+pub(crate) struct TimerHandle {
+    pub(crate) core: HandleCore,
+    pub(crate) when: f64,
+    /// The deadline exactly as given to `call_at` (asyncio returns it as is).
+    when_obj: Option<Py<PyAny>>,
+    /// In the loop's timer queue (cleared when it becomes due).
+    scheduled: AtomicBool,
+}
+
+impl TimerHandle {
+    pub(crate) fn new(core: HandleCore, when: f64, when_obj: Option<Py<PyAny>>) -> Self {
+        Self { core, when, when_obj, scheduled: AtomicBool::new(true) }
+    }
+
+    pub(crate) fn unschedule(&self) {
+        self.scheduled.store(false, Ordering::Relaxed);
+    }
+
+    fn when_value(&self, py: Python<'_>) -> Py<PyAny> {
+        match &self.when_obj {
+            Some(w) => w.clone_ref(py),
+            None => self.when.into_pyobject(py).map_or_else(|_| py.None(), |f| f.into_any().unbind()),
+        }
+    }
+}
+
+handle_methods!(TimerHandle);
+
+#[pymethods]
+impl TimerHandle {
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        if this.core.cancel(slf.as_any())? && this.scheduled.load(Ordering::Relaxed) {
+            if let Ok(lp) = this.core.loop_obj(slf.py()).downcast::<Loop>() {
+                lp.get().timer_cancelled(slf.py());
+            }
+        }
+        Ok(())
+    }
+
+    fn when(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when_value(py)
+    }
+
+    #[getter]
+    fn _when(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when_value(py)
+    }
+
+    #[getter]
+    fn _scheduled(&self) -> bool {
+        self.scheduled.load(Ordering::Relaxed)
+    }
+
+    fn __hash__(&self) -> u64 {
+        // asyncio hashes the deadline: hash(float) of the value.
+        hash_f64(self.when)
+    }
+
+    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.downcast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get(), other.get());
+        let result = match op {
+            CompareOp::Lt => a.when < b.when,
+            CompareOp::Gt => a.when > b.when,
+            CompareOp::Le => a.when < b.when || a.eq(b, py)?,
+            CompareOp::Ge => a.when > b.when || a.eq(b, py)?,
+            CompareOp::Eq => a.eq(b, py)?,
+            CompareOp::Ne => !a.eq(b, py)?,
+        };
+        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+    }
+}
+
+impl TimerHandle {
+    /// asyncio's `TimerHandle.__eq__`: same deadline, callback, args and state.
+    fn eq(&self, other: &Self, py: Python<'_>) -> PyResult<bool> {
+        if std::ptr::eq(self, other) {
+            return Ok(true);
+        }
+        if self.when != other.when || self.core.is_cancelled() != other.core.is_cancelled() {
+            return Ok(false);
+        }
+        let (a, b) = (self.core.call.borrow(py), other.core.call.borrow(py));
+        match (a.as_ref(), b.as_ref()) {
+            (None, None) => Ok(true),
+            (Some(x), Some(y)) => {
+                let (xc, xa, yc, ya) = (
+                    x.callback.clone_ref(py),
+                    x.args.clone_ref(py),
+                    y.callback.clone_ref(py),
+                    y.args.clone_ref(py),
+                );
+                drop((a, b));
+                Ok(xc.bind(py).eq(yc.bind(py))? && xa.bind(py).eq(ya.bind(py))?)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+fn hash_f64(v: f64) -> u64 {
+    // Python's hash of a float equal to an integer is that integer's hash; for
+    // others it is derived from the bits. Only consistency with __eq__ matters
+    // here, so hash the integer value when integral, else the bits.
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        (v as i64) as u64
+    } else {
+        v.to_bits()
+    }
+}
+
+/// What the loop's queues hold: either handle type, without a Python lookup.
+pub(crate) enum Callback {
+    Plain(Py<Handle>),
+    Timer(Py<TimerHandle>),
+}
+
+impl Callback {
+    pub(crate) fn core(&self) -> &HandleCore {
+        match self {
+            Callback::Plain(h) => &h.get().core,
+            Callback::Timer(t) => &t.get().core,
+        }
+    }
+
+    pub(crate) fn as_any(&self) -> &Py<PyAny> {
+        match self {
+            Callback::Plain(h) => h.as_any(),
+            Callback::Timer(t) => t.as_any(),
+        }
+    }
+}
+
+/// A timer as the timer queue holds it.
+pub(crate) struct QueuedTimer(pub(crate) Py<TimerHandle>);
+
+impl ferroloop_core::TimerEntry for QueuedTimer {
+    fn is_cancelled(&self) -> bool {
+        self.0.get().core.is_cancelled()
+    }
+}

@@ -1,0 +1,24 @@
+//! `ferroloop._ferroloop`: everything of ferroloop that touches a Python object.
+//!
+//! Owns the native `Loop` base class (subclassed by `ferroloop.Loop` in Python,
+//! which adds the cold, policy-level methods), the `Handle`/`TimerHandle` types
+//! returned to users, and the conversion of OS errors to Python exceptions.
+//!
+//! Must not: call libc directly (that is `ferroloop_core::sys`'s job) or hold a
+//! borrow of loop state while calling into Python (see `gil_cell`).
+
+mod errors;
+mod event_loop;
+mod gil_cell;
+mod handles;
+mod pyimports;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    handles::register(m)?;
+    event_loop::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,59 @@
+"""ferroloop: a fast, exact asyncio event loop written in Rust.
+
+Use it with one line::
+
+    ferroloop.run(main())
+    asyncio.run(main(), loop_factory=ferroloop.new_event_loop)   # 3.12+
+"""
+
+from __future__ import annotations
+
+import asyncio as _asyncio
+import warnings as _warnings
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from . import _compat
+from ._ferroloop import __version__
+from ._loop import Loop
+
+__all__ = ("EventLoopPolicy", "Loop", "__version__", "install", "new_event_loop", "run")
+
+_T = TypeVar("_T")
+
+
+def new_event_loop() -> Loop:
+    """Return a new ferroloop event loop."""
+    return Loop()
+
+
+def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
+    """Run a coroutine on a new ferroloop loop, like ``asyncio.run``."""
+    return _compat.run(main, new_event_loop, debug=debug)
+
+
+class EventLoopPolicy(_compat.BasePolicy):  # type: ignore[misc,valid-type]
+    """Legacy policy whose loops are ferroloop loops (prefer ``loop_factory``)."""
+
+    def _loop_factory(self) -> Loop:  # used by asyncio's policy machinery
+        return new_event_loop()
+
+    def new_event_loop(self) -> Loop:
+        return new_event_loop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__qualname__} object at {id(self):#x}>"
+
+
+def install() -> None:
+    """Set ferroloop's policy as asyncio's (deprecated, like uvloop's, on 3.12+)."""
+    if _compat.PY312:
+        _warnings.warn(
+            "ferroloop.install() is deprecated in favor of ferroloop.run() "
+            "or asyncio.run(..., loop_factory=ferroloop.new_event_loop)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", DeprecationWarning)
+        _asyncio.set_event_loop_policy(EventLoopPolicy())

@@ -1,0 +1,79 @@
+"""Version gates, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+PY311 = sys.version_info >= (3, 11)
+PY312 = sys.version_info >= (3, 12)
+PY313 = sys.version_info >= (3, 13)
+PY314 = sys.version_info >= (3, 14)
+
+_T = TypeVar("_T")
+
+if PY314:
+    BasePolicy = asyncio.events._BaseDefaultEventLoopPolicy  # type: ignore[attr-defined]
+else:
+    BasePolicy = asyncio.DefaultEventLoopPolicy
+
+
+def run(
+    main: Coroutine[Any, Any, _T],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    *,
+    debug: bool | None = None,
+) -> _T:
+    """``asyncio.run`` with a loop factory, on every supported version."""
+    if PY312:
+        return asyncio.run(main, debug=debug, loop_factory=loop_factory)
+    if PY311:
+        with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
+            return runner.run(main)
+    return _run_310(main, loop_factory, debug)
+
+
+def _run_310(main, loop_factory, debug):  # pragma: no cover - 3.10 only
+    """3.10 has no Runner: mirror its asyncio.run with our loop."""
+    from asyncio import coroutines, events, tasks
+
+    if events._get_running_loop() is not None:
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+    if not coroutines.iscoroutine(main):
+        raise ValueError(f"a coroutine was expected, got {main!r}")
+    loop = loop_factory()
+    try:
+        events.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_all_tasks(loop, tasks)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            events.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_all_tasks(loop, tasks):  # pragma: no cover - 3.10 only
+    to_cancel = tasks.all_tasks(loop)
+    if not to_cancel:
+        return
+    for task in to_cancel:
+        task.cancel()
+    loop.run_until_complete(tasks.gather(*to_cancel, return_exceptions=True))
+    for task in to_cancel:
+        if task.cancelled():
+            continue
+        if task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception during asyncio.run() shutdown",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )

@@ -1,0 +1,103 @@
+"""Cold paths of the native loop, written in Python for exactness.
+
+The Rust code calls these for things that are rare or debug-only: formatting
+a handle's repr, reporting a failed callback, debug-mode checks and timing.
+They reproduce asyncio's behaviour on the running Python version.
+"""
+
+from __future__ import annotations
+
+import sys
+from asyncio import base_events, coroutines, format_helpers
+from typing import Any
+
+from ._compat import PY312
+
+if sys.version_info >= (3, 13):
+
+    def format_callback_source(callback: Any, args: Any, debug: bool) -> str:
+        return format_helpers._format_callback_source(callback, args, debug=debug)
+
+else:
+
+    def format_callback_source(callback: Any, args: Any, debug: bool) -> str:
+        return format_helpers._format_callback_source(callback, args)
+
+
+def extract_stack() -> Any:
+    """The creation traceback of a handle (debug mode), ending at the caller."""
+    return format_helpers.extract_stack(sys._getframe(1))
+
+
+def handle_repr(handle: Any) -> str:
+    info = [type(handle).__name__]
+    if handle._cancelled:
+        info.append("cancelled")
+    when = getattr(handle, "_when", None)
+    if when is not None:
+        info.append(f"when={when}")
+    if handle._callback is not None:
+        info.append(format_callback_source(handle._callback, handle._args, handle._loop.get_debug()))
+    tb = handle._source_traceback
+    if tb:
+        frame = tb[-1]
+        info.append(f"created at {frame[0]}:{frame[1]}")
+    return "<{}>".format(" ".join(info))
+
+
+def report_callback_error(handle: Any, callback: Any, args: Any, exc: BaseException) -> None:
+    loop = handle._loop
+    cb = format_callback_source(callback, args, loop.get_debug())
+    context = {"message": f"Exception in callback {cb}", "exception": exc, "handle": handle}
+    tb = handle._source_traceback
+    if tb:
+        context["source_traceback"] = tb
+    loop.call_exception_handler(context)
+
+
+def check_callback(callback: Any, method: str) -> None:
+    if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        raise TypeError(f"coroutines cannot be used with {method}()")
+    if not callable(callback):
+        raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
+
+
+def run_handle_debug(loop: Any, handle: Any) -> None:
+    """One callback in debug mode: asyncio's slow-callback warning."""
+    try:
+        loop._current_handle = handle
+        t0 = loop.time()
+        handle._run()
+        dt = loop.time() - t0
+        if dt >= loop.slow_callback_duration:
+            base_events.logger.warning(
+                "Executing %s took %.3f seconds", base_events._format_handle(handle), dt
+            )
+    finally:
+        loop._current_handle = None
+
+
+def fileobj_to_fd(fileobj: Any) -> int:
+    """asyncio's conversion of a file object to an fd, with its errors."""
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+__all__ = [
+    "PY312",
+    "check_callback",
+    "extract_stack",
+    "fileobj_to_fd",
+    "format_callback_source",
+    "handle_repr",
+    "report_callback_error",
+    "run_handle_debug",
+]

@@ -1,0 +1,203 @@
+"""``ferroloop.Loop``: the native loop plus asyncio's policy-level methods.
+
+The hot path (scheduling, timers, the run loop, fd watching, signal dispatch)
+is native (``_ferroloop.Loop``). The cold methods whose exact behaviour varies
+between Python versions (exception handler, executors, async generators, task
+factory, ``run_until_complete``) are taken from the running interpreter's own
+``asyncio.BaseEventLoop`` rather than rewritten, so they match it by
+construction on every version; this class provides the attributes they use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import signal
+import sys
+import threading
+import weakref
+from asyncio import base_events, constants, coroutines, events
+
+from . import _compat
+from ._ferroloop import Loop as _NativeLoop
+
+_Base = asyncio.BaseEventLoop
+_UNSET = object()
+
+
+def _sighandler_noop(signum, frame):
+    """Python-level handler so that CPython writes the signal to our fd."""
+
+
+class Loop(_NativeLoop, asyncio.AbstractEventLoop):
+    """An asyncio event loop implemented in Rust."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._exception_handler = None
+        self._default_executor = None
+        self._executor_shutdown_called = False
+        self._task_factory = None
+        self._current_handle = None
+        self._asyncgens = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth = None
+        self._wakeup_fd_saved = _UNSET
+        self._set_debug_flag(coroutines._is_debug_mode())
+
+    # ---- taken from the interpreter's asyncio ---------------------------------
+
+    __repr__ = _Base.__repr__
+    __del__ = _Base.__del__
+    run_until_complete = _Base.run_until_complete
+    create_task = _Base.create_task
+    set_task_factory = _Base.set_task_factory
+    get_task_factory = _Base.get_task_factory
+    run_in_executor = _Base.run_in_executor
+    set_default_executor = _Base.set_default_executor
+    shutdown_default_executor = _Base.shutdown_default_executor
+    _check_default_executor = _Base._check_default_executor
+    get_exception_handler = _Base.get_exception_handler
+    set_exception_handler = _Base.set_exception_handler
+    default_exception_handler = _Base.default_exception_handler
+    call_exception_handler = _Base.call_exception_handler
+    shutdown_asyncgens = _Base.shutdown_asyncgens
+    _asyncgen_firstiter_hook = _Base._asyncgen_firstiter_hook
+    _asyncgen_finalizer_hook = _Base._asyncgen_finalizer_hook
+    _set_coroutine_origin_tracking = _Base._set_coroutine_origin_tracking
+    _check_callback = _Base._check_callback
+    if hasattr(_Base, "_do_shutdown"):
+        _do_shutdown = _Base._do_shutdown
+
+    @property
+    def _debug(self) -> bool:
+        return self.get_debug()
+
+    # ---- lifecycle ---------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self.is_running():
+            raise RuntimeError("This event loop is already running")
+        if events._get_running_loop() is not None:
+            raise RuntimeError("Cannot run the event loop while another loop is running")
+
+    def run_forever(self) -> None:
+        """Run until stop() is called."""
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self.get_debug())
+        old_agen_hooks = sys.get_asyncgen_hooks()
+        try:
+            sys.set_asyncgen_hooks(
+                firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
+            )
+            events._set_running_loop(self)
+            self._install_wakeup_fd()
+            self._run_forever_native()
+        finally:
+            self._restore_wakeup_fd()
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_agen_hooks)
+
+    def close(self) -> None:
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        if self._signal_handle_sigs() and not sys.is_finalizing():
+            for sig in self._signal_handle_sigs():
+                self.remove_signal_handler(sig)
+        if self.get_debug():
+            base_events.logger.debug("Close %r", self)
+        self._close_native()
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+
+    def set_debug(self, enabled: bool) -> None:
+        self._set_debug_flag(enabled)
+        if self.is_running():
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
+
+    # ---- signals -----------------------------------------------------------
+
+    def _install_wakeup_fd(self) -> None:
+        """While running in the main thread, signals wake the poll at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        ours = self._signal_wakeup_fd()
+        try:
+            old = signal.set_wakeup_fd(ours, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            return
+        if old not in (-1, ours):
+            signal.set_wakeup_fd(old)  # someone else's: leave it to them
+            return
+        self._wakeup_fd_saved = old
+
+    def _restore_wakeup_fd(self) -> None:
+        old, self._wakeup_fd_saved = self._wakeup_fd_saved, _UNSET
+        if old is _UNSET or self._signal_handle_sigs():
+            return
+        try:
+            signal.set_wakeup_fd(old)
+        except (ValueError, OSError):
+            pass
+
+    def _check_signal(self, sig) -> None:
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def add_signal_handler(self, sig, callback, *args) -> None:
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        try:
+            # Raises ValueError outside the main thread, which keeps a loop
+            # running in another thread from adding signal handlers.
+            signal.set_wakeup_fd(self._signal_wakeup_fd())
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc)) from None
+        self._set_signal_handle(sig, callback, *args)
+        try:
+            signal.signal(sig, _sighandler_noop)
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            self._pop_signal_handle(sig)
+            if not self._signal_handle_sigs():
+                try:
+                    signal.set_wakeup_fd(-1)
+                except (ValueError, OSError) as nexc:
+                    base_events.logger.info("set_wakeup_fd(-1) failed: %s", nexc)
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig} cannot be caught") from None
+            raise
+
+    def remove_signal_handler(self, sig) -> bool:
+        self._check_signal(sig)
+        if not self._pop_signal_handle(sig):
+            return False
+        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(sig, handler)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig} cannot be caught") from None
+            raise
+        if not self._signal_handle_sigs() and not self.is_running():
+            try:
+                signal.set_wakeup_fd(-1)
+            except (ValueError, OSError) as exc:
+                base_events.logger.info("set_wakeup_fd(-1) failed: %s", exc)
+        return True
+
+
+assert constants.DEBUG_STACK_DEPTH  # keep the import: _set_coroutine_origin_tracking uses it
+__all__ = ["Loop", "_compat"]
