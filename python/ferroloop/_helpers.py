@@ -77,6 +77,11 @@ def run_handle_debug(loop: Any, handle: Any) -> None:
         loop._current_handle = None
 
 
+def create_task_slow(loop: Any, coro: Any, **kwargs: Any) -> Any:
+    """``create_task`` through the interpreter's own asyncio (factory, debug)."""
+    return loop._create_task_slow(coro, **kwargs)
+
+
 def fileobj_to_fd(fileobj: Any) -> int:
     """asyncio's conversion of a file object to an fd, with its errors."""
     if isinstance(fileobj, int):
@@ -94,6 +99,7 @@ def fileobj_to_fd(fileobj: Any) -> int:
 __all__ = [
     "PY312",
     "check_callback",
+    "create_task_slow",
     "extract_stack",
     "fileobj_to_fd",
     "format_callback_source",

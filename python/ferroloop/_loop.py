@@ -51,8 +51,7 @@ class Loop(_NativeLoop, asyncio.AbstractEventLoop):
     __repr__ = _Base.__repr__
     __del__ = _Base.__del__
     run_until_complete = _Base.run_until_complete
-    create_task = _Base.create_task
-    set_task_factory = _Base.set_task_factory
+    _create_task_slow = _Base.create_task  # the native create_task's fallback
     get_task_factory = _Base.get_task_factory
     run_in_executor = _Base.run_in_executor
     set_default_executor = _Base.set_default_executor
@@ -69,6 +68,10 @@ class Loop(_NativeLoop, asyncio.AbstractEventLoop):
     _check_callback = _Base._check_callback
     if hasattr(_Base, "_do_shutdown"):
         _do_shutdown = _Base._do_shutdown
+
+    def set_task_factory(self, factory) -> None:
+        _Base.set_task_factory(self, factory)
+        self._set_has_task_factory(factory is not None)
 
     @property
     def _debug(self) -> bool:

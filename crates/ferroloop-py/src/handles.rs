@@ -16,7 +16,6 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::types::{PyString, PyTuple};
-use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::Loop;
 use crate::gil_cell::GilCell;
@@ -121,22 +120,11 @@ impl HandleCore {
         }
     }
 
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(call) = self.call.try_borrow_for_gc() {
-            if let Some(c) = call.as_ref() {
-                visit.call(&c.callback)?;
-                visit.call(&c.args)?;
-            }
-        }
-        visit.call(&self.context)?;
-        visit.call(&self.loop_)?;
-        if let Some(tb) = &self.source_traceback {
-            visit.call(tb)?;
-        }
-        Ok(())
-    }
-
-    fn clear(&self, py: Python<'_>) {
+    /// Drops the callback and its arguments: after a one-shot handle ran,
+    /// or when the loop closes with it still queued. Handles are not tracked
+    /// by the cycle collector (half the GC pressure of `call_soon`), so this
+    /// is what breaks `obj -> handle -> obj.method` cycles.
+    pub(crate) fn release(&self, py: Python<'_>) {
         let released = self.call.borrow_mut(py).take();
         drop(released);
     }
@@ -228,22 +216,16 @@ macro_rules! handle_methods {
             fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
                 self.core.source_traceback.as_ref().map(|t| t.clone_ref(py))
             }
-
-            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-                self.core.traverse(&visit)
-            }
-
-            fn __clear__(&self) {
-                Python::with_gil(|py| self.core.clear(py));
-            }
         }
     };
 }
 
 /// A callback scheduled with `call_soon`, a reader/writer or a signal handler.
-#[pyclass(module = "ferroloop._ferroloop", name = "Handle", frozen, weakref)]
+#[pyclass(module = "ferroloop._ferroloop", name = "Handle", frozen, weakref, freelist = 256)]
 pub(crate) struct Handle {
     pub(crate) core: HandleCore,
+    /// A reader, writer or signal handle, run on every event.
+    pub(crate) reusable: bool,
 }
 
 handle_methods!(Handle);
@@ -256,7 +238,7 @@ impl Handle {
 }
 
 /// A callback scheduled with `call_later` or `call_at`.
-#[pyclass(module = "ferroloop._ferroloop", name = "TimerHandle", frozen, weakref)]
+#[pyclass(module = "ferroloop._ferroloop", name = "TimerHandle", frozen, weakref, freelist = 256)]
 pub(crate) struct TimerHandle {
     pub(crate) core: HandleCore,
     pub(crate) when: f64,
@@ -383,6 +365,15 @@ impl Callback {
         match self {
             Callback::Plain(h) => &h.get().core,
             Callback::Timer(t) => &t.get().core,
+        }
+    }
+
+    /// Timers and `call_soon` handles run once; reader, writer and signal
+    /// handles are queued again on each event.
+    pub(crate) fn is_one_shot(&self) -> bool {
+        match self {
+            Callback::Plain(h) => !h.get().reusable,
+            Callback::Timer(_) => true,
         }
     }
 

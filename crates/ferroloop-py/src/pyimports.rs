@@ -16,6 +16,7 @@ macro_rules! cached_attr {
 
 cached_attr!(helpers, "ferroloop._helpers", "__dict__");
 cached_attr!(future_type, "asyncio", "Future");
+cached_attr!(task_type, "asyncio", "Task");
 
 /// A function of `ferroloop._helpers` (the cold paths written in Python).
 pub(crate) fn helper<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {

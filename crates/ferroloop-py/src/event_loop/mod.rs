@@ -16,6 +16,7 @@
 mod fdwatch;
 mod run;
 mod signals;
+mod tasks;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
@@ -72,9 +73,43 @@ pub(crate) struct Loop {
     /// `threading.get_ident()` of the running thread; 0 when not running.
     thread_id: AtomicU64,
     slow_callback_duration: AtomicU64,
+    /// A task factory is set: `create_task` takes asyncio's own path.
+    has_task_factory: AtomicBool,
 }
 
 impl Loop {
+    /// Drops every queued callback and watcher (close, GC clear). They will
+    /// never run, so their callbacks are released too, which also breaks
+    /// cycles through the handles (not tracked by the cycle collector).
+    fn release_all(&self, py: Python<'_>) {
+        let (ready, timers, watches, handlers) = {
+            let mut st = self.state.borrow_mut(py);
+            let ready = std::mem::take(&mut st.ready);
+            let timers = st.timers.clear();
+            let watches = std::mem::take(&mut st.watches);
+            let handlers = std::mem::take(&mut st.signal_handlers);
+            st.rearm.clear();
+            (ready, timers, watches, handlers)
+        };
+        for fd in watches.keys() {
+            let _ = self.poller.deregister(*fd);
+        }
+        for cb in &ready {
+            cb.core().release(py);
+        }
+        for t in &timers {
+            t.0.get().unschedule();
+            t.0.get().core.release(py);
+        }
+        for h in watches.values().flat_map(|w| [&w.reader, &w.writer]).flatten() {
+            h.get().core.release(py);
+        }
+        for h in handlers.values() {
+            h.get().core.release(py);
+        }
+        drop((ready, timers, watches, handlers));
+    }
+
     pub(crate) fn debug(&self) -> bool {
         self.debug.load(Ordering::Relaxed)
     }
@@ -163,6 +198,7 @@ impl Loop {
             debug: AtomicBool::new(false),
             thread_id: AtomicU64::new(0),
             slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
+            has_task_factory: AtomicBool::new(false),
         })
     }
 
@@ -205,22 +241,7 @@ impl Loop {
     /// clears `_ready` and `_scheduled`); fd watchers are unregistered.
     fn _close_native(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Relaxed);
-        let (ready, timers, watches, handlers) = {
-            let mut st = self.state.borrow_mut(py);
-            let ready = std::mem::take(&mut st.ready);
-            let timers = st.timers.clear();
-            let watches = std::mem::take(&mut st.watches);
-            let handlers = std::mem::take(&mut st.signal_handlers);
-            st.rearm.clear();
-            (ready, timers, watches, handlers)
-        };
-        for fd in watches.keys() {
-            let _ = self.poller.deregister(*fd);
-        }
-        for t in &timers {
-            t.0.get().unschedule();
-        }
-        drop((ready, timers, watches, handlers));
+        self.release_all(py);
     }
 
     // ---- debug -----------------------------------------------------------
@@ -263,7 +284,7 @@ impl Loop {
             this.check_thread()?;
             this.check_callback(&callback, "call_soon")?;
         }
-        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)? })?;
+        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)?, reusable: false })?;
         this.push_ready(py, Callback::Plain(handle.clone_ref(py)));
         Ok(handle)
     }
@@ -281,7 +302,7 @@ impl Loop {
         if this.debug() {
             this.check_callback(&callback, "call_soon_threadsafe")?;
         }
-        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)? })?;
+        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)?, reusable: false })?;
         this.push_ready(py, Callback::Plain(handle.clone_ref(py)));
         this.poller.notifier().notify().map_err(|e| os_error(&e))?;
         Ok(handle)
@@ -366,17 +387,6 @@ impl Loop {
     }
 
     fn __clear__(&self) {
-        Python::with_gil(|py| {
-            let (ready, timers, watches, handlers) = {
-                let mut st = self.state.borrow_mut(py);
-                (
-                    std::mem::take(&mut st.ready),
-                    st.timers.clear(),
-                    std::mem::take(&mut st.watches),
-                    std::mem::take(&mut st.signal_handlers),
-                )
-            };
-            drop((ready, timers, watches, handlers));
-        });
+        Python::with_gil(|py| self.release_all(py));
     }
 }

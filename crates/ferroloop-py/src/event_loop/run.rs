@@ -26,9 +26,17 @@ impl Loop {
     fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (timeout, mut events) = this.prepare_poll(py);
+        let (timeout, mut events, watching) = this.prepare_poll(py);
         let res = if timeout == Some(Duration::ZERO) {
-            this.poller.poll(timeout, &mut events)
+            if watching {
+                this.poller.poll(timeout, &mut events)
+            } else {
+                // Nothing is registered that a non-blocking poll could report:
+                // cross-thread callbacks are already in the ready queue (pushed
+                // under the GIL) and Python-level signal handlers run in
+                // check_signals below. Skipping it is exact, not a heuristic.
+                Ok(())
+            }
         } else {
             py.allow_threads(|| this.poller.poll(timeout, &mut events))
         };
@@ -50,7 +58,9 @@ impl Loop {
         Self::run_ready(slf)
     }
 
-    fn prepare_poll(&self, py: Python<'_>) -> (Option<Duration>, Vec<Readiness>) {
+    /// The poll timeout, the event buffer, and whether any fd or signal
+    /// handler is registered (else a non-blocking poll has nothing to report).
+    fn prepare_poll(&self, py: Python<'_>) -> (Option<Duration>, Vec<Readiness>, bool) {
         let mut dead = Vec::new();
         let mut st = self.state.borrow_mut(py);
         let rearm = std::mem::take(&mut st.rearm);
@@ -67,9 +77,10 @@ impl Loop {
             st.timers.next_deadline(&mut dead).map(|when| timeout_until(when, monotonic()))
         };
         let events = std::mem::take(&mut st.events);
+        let watching = !st.watches.is_empty() || !st.signal_handlers.is_empty();
         drop(st);
         drop(dead);
-        (timeout, events)
+        (timeout, events, watching)
     }
 
     /// Queues the handles of ready fds; returns whether a signal arrived.
@@ -112,6 +123,9 @@ impl Loop {
     fn move_due_timers(&self, py: Python<'_>) {
         let mut dead = Vec::new();
         let mut st = self.state.borrow_mut(py);
+        if st.timers.is_empty() {
+            return;
+        }
         let end = monotonic() + CLOCK_RESOLUTION;
         while let Some(timer) = st.timers.pop_due(end, &mut dead) {
             timer.0.get().unschedule();
@@ -132,11 +146,15 @@ impl Loop {
                 continue;
             }
             let obj = cb.as_any().bind(py);
-            if this.debug() {
-                helper(py, "run_handle_debug")?.call1((slf, obj))?;
+            let res = if this.debug() {
+                helper(py, "run_handle_debug")?.call1((slf, obj)).map(drop)
             } else {
-                core.run(obj)?;
+                core.run(obj)
+            };
+            if cb.is_one_shot() {
+                core.release(py);
             }
+            res?;
         }
         Ok(())
     }

@@ -54,7 +54,7 @@ impl Loop {
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, None)? })?;
+        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, None)?, reusable: true })?;
         let old = slf.get().state.borrow_mut(py).signal_handlers.insert(sig, handle);
         drop(old);
         Ok(())
