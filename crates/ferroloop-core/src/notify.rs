@@ -36,16 +36,14 @@ impl Notifier {
 
     /// Wakes the loop if it sleeps; cheap (one atomic) when it is awake.
     pub fn notify(&self) -> io::Result<()> {
-        match self.state.compare_exchange(SLEEPING, NOTIFIED, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => self.waker.wake(),
-            Err(AWAKE) => {
-                // The loop is running callbacks; it will see the published work
-                // before it sleeps again, because it re-checks after begin_sleep.
-                // Mark it so that begin_sleep does not block.
-                let _ = self.state.compare_exchange(AWAKE, NOTIFIED, Ordering::AcqRel, Ordering::Acquire);
-                Ok(())
-            }
-            Err(_) => Ok(()),
+        // One swap, so no `begin_sleep` can slip between reading the state and
+        // marking it (a load-then-CAS lost the wake-up when it did). From
+        // SLEEPING we own the kernel wake-up; from AWAKE the mark alone keeps
+        // the next `begin_sleep` from blocking; from NOTIFIED it is done already.
+        if self.state.swap(NOTIFIED, Ordering::AcqRel) == SLEEPING {
+            self.waker.wake()
+        } else {
+            Ok(())
         }
     }
 

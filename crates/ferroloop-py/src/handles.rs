@@ -100,11 +100,8 @@ impl HandleCore {
     /// returned, as asyncio lets them leave `run_forever`.
     pub(crate) fn run(&self, slf: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let Some((callback, args)) = self
-            .call
-            .borrow(py)
-            .as_ref()
-            .map(|c| (c.callback.clone_ref(py), c.args.clone_ref(py)))
+        let Some((callback, args)) =
+            self.call.borrow(py).as_ref().map(|c| (c.callback.clone_ref(py), c.args.clone_ref(py)))
         else {
             return Ok(());
         };

@@ -2,7 +2,6 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::PyType;
 
 macro_rules! cached_attr {
     ($name:ident, $module:literal, $attr:literal) => {
@@ -21,8 +20,4 @@ cached_attr!(task_type, "asyncio", "Task");
 /// A function of `ferroloop._helpers` (the cold paths written in Python).
 pub(crate) fn helper<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     Ok(helpers(py)?.get_item(name)?)
-}
-
-pub(crate) fn future_type_bound(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    Ok(future_type(py)?.downcast::<PyType>()?)
 }

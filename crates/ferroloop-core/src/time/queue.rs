@@ -58,10 +58,7 @@ impl<T> PartialOrd for Slot<T> {
 impl<T> Ord for Slot<T> {
     // Reversed: BinaryHeap is a max-heap and we want the earliest first.
     fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .key()
-            .total_cmp(&self.key())
-            .then_with(|| other.seq.cmp(&self.seq))
+        other.key().total_cmp(&self.key()).then_with(|| other.seq.cmp(&self.seq))
     }
 }
 

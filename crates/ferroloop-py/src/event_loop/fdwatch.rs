@@ -59,7 +59,8 @@ impl Loop {
         let this = slf.get();
         this.check_closed()?;
         let fd = to_fd(fileobj)?;
-        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, None)?, reusable: true })?;
+        let handle =
+            Py::new(py, Handle { core: Self::new_core(slf, callback, args, None)?, reusable: true })?;
         let old = {
             let mut st = this.state.borrow_mut(py);
             let fresh = !st.watches.contains_key(&fd);

@@ -25,12 +25,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ferroloop_core::{monotonic, sys, Poller, SignalChannel, TimerQueue};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::PyTuple;
 
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::handles::{Callback, Handle, HandleCore, QueuedTimer, TimerHandle};
-use crate::pyimports::{future_type_bound, helper};
+use crate::pyimports::{future_type, helper};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Loop>()
@@ -284,7 +284,8 @@ impl Loop {
             this.check_thread()?;
             this.check_callback(&callback, "call_soon")?;
         }
-        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)?, reusable: false })?;
+        let handle =
+            Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)?, reusable: false })?;
         this.push_ready(py, Callback::Plain(handle.clone_ref(py)));
         Ok(handle)
     }
@@ -302,7 +303,8 @@ impl Loop {
         if this.debug() {
             this.check_callback(&callback, "call_soon_threadsafe")?;
         }
-        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)?, reusable: false })?;
+        let handle =
+            Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)?, reusable: false })?;
         this.push_ready(py, Callback::Plain(handle.clone_ref(py)));
         this.poller.notifier().notify().map_err(|e| os_error(&e))?;
         Ok(handle)
@@ -340,7 +342,8 @@ impl Loop {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
         let value = when.extract::<f64>()?;
-        let when_obj = if when.is_exact_instance_of::<pyo3::types::PyFloat>() { None } else { Some(when.unbind()) };
+        let when_obj =
+            if when.is_exact_instance_of::<pyo3::types::PyFloat>() { None } else { Some(when.unbind()) };
         Self::schedule_timer(slf, value, when_obj, callback, args, context)
     }
 
@@ -351,10 +354,7 @@ impl Loop {
     // ---- futures ---------------------------------------------------------
 
     fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let kwargs = PyDict::new(py);
-        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
-        Ok(future_type_bound(py)?.call((), Some(&kwargs))?.unbind())
+        tasks::call_with_loop(slf, future_type(slf.py())?, None)
     }
 
     // ---- introspection used by tests and the Python layer -----------------

@@ -97,7 +97,9 @@ impl Loop {
             let fd = (ev.token - FD_TOKEN_BASE) as i32;
             let Some(w) = st.watches.get(&fd) else { continue };
             let mut queued = false;
-            for (fired, handle, is_reader) in [(ev.readable, &w.reader, true), (ev.writable, &w.writer, false)] {
+            for (fired, handle, is_reader) in
+                [(ev.readable, &w.reader, true), (ev.writable, &w.writer, false)]
+            {
                 let (true, Some(h)) = (fired, handle) else { continue };
                 if h.get().core.is_cancelled() {
                     stale.push((fd, is_reader));

@@ -47,6 +47,7 @@ impl Loop {
         self.signals.write_fd()
     }
 
+    #[pyo3(signature = (sig, callback, *args))]
     fn _set_signal_handle(
         slf: &Bound<'_, Self>,
         sig: i32,
@@ -54,7 +55,8 @@ impl Loop {
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let handle = Py::new(py, Handle { core: Self::new_core(slf, callback, args, None)?, reusable: true })?;
+        let handle =
+            Py::new(py, Handle { core: Self::new_core(slf, callback, args, None)?, reusable: true })?;
         let old = slf.get().state.borrow_mut(py).signal_handlers.insert(sig, handle);
         drop(old);
         Ok(())

@@ -33,6 +33,35 @@ fn loop_kwnames(py: Python<'_>) -> &Bound<'_, PyTuple> {
     KWNAMES.get_or_init(py, || PyTuple::new(py, [pyo3::intern!(py, "loop")]).unwrap().unbind()).bind(py)
 }
 
+/// `callable(arg, loop=loop)` (or `callable(loop=loop)`) through vectorcall,
+/// without building a kwargs dict.
+pub(super) fn call_with_loop(
+    slf: &Bound<'_, Loop>,
+    callable: &Bound<'_, PyAny>,
+    arg: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    // Slot 0 is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET).
+    let args = match arg {
+        Some(a) => [std::ptr::null_mut(), a.as_ptr(), slf.as_ptr()],
+        None => [std::ptr::null_mut(), slf.as_ptr(), std::ptr::null_mut()],
+    };
+    let nargs = usize::from(arg.is_some());
+    // SAFETY: the argument pointers are borrowed live objects for the duration
+    // of the call; kwnames is a 1-tuple naming the last argument; the result
+    // is a new reference or NULL with an exception set.
+    let obj = unsafe {
+        ffi::PyObject_Vectorcall(
+            callable.as_ptr(),
+            args.as_ptr().add(1),
+            nargs | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+            loop_kwnames(py).as_ptr(),
+        )
+    };
+    // SAFETY: see above.
+    Ok(unsafe { Bound::from_owned_ptr_or_err(py, obj)? }.unbind())
+}
+
 #[pymethods]
 impl Loop {
     #[pyo3(signature = (coro, **kwargs))]
@@ -55,22 +84,7 @@ impl Loop {
             kw.set_item(pyo3::intern!(py, "loop"), slf)?;
             return Ok(task_type.call((coro,), Some(&kw))?.unbind());
         }
-        // Task(coro, loop=self) through vectorcall: slot 0 is scratch space
-        // that PY_VECTORCALL_ARGUMENTS_OFFSET lets the callee use.
-        let args = [std::ptr::null_mut(), coro.as_ptr(), slf.as_ptr()];
-        // SAFETY: `args[1..]` are borrowed live objects for the duration of the
-        // call; kwnames is a tuple of one str naming the last argument; the
-        // result is a new reference or NULL with an exception set.
-        let task = unsafe {
-            ffi::PyObject_Vectorcall(
-                task_type.as_ptr(),
-                args.as_ptr().add(1),
-                1 | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
-                loop_kwnames(py).as_ptr(),
-            )
-        };
-        // SAFETY: see above.
-        Ok(unsafe { Bound::from_owned_ptr_or_err(py, task)? }.unbind())
+        call_with_loop(slf, task_type, Some(&coro))
     }
 
     fn _set_has_task_factory(&self, value: bool) {
