@@ -156,7 +156,7 @@ pub(crate) fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
 }
 
 fn loop_debug(loop_: &Bound<'_, PyAny>) -> bool {
-    loop_.downcast::<Loop>().map(|l| l.get().debug()).unwrap_or(false)
+    loop_.downcast::<Loop>().is_ok_and(|l| l.get().debug())
 }
 
 /// The Python-visible methods both handle types share.

@@ -19,5 +19,5 @@ cached_attr!(task_type, "asyncio", "Task");
 
 /// A function of `ferroloop._helpers` (the cold paths written in Python).
 pub(crate) fn helper<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    Ok(helpers(py)?.get_item(name)?)
+    helpers(py)?.get_item(name)
 }

@@ -94,7 +94,7 @@ impl Loop {
                 signalled = true;
                 continue;
             }
-            let fd = (ev.token - FD_TOKEN_BASE) as i32;
+            let Ok(fd) = i32::try_from(ev.token - FD_TOKEN_BASE) else { continue };
             let Some(w) = st.watches.get(&fd) else { continue };
             let mut queued = false;
             for (fired, handle, is_reader) in
