@@ -1,4 +1,4 @@
-//! The OS layer: every libc call of ferroloop goes through [`syscall!`].
+//! The OS layer: every libc call of ferroloop goes through `syscall!`.
 //!
 //! Contract: a wrapper returns `io::Result`, turning `-1` into
 //! `io::Error::last_os_error()` so that errno survives to Python. Wrappers are
@@ -27,7 +27,6 @@ macro_rules! syscall {
         }
     }};
 }
-pub(crate) use syscall;
 
 /// Reads `CLOCK_MONOTONIC`, the clock behind Python's `time.monotonic()`.
 pub fn clock_monotonic() -> libc::timespec {
