@@ -13,6 +13,7 @@ use std::os::fd::RawFd;
 /// The arguments are expanded inside the `unsafe` block, as in mio's macro of
 /// the same name: every call site is in this module and upholds the libc
 /// function's contract, which is what the `SAFETY` line below relies on.
+#[macro_export]
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
         // SAFETY: the caller passes arguments valid for this libc function; the
