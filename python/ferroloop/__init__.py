@@ -33,7 +33,21 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
 
 
 class EventLoopPolicy(_compat.BasePolicy):  # type: ignore[misc,valid-type]
-    """Legacy policy whose loops are ferroloop loops (prefer ``loop_factory``)."""
+    """Legacy policy whose loops are ferroloop loops (prefer ``loop_factory``).
+
+    Event loop policies are deprecated from Python 3.12 on (removed in 3.16):
+    creating one warns there, as uvloop's does.
+    """
+
+    def __init__(self) -> None:
+        if _compat.PY312:
+            _warnings.warn(
+                "ferroloop.EventLoopPolicy is deprecated: use ferroloop.run() or "
+                "asyncio.run(..., loop_factory=ferroloop.new_event_loop)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        super().__init__()
 
     def _loop_factory(self) -> Loop:  # used by asyncio's policy machinery
         return new_event_loop()

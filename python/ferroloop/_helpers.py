@@ -8,7 +8,7 @@ They reproduce asyncio's behaviour on the running Python version.
 from __future__ import annotations
 
 import sys
-from asyncio import base_events, coroutines, format_helpers
+from asyncio import base_events, constants, coroutines, format_helpers
 from typing import Any
 
 from ._compat import PY312
@@ -24,9 +24,15 @@ else:
         return format_helpers._format_callback_source(callback, args)
 
 
-def extract_stack() -> Any:
-    """The creation traceback of a handle (debug mode), ending at the caller."""
-    return format_helpers.extract_stack(sys._getframe(1))
+def extract_stack(trim: int) -> Any:
+    """The creation traceback of a handle (debug mode), ending at the caller.
+
+    asyncio extracts ``DEBUG_STACK_DEPTH`` frames from inside its own methods,
+    then deletes its ``trim`` internal frames: take as many user frames.
+    """
+    return format_helpers.extract_stack(
+        sys._getframe(1), limit=constants.DEBUG_STACK_DEPTH - trim
+    )
 
 
 def handle_repr(handle: Any) -> str:
@@ -77,11 +83,6 @@ def run_handle_debug(loop: Any, handle: Any) -> None:
         loop._current_handle = None
 
 
-def create_task_slow(loop: Any, coro: Any, **kwargs: Any) -> Any:
-    """``create_task`` through the interpreter's own asyncio (factory, debug)."""
-    return loop._create_task_slow(coro, **kwargs)
-
-
 def fileobj_to_fd(fileobj: Any) -> int:
     """asyncio's conversion of a file object to an fd, with its errors."""
     if isinstance(fileobj, int):
@@ -99,7 +100,6 @@ def fileobj_to_fd(fileobj: Any) -> int:
 __all__ = [
     "PY312",
     "check_callback",
-    "create_task_slow",
     "extract_stack",
     "fileobj_to_fd",
     "format_callback_source",

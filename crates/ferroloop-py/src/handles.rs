@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PyFloat, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::Loop;
 use crate::gil_cell::GilCell;
@@ -49,7 +50,7 @@ impl HandleCore {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
-        debug: bool,
+        debug: Option<u8>,
     ) -> PyResult<Self> {
         let py = loop_.py();
         let context = match context {
@@ -58,8 +59,10 @@ impl HandleCore {
             // an exception set, which from_owned_ptr_or_err turns into Err.
             _ => unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind(),
         };
-        let source_traceback =
-            if debug { Some(helper(py, "extract_stack")?.call0()?.unbind()) } else { None };
+        let source_traceback = match debug {
+            Some(trim) => Some(helper(py, "extract_stack")?.call1((trim,))?.unbind()),
+            None => None,
+        };
         Ok(Self {
             call: GilCell::new(Some(Call { callback: callback.unbind(), args: args.unbind() })),
             context,
@@ -85,11 +88,12 @@ impl HandleCore {
         if self.cancelled.load(Ordering::Relaxed) {
             return Ok(false);
         }
+        self.cancelled.store(true, Ordering::Relaxed);
         if loop_debug(self.loop_obj(py)) {
+            // asyncio keeps the repr, taken once cancelled, with the callback.
             let repr = slf.repr()?.unbind();
             *self.repr.borrow_mut(py) = Some(repr);
         }
-        self.cancelled.store(true, Ordering::Relaxed);
         let released = self.call.borrow_mut(py).take();
         drop(released);
         Ok(true)
@@ -117,11 +121,23 @@ impl HandleCore {
         }
     }
 
-    /// Drops the callback and its arguments: after a one-shot handle ran,
-    /// or when the loop closes with it still queued. Handles are not tracked
-    /// by the cycle collector (half the GC pressure of `call_soon`), so this
-    /// is what breaks `obj -> handle -> obj.method` cycles.
-    pub(crate) fn release(&self, py: Python<'_>) {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(call) = self.call.try_borrow_for_gc() {
+            if let Some(c) = call.as_ref() {
+                visit.call(&c.callback)?;
+                visit.call(&c.args)?;
+            }
+        }
+        visit.call(&self.context)?;
+        visit.call(&self.loop_)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the callback and its arguments (the GC's `__clear__`).
+    fn release(&self, py: Python<'_>) {
         let released = self.call.borrow_mut(py).take();
         drop(released);
     }
@@ -130,6 +146,14 @@ impl HandleCore {
 /// `context.run(callback, *args)` through the C API, without building a
 /// bound method or a new argument tuple.
 fn call_in_context(py: Python<'_>, ctx: &Py<PyAny>, cb: &Py<PyAny>, args: &Py<PyTuple>) -> PyResult<()> {
+    // SAFETY: a type check on a live object.
+    if unsafe { ffi::PyContext_CheckExact(ctx.as_ptr()) } == 0 {
+        // Not a Context: do what asyncio does, `context.run(callback, *args)`.
+        let mut call_args = vec![cb.clone_ref(py).into_bound(py)];
+        call_args.extend(args.bind(py).iter());
+        ctx.bind(py).call_method1(pyo3::intern!(py, "run"), PyTuple::new(py, call_args)?)?;
+        return Ok(());
+    }
     // SAFETY: ctx is a live contextvars.Context (asyncio semantics); Enter
     // returns -1 with an exception set if it is already entered.
     if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
@@ -213,16 +237,38 @@ macro_rules! handle_methods {
             fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
                 self.core.source_traceback.as_ref().map(|t| t.clone_ref(py))
             }
+
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                self.core.traverse(&visit)
+            }
+
+            fn __clear__(&self) {
+                Python::with_gil(|py| self.core.release(py));
+            }
         }
     };
+}
+
+/// Creates a handle object. Handles come from a freelist; an object reused
+/// from it is not linked into the collector by PyO3, so we track it here (as
+/// CPython's own freelists do): it is collectable, and its reuse does not count
+/// as a new allocation toward the collector's next pass.
+pub(crate) fn new_handle<T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>(py: Python<'_>, value: T) -> PyResult<Py<T>> {
+    let obj = Py::new(py, value)?;
+    // SAFETY: obj is a live, fully initialised GC-enabled object (its type
+    // defines __traverse__); tracking an untracked one is what tp_alloc does.
+    unsafe {
+        if ffi::PyObject_GC_IsTracked(obj.as_ptr()) == 0 {
+            ffi::PyObject_GC_Track(obj.as_ptr().cast());
+        }
+    }
+    Ok(obj)
 }
 
 /// A callback scheduled with `call_soon`, a reader/writer or a signal handler.
 #[pyclass(module = "ferroloop._ferroloop", name = "Handle", frozen, weakref, freelist = 256)]
 pub(crate) struct Handle {
     pub(crate) core: HandleCore,
-    /// A reader, writer or signal handle, run on every event.
-    pub(crate) reusable: bool,
 }
 
 handle_methods!(Handle);
@@ -257,7 +303,7 @@ impl TimerHandle {
     fn when_value(&self, py: Python<'_>) -> Py<PyAny> {
         match &self.when_obj {
             Some(w) => w.clone_ref(py),
-            None => self.when.into_pyobject(py).map_or_else(|_| py.None(), |f| f.into_any().unbind()),
+            None => PyFloat::new(py, self.when).into_any().unbind(),
         }
     }
 }
@@ -290,9 +336,9 @@ impl TimerHandle {
         self.scheduled.load(Ordering::Relaxed)
     }
 
-    fn __hash__(&self) -> u64 {
-        // asyncio hashes the deadline: hash(float) of the value.
-        hash_f64(self.when)
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        // asyncio: hash(self._when)
+        self.when_value(py).bind(py).hash()
     }
 
     fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
@@ -340,17 +386,6 @@ impl TimerHandle {
     }
 }
 
-fn hash_f64(v: f64) -> u64 {
-    // Python's hash of a float equal to an integer is that integer's hash; for
-    // others it is derived from the bits. Only consistency with __eq__ matters
-    // here, so hash the integer value when integral, else the bits.
-    if v.fract() == 0.0 && v.abs() < 9.0e15 {
-        (v as i64) as u64
-    } else {
-        v.to_bits()
-    }
-}
-
 /// What the loop's queues hold: either handle type, without a Python lookup.
 pub(crate) enum Callback {
     Plain(Py<Handle>),
@@ -362,15 +397,6 @@ impl Callback {
         match self {
             Callback::Plain(h) => &h.get().core,
             Callback::Timer(t) => &t.get().core,
-        }
-    }
-
-    /// Timers and `call_soon` handles run once; reader, writer and signal
-    /// handles are queued again on each event.
-    pub(crate) fn is_one_shot(&self) -> bool {
-        match self {
-            Callback::Plain(h) => !h.get().reusable,
-            Callback::Timer(_) => true,
         }
     }
 

@@ -14,7 +14,7 @@ use pyo3::types::PyTuple;
 
 use super::{Loop, State, Watch, FD_TOKEN_BASE};
 use crate::errors::os_error;
-use crate::handles::Handle;
+use crate::handles::{new_handle, Handle};
 use crate::pyimports::helper;
 
 impl Watch {
@@ -27,25 +27,38 @@ fn token(fd: RawFd) -> usize {
     fd as usize + FD_TOKEN_BASE
 }
 
-/// asyncio's file-object-to-fd conversion, with its errors.
-fn to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+/// asyncio's file-object-to-fd conversion, with its errors. The number may
+/// not fit an fd (`remove_reader(2**40)` is simply not registered).
+fn to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<i64> {
     helper(fileobj.py(), "fileobj_to_fd")?.call1((fileobj,))?.extract()
 }
 
 impl Loop {
-    /// Removes the reader (or writer) of `fd`; returns its handle for the
-    /// caller to cancel and drop outside the borrow.
-    pub(super) fn unwatch(&self, st: &mut State, fd: RawFd, reader: bool) -> Option<Py<Handle>> {
-        let w = st.watches.get_mut(&fd)?;
+    /// Removes the reader (or writer) of `fd` and returns its handle. When the
+    /// other direction stays watched the kernel interest is changed; if that
+    /// fails (the fd was closed) the fd is forgotten entirely and the error
+    /// returned, as asyncio's selector does. Removed objects go to `dead`, to
+    /// be dropped once the state borrow is released.
+    pub(super) fn unwatch(
+        &self,
+        st: &mut State,
+        fd: RawFd,
+        reader: bool,
+        dead: &mut Vec<Watch>,
+    ) -> std::io::Result<Option<Py<Handle>>> {
+        let Some(w) = st.watches.get_mut(&fd) else { return Ok(None) };
         let old = if reader { w.reader.take() } else { w.writer.take() };
         let interest = w.interest();
         if interest == Interest::default() {
-            st.watches.remove(&fd);
+            dead.extend(st.watches.remove(&fd));
             let _ = self.poller.deregister(fd);
-        } else {
-            let _ = self.poller.rearm(fd, token(fd), interest);
+        } else if let Err(e) = self.poller.rearm(fd, token(fd), interest) {
+            dead.extend(st.watches.remove(&fd));
+            dead.push(Watch { reader: old, writer: None });
+            let _ = self.poller.deregister(fd);
+            return Err(e);
         }
-        old
+        Ok(old)
     }
 
     fn watch(
@@ -58,9 +71,10 @@ impl Loop {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let fd = to_fd(fileobj)?;
-        let handle =
-            Py::new(py, Handle { core: Self::new_core(slf, callback, args, None)?, reusable: true })?;
+        let fd = RawFd::try_from(to_fd(fileobj)?)
+            .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("fd is out of range"))?;
+        let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? })?;
+        let mut dead = Vec::new();
         let old = {
             let mut st = this.state.borrow_mut(py);
             let fresh = !st.watches.contains_key(&fd);
@@ -73,9 +87,13 @@ impl Loop {
                 this.poller.rearm(fd, token(fd), interest)
             };
             if let Err(e) = res {
-                let undone = if fresh { st.watches.remove(&fd) } else { None };
+                // asyncio's selector forgets the fd when registering fails.
+                dead.extend(st.watches.remove(&fd));
+                if !fresh {
+                    let _ = this.poller.deregister(fd);
+                }
                 drop(st);
-                drop(undone);
+                drop((dead, old));
                 return Err(os_error(&e));
             }
             old
@@ -92,17 +110,20 @@ impl Loop {
         if this.closed.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(false);
         }
-        let fd = to_fd(fileobj)?;
-        let old = {
+        let Ok(fd) = RawFd::try_from(to_fd(fileobj)?) else { return Ok(false) };
+        let mut dead = Vec::new();
+        let res = {
             let mut st = this.state.borrow_mut(py);
-            this.unwatch(&mut st, fd, reader)
+            this.unwatch(&mut st, fd, reader, &mut dead)
         };
-        match old {
-            Some(h) => {
+        drop(dead);
+        match res {
+            Ok(Some(h)) => {
                 h.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
                 Ok(true)
             }
-            None => Ok(false),
+            Ok(None) => Ok(false),
+            Err(e) => Err(os_error(&e)),
         }
     }
 }

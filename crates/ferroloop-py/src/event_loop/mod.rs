@@ -29,7 +29,7 @@ use pyo3::types::PyTuple;
 
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
-use crate::handles::{Callback, Handle, HandleCore, QueuedTimer, TimerHandle};
+use crate::handles::{new_handle, Callback, Handle, HandleCore, QueuedTimer, TimerHandle};
 use crate::pyimports::{future_type, helper};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -78,9 +78,7 @@ pub(crate) struct Loop {
 }
 
 impl Loop {
-    /// Drops every queued callback and watcher (close, GC clear). They will
-    /// never run, so their callbacks are released too, which also breaks
-    /// cycles through the handles (not tracked by the cycle collector).
+    /// Drops every queued callback and watcher (close, GC clear).
     fn release_all(&self, py: Python<'_>) {
         let (ready, timers, watches, handlers) = {
             let mut st = self.state.borrow_mut(py);
@@ -94,18 +92,8 @@ impl Loop {
         for fd in watches.keys() {
             let _ = self.poller.deregister(*fd);
         }
-        for cb in &ready {
-            cb.core().release(py);
-        }
         for t in &timers {
             t.0.get().unschedule();
-            t.0.get().core.release(py);
-        }
-        for h in watches.values().flat_map(|w| [&w.reader, &w.writer]).flatten() {
-            h.get().core.release(py);
-        }
-        for h in handlers.values() {
-            h.get().core.release(py);
         }
         drop((ready, timers, watches, handlers));
     }
@@ -137,13 +125,18 @@ impl Loop {
         Ok(())
     }
 
+    /// A handle's core. In debug mode it records where it was created;
+    /// `trim` is how many asyncio-internal frames asyncio's own method would
+    /// have cut from that traceback, so both keep the same number of frames.
     fn new_core(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
+        trim: u8,
     ) -> PyResult<HandleCore> {
-        HandleCore::new(slf.as_any(), callback, args, context, slf.get().debug())
+        let debug = slf.get().debug().then_some(trim);
+        HandleCore::new(slf.as_any(), callback, args, context, debug)
     }
 
     fn push_ready(&self, py: Python<'_>, cb: Callback) {
@@ -159,6 +152,7 @@ impl Loop {
 
     fn schedule_timer(
         slf: &Bound<'_, Self>,
+        trim: u8,
         when: f64,
         when_obj: Option<Py<PyAny>>,
         callback: Bound<'_, PyAny>,
@@ -172,8 +166,8 @@ impl Loop {
             this.check_thread()?;
             this.check_callback(&callback, "call_at")?;
         }
-        let core = Self::new_core(slf, callback, args, context)?;
-        let timer = Py::new(py, TimerHandle::new(core, when, when_obj))?;
+        let core = Self::new_core(slf, callback, args, context, trim)?;
+        let timer = new_handle(py, TimerHandle::new(core, when, when_obj))?;
         this.state.borrow_mut(py).timers.push(when, QueuedTimer(timer.clone_ref(py)));
         Ok(timer)
     }
@@ -285,7 +279,7 @@ impl Loop {
             this.check_callback(&callback, "call_soon")?;
         }
         let handle =
-            Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)?, reusable: false })?;
+            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? })?;
         this.push_ready(py, Callback::Plain(handle.clone_ref(py)));
         Ok(handle)
     }
@@ -304,7 +298,7 @@ impl Loop {
             this.check_callback(&callback, "call_soon_threadsafe")?;
         }
         let handle =
-            Py::new(py, Handle { core: Self::new_core(slf, callback, args, context)?, reusable: false })?;
+            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? })?;
         this.push_ready(py, Callback::Plain(handle.clone_ref(py)));
         this.poller.notifier().notify().map_err(|e| os_error(&e))?;
         Ok(handle)
@@ -322,12 +316,16 @@ impl Loop {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
         let now = monotonic();
-        let when = match delay.extract::<f64>() {
-            Ok(d) => now + d,
-            // Let Python's `+` raise asyncio's exact error (or accept exotic numbers).
-            Err(_) => now.into_pyobject(slf.py())?.add(&delay)?.extract::<f64>()?,
+        let exact = delay.is_exact_instance_of::<pyo3::types::PyFloat>()
+            || delay.is_exact_instance_of::<pyo3::types::PyInt>();
+        let when = if exact {
+            now + delay.extract::<f64>()?
+        } else {
+            // asyncio computes `self.time() + delay`: Python's `+` gives its
+            // exact result or error (Fraction works, Decimal raises TypeError).
+            now.into_pyobject(slf.py())?.add(&delay)?.extract::<f64>()?
         };
-        Self::schedule_timer(slf, when, None, callback, args, context)
+        Self::schedule_timer(slf, 3, when, None, callback, args, context)
     }
 
     #[pyo3(signature = (when, callback, *args, context=None))]
@@ -344,7 +342,7 @@ impl Loop {
         let value = when.extract::<f64>()?;
         let when_obj =
             if when.is_exact_instance_of::<pyo3::types::PyFloat>() { None } else { Some(when.unbind()) };
-        Self::schedule_timer(slf, value, when_obj, callback, args, context)
+        Self::schedule_timer(slf, 2, value, when_obj, callback, args, context)
     }
 
     fn _timer_handle_cancelled(&self, py: Python<'_>, _handle: Bound<'_, PyAny>) {

@@ -87,8 +87,8 @@ impl Loop {
     fn dispatch_events(&self, py: Python<'_>, events: &mut Vec<Readiness>) -> bool {
         let mut signalled = false;
         let mut stale = Vec::new();
-        let mut st = self.state.borrow_mut(py);
-        let st = &mut *st;
+        let mut guard = self.state.borrow_mut(py);
+        let st = &mut *guard;
         for ev in events.drain(..) {
             if ev.token == SIGNAL_TOKEN {
                 signalled = true;
@@ -113,12 +113,14 @@ impl Loop {
             }
         }
         let mut dead = Vec::new();
+        let mut removed = Vec::new();
         for (fd, is_reader) in stale {
-            if let Some(h) = self.unwatch(st, fd, is_reader) {
-                dead.push(h);
+            if let Ok(Some(h)) = self.unwatch(st, fd, is_reader, &mut dead) {
+                removed.push(h);
             }
         }
-        drop(dead);
+        drop(guard);
+        drop((dead, removed));
         signalled
     }
 
@@ -153,9 +155,6 @@ impl Loop {
             } else {
                 core.run(obj)
             };
-            if cb.is_one_shot() {
-                core.release(py);
-            }
             res?;
         }
         Ok(())

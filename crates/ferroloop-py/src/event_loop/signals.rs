@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::Loop;
-use crate::handles::{Callback, Handle};
+use crate::handles::{new_handle, Callback, Handle};
 
 impl Loop {
     pub(super) fn dispatch_signals(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -56,7 +56,7 @@ impl Loop {
     ) -> PyResult<()> {
         let py = slf.py();
         let handle =
-            Py::new(py, Handle { core: Self::new_core(slf, callback, args, None)?, reusable: true })?;
+            new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? })?;
         let old = slf.get().state.borrow_mut(py).signal_handlers.insert(sig, handle);
         drop(old);
         Ok(())

@@ -15,7 +15,7 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::Loop;
-use crate::pyimports::{helper, task_type};
+use crate::pyimports::task_type;
 
 /// Keyword arguments the running Python's `create_task` takes.
 fn accepted_kwarg(py: Python<'_>, key: &Bound<'_, PyAny>) -> bool {
@@ -76,7 +76,10 @@ impl Loop {
             && !this.debug()
             && kwargs.as_ref().is_none_or(|kw| kw.keys().iter().all(|k| accepted_kwarg(py, &k)));
         if !fast {
-            return Ok(helper(py, "create_task_slow")?.call((slf, coro), kwargs.as_ref())?.unbind());
+            // Called as a method so no Python frame of ours sits between the
+            // user's and asyncio's (it trims its own frame off the traceback).
+            let slow = slf.getattr(pyo3::intern!(py, "_create_task_slow"))?;
+            return Ok(slow.call((coro,), kwargs.as_ref())?.unbind());
         }
         this.check_closed()?;
         let task_type = task_type(py)?;

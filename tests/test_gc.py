@@ -1,0 +1,153 @@
+"""Reference cycles through the loop and its handles are collected by the cyclic gc.
+
+Each test builds a cycle that plain reference counting cannot free, drops every outside
+reference, runs gc.collect() and checks a weak reference died: a native object that holds Python
+objects without taking part in gc (no tp_traverse/tp_clear) keeps the whole cycle alive.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import gc
+import signal
+import socket
+import weakref
+
+from _support import run_forever_guarded
+
+
+class Payload:
+    def method(self, *args):
+        pass
+
+
+def _collected(ref) -> bool:
+    for _ in range(3):
+        gc.collect()
+        if ref() is None:
+            return True
+    return False
+
+
+def test_callback_cycle_through_handle(loop):
+    obj = Payload()
+    obj.handle = loop.call_soon(obj.method)  # obj -> handle -> bound method -> obj
+    loop.call_soon(loop.stop)
+    run_forever_guarded(loop)
+    ref = weakref.ref(obj)
+    del obj
+    assert _collected(ref)
+
+
+def test_callback_cycle_through_timer_handle(loop):
+    obj = Payload()
+    obj.handle = loop.call_later(0, obj.method)
+    loop.call_later(0.001, loop.stop)
+    run_forever_guarded(loop)
+    ref = weakref.ref(obj)
+    del obj
+    assert _collected(ref)
+
+
+def test_cycle_through_handle_args(loop):
+    obj = Payload()
+    obj.handle = loop.call_soon(id, obj)  # obj -> handle -> args -> obj
+    loop.call_soon(loop.stop)
+    run_forever_guarded(loop)
+    ref = weakref.ref(obj)
+    del obj
+    assert _collected(ref)
+
+
+def test_cycle_through_handle_context(loop):
+    var = contextvars.ContextVar("var")
+    obj = Payload()
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, obj)
+    obj.handle = loop.call_soon(id, 1, context=ctx)  # obj -> handle -> ctx -> obj
+    loop.call_soon(loop.stop)
+    run_forever_guarded(loop)
+    ref = weakref.ref(obj)
+    del obj, ctx
+    assert _collected(ref)
+
+
+def test_pending_cycle_freed_by_close(loop_factory):
+    lp = loop_factory()
+    obj = Payload()
+    obj.soon = lp.call_soon(obj.method)
+    obj.later = lp.call_later(3600, obj.method)
+    obj.loop = lp  # obj -> loop -> queues -> handles -> obj
+    lp.close()
+    refs = [weakref.ref(obj), weakref.ref(lp)]
+    del obj, lp
+    assert all(_collected(r) for r in refs)
+
+
+def test_closed_loop_is_collectable(loop_factory):
+    lp = loop_factory()
+    lp.call_soon(lp.stop)
+    lp.run_forever()
+    lp.close()
+    ref = weakref.ref(lp)
+    del lp
+    assert _collected(ref)
+
+
+def test_loop_handle_cycle(loop_factory):
+    lp = loop_factory()
+    lp.handle = lp.call_soon(lp.stop)  # loop -> handle -> loop.stop -> loop
+    lp.run_forever()
+    lp.close()
+    ref = weakref.ref(lp)
+    del lp
+    assert _collected(ref)
+
+
+def test_exception_handler_and_task_factory_cycles(loop_factory):
+    lp = loop_factory()
+    lp.set_exception_handler(lambda loop, ctx, keep=lp: None)
+    lp.set_task_factory(lambda loop, coro, keep=lp: None)
+    lp.close()
+    ref = weakref.ref(lp)
+    del lp
+    assert _collected(ref)
+
+
+def test_reader_released_by_remove_and_close(loop_factory):
+    lp = loop_factory()
+    a, b = socket.socketpair()
+    try:
+        removed, closed = Payload(), Payload()
+        removed.loop = closed.loop = lp
+        lp.add_reader(a, removed.method)
+        lp.add_writer(b, closed.method)
+        assert lp.remove_reader(a) is True
+        lp.close()
+        refs = [weakref.ref(removed), weakref.ref(closed), weakref.ref(lp)]
+        del removed, closed, lp
+        assert [_collected(r) for r in refs] == [True, True, True]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_signal_handler_released_by_close(loop_factory):
+    lp = loop_factory()
+    obj = Payload()
+    obj.loop = lp
+    lp.add_signal_handler(signal.SIGUSR1, obj.method)
+    lp.close()
+    refs = [weakref.ref(obj), weakref.ref(lp)]
+    del obj, lp
+    assert [_collected(r) for r in refs] == [True, True]
+
+
+def test_cancelled_handle_drops_callback(loop):
+    obj = Payload()
+    h = loop.call_later(3600, obj.method)
+    h.cancel()
+    ref = weakref.ref(obj)
+    del obj
+    assert _collected(ref)
+    del h

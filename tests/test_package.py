@@ -1,0 +1,244 @@
+"""The ferroloop package itself (ferroloop only): entry points, policy, ``python -m ferroloop``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+from _support import PY311, PY312
+
+ferroloop = pytest.importorskip("ferroloop", reason="ferroloop is not importable (not built yet?)")
+
+
+@pytest.fixture(autouse=True)
+def _restore_policy():
+    """Tests here may install ferroloop's policy; put asyncio's default back afterwards."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        asyncio.set_event_loop_policy(None)
+    asyncio.set_event_loop(None)
+
+
+async def _running_loop():
+    return asyncio.get_running_loop()
+
+
+# -- attributes ------------------------------------------------------------------------------------
+
+
+def test_version_is_str():
+    assert isinstance(ferroloop.__version__, str)
+    assert ferroloop.__version__
+
+
+def test_loop_is_abstract_event_loop():
+    assert issubclass(ferroloop.Loop, asyncio.AbstractEventLoop)
+    lp = ferroloop.new_event_loop()
+    try:
+        assert isinstance(lp, ferroloop.Loop)
+        assert isinstance(lp, asyncio.AbstractEventLoop)
+    finally:
+        lp.close()
+
+
+def test_public_names():
+    for name in ("EventLoopPolicy", "Loop", "__version__", "install", "new_event_loop", "run"):
+        assert hasattr(ferroloop, name), name
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+
+def test_run():
+    async def main(x):
+        lp = asyncio.get_running_loop()
+        return x, type(lp), lp.get_debug()
+
+    value, kind, _ = ferroloop.run(main(7))
+    assert value == 7
+    assert issubclass(kind, ferroloop.Loop)
+    assert ferroloop.run(main(1), debug=True)[2] is True
+    assert ferroloop.run(main(1), debug=False)[2] is False
+
+
+def test_run_closes_loop_and_propagates_errors():
+    holder = []
+
+    async def main():
+        holder.append(asyncio.get_running_loop())
+        raise LookupError("from main")
+
+    with pytest.raises(LookupError, match="from main"):
+        ferroloop.run(main())
+    assert holder[0].is_closed()
+
+
+def test_run_rejects_non_coroutine():
+    with pytest.raises((ValueError, TypeError)):
+        ferroloop.run(42)
+
+
+@pytest.mark.skipif(not PY312, reason="asyncio.run(loop_factory=) added in 3.12")
+def test_asyncio_run_loop_factory():
+    lp = asyncio.run(_running_loop(), loop_factory=ferroloop.new_event_loop)
+    assert isinstance(lp, ferroloop.Loop)
+    assert lp.is_closed()
+
+
+@pytest.mark.skipif(not PY311, reason="asyncio.Runner added in 3.11")
+def test_asyncio_runner_loop_factory():
+    with asyncio.Runner(loop_factory=ferroloop.new_event_loop) as runner:
+        lp = runner.run(_running_loop())
+        assert lp is runner.get_loop()
+        assert isinstance(lp, ferroloop.Loop)
+        assert runner.run(asyncio.sleep(0, "again")) == "again"
+    assert lp.is_closed()
+
+
+# -- policy ----------------------------------------------------------------------------------------
+
+
+def test_install_gives_ferroloop_loops():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ferroloop.install()
+    lp = asyncio.new_event_loop()
+    try:
+        assert isinstance(lp, ferroloop.Loop)
+    finally:
+        lp.close()
+
+
+@pytest.mark.skipif(not PY312, reason="deprecated from 3.12")
+def test_install_deprecated_312():
+    with pytest.warns(DeprecationWarning) as record:
+        ferroloop.install()
+    assert record[0].filename == __file__
+
+
+@pytest.mark.skipif(PY312, reason="deprecated from 3.12")
+def test_install_not_deprecated_before_312():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        ferroloop.install()
+
+
+@pytest.mark.skipif(not PY312, reason="deprecated from 3.12")
+def test_event_loop_policy_deprecated_312():
+    with pytest.warns(DeprecationWarning):
+        policy = ferroloop.EventLoopPolicy()
+    lp = policy.new_event_loop()
+    try:
+        assert isinstance(lp, ferroloop.Loop)
+    finally:
+        lp.close()
+
+
+@pytest.mark.skipif(PY312, reason="deprecated from 3.12")
+def test_event_loop_policy_not_deprecated_before_312():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        policy = ferroloop.EventLoopPolicy()
+        asyncio.set_event_loop_policy(policy)
+    lp = asyncio.new_event_loop()
+    try:
+        assert isinstance(lp, ferroloop.Loop)
+    finally:
+        lp.close()
+
+
+# -- python -m ferroloop ---------------------------------------------------------------------------
+
+_SCRIPT = """
+import asyncio, json, sys, warnings
+
+async def main():
+    return name(asyncio.get_running_loop())
+
+def name(lp):
+    return type(lp).__module__ + "." + type(lp).__name__
+
+result = {"argv": sys.argv, "main": __name__}
+# get_event_loop() first: after asyncio.run() has set the loop to None it raises, as asyncio does
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    lp = asyncio.get_event_loop()
+result["get_event_loop"] = name(lp)
+lp.close()
+asyncio.set_event_loop(None)
+lp = asyncio.new_event_loop()
+result["new_event_loop"] = name(lp)
+lp.close()
+result["run"] = asyncio.run(main())
+print(json.dumps(result))
+sys.exit(int(sys.argv[-1]) if sys.argv[-1].isdigit() else 0)
+"""
+
+
+def _python_m_ferroloop(tmp_path, *args):
+    env = dict(os.environ)
+    env.pop("PYTHONASYNCIODEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ferroloop", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_python_m_ferroloop_script(tmp_path):
+    (tmp_path / "script.py").write_text(_SCRIPT)
+    proc = _python_m_ferroloop(tmp_path, "script.py", "a", "--flag", "b c")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["argv"] == ["script.py", "a", "--flag", "b c"]
+    assert result["main"] == "__main__"
+    for key in ("run", "new_event_loop", "get_event_loop"):
+        assert result[key].startswith("ferroloop."), result
+
+
+def test_python_m_ferroloop_exit_status(tmp_path):
+    (tmp_path / "script.py").write_text(_SCRIPT)
+    proc = _python_m_ferroloop(tmp_path, "script.py", "3")
+    assert proc.returncode == 3, proc.stderr
+
+
+def test_python_m_ferroloop_module(tmp_path):
+    (tmp_path / "mymod.py").write_text(_SCRIPT)
+    proc = _python_m_ferroloop(tmp_path, "-m", "mymod", "x")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["argv"][1:] == ["x"]
+    assert result["argv"][0].endswith("mymod.py")
+    assert result["main"] == "__main__"
+    assert result["run"].startswith("ferroloop.")
+
+
+def test_python_m_ferroloop_script_sees_its_directory(tmp_path):
+    sub = tmp_path / "pkg"
+    sub.mkdir()
+    (sub / "helper_mod.py").write_text("VALUE = 'found'\n")
+    (sub / "main.py").write_text(
+        textwrap.dedent("""
+        import helper_mod
+        print(helper_mod.VALUE)
+    """)
+    )
+    proc = _python_m_ferroloop(tmp_path, str(sub / "main.py"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "found"
+
+
+def test_python_m_ferroloop_usage(tmp_path):
+    proc = _python_m_ferroloop(tmp_path)
+    assert proc.returncode == 2
+    assert "usage" in proc.stderr

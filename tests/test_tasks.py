@@ -1,0 +1,413 @@
+"""Futures and tasks on the loop: create_future/create_task, task factories, asyncio helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+
+import pytest
+from _support import PY311, PY312, run
+
+# -- create_future / create_task -----------------------------------------------------------------
+
+
+def test_create_future_is_asyncio_future(loop):
+    fut = loop.create_future()
+    assert type(fut) is asyncio.Future
+    assert fut.get_loop() is loop
+    assert not fut.done()
+    fut.cancel()
+
+
+def test_create_task_is_asyncio_task(loop):
+    async def main():
+        return "result"
+
+    task = loop.create_task(main())
+    assert type(task) is asyncio.Task
+    assert task.get_loop() is loop
+    assert run(loop, task) == "result"
+
+
+def test_create_task_names(loop):
+    async def main():
+        pass
+
+    default = loop.create_task(main())
+    named = loop.create_task(main(), name="worker")
+    numbered = loop.create_task(main(), name=123)
+    assert default.get_name().startswith("Task-")
+    assert int(default.get_name()[len("Task-") :]) > 0
+    assert named.get_name() == "worker"
+    assert numbered.get_name() == "123"
+    run(loop, asyncio.gather(default, named, numbered))
+
+
+def test_create_task_rejects_non_coroutine(loop):
+    with pytest.raises(TypeError, match="a coroutine was expected, got 1"):
+        loop.create_task(1)
+
+
+def test_create_task_on_closed_loop(loop):
+    async def main():
+        pass
+
+    loop.close()
+    coro = main()
+    try:
+        with pytest.raises(RuntimeError, match=r"^Event loop is closed$"):
+            loop.create_task(coro)
+    finally:
+        coro.close()
+
+
+_var = contextvars.ContextVar("_var", default="unset")
+
+
+@pytest.mark.skipif(not PY311, reason="create_task(context=) added in 3.11")
+def test_create_task_context(loop):
+    ctx = contextvars.copy_context()
+    ctx.run(_var.set, "ctx")
+
+    async def main():
+        seen = _var.get()
+        await asyncio.sleep(0)
+        _var.set("changed")
+        return seen
+
+    assert run(loop, loop.create_task(main(), context=ctx)) == "ctx"
+    assert ctx[_var] == "changed"
+    assert _var.get() == "unset"
+
+
+def test_task_default_context_is_copy(loop):
+    async def main():
+        _var.set("task")
+        return _var.get()
+
+    token = _var.set("caller")
+    try:
+        task = loop.create_task(main())
+    finally:
+        _var.reset(token)
+    assert run(loop, task) == "task"
+    assert _var.get() == "unset"
+
+
+# -- task factories ------------------------------------------------------------------------------
+
+
+def test_set_task_factory_validation(loop):
+    assert loop.get_task_factory() is None
+    with pytest.raises(TypeError, match=r"^task factory must be a callable or None$"):
+        loop.set_task_factory(1)
+    assert loop.get_task_factory() is None
+
+
+def _factory_scenario(lp):
+    """What a custom factory receives and what the task ends up named, for both loops."""
+    calls = []
+
+    class MyTask(asyncio.Task):
+        pass
+
+    def factory(loop, coro, **kwargs):
+        calls.append((loop is lp, sorted(kwargs)))
+        return MyTask(coro, loop=loop, **kwargs)
+
+    async def main():
+        return asyncio.current_task()
+
+    lp.set_task_factory(factory)
+    assert lp.get_task_factory() is factory
+    tasks = [lp.create_task(main()), lp.create_task(main(), name="named")]
+    if PY311:
+        tasks.append(lp.create_task(main(), context=contextvars.copy_context()))
+        tasks.append(lp.create_task(main(), name="both", context=contextvars.copy_context()))
+    results = lp.run_until_complete(asyncio.gather(*tasks))
+    names = [t.get_name() if t.get_name() in ("named", "both", "None") else "Task-N" for t in tasks]
+    lp.set_task_factory(None)
+    assert lp.get_task_factory() is None
+    return {
+        "calls": calls,
+        "types": [type(t).__name__ for t in tasks],
+        "current_is_task": [r is t for r, t in zip(results, tasks, strict=True)],
+        "names": names,
+    }
+
+
+def test_custom_task_factory_matches_asyncio(loop, ref_loop):
+    mine, ref = _factory_scenario(loop), _factory_scenario(ref_loop)
+    assert mine == ref
+    assert mine["types"][0] == "MyTask"
+
+
+def test_asyncio_create_task_uses_factory(loop):
+    used = []
+
+    def factory(lp, coro, **kwargs):
+        used.append(kwargs)
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    async def child():
+        return 1
+
+    async def main():
+        return await asyncio.create_task(child())
+
+    loop.set_task_factory(factory)
+    assert run(loop, main()) == 1
+    assert len(used) >= 2  # the main task and the child
+
+
+@pytest.mark.skipif(not PY312, reason="eager tasks added in 3.12")
+def test_eager_task_factory(loop):
+    loop.set_task_factory(asyncio.eager_task_factory)
+    assert loop.get_task_factory() is asyncio.eager_task_factory
+    order = []
+
+    async def quick():
+        order.append("quick ran")
+        return asyncio.current_task()
+
+    async def slow():
+        order.append("slow started")
+        await asyncio.sleep(0)
+        order.append("slow finished")
+        return "slow"
+
+    async def main():
+        t1 = loop.create_task(quick(), name="eager-quick")
+        order.append("after quick")
+        assert t1.done() and t1.result() is t1
+        t2 = asyncio.create_task(slow())
+        order.append("after slow")
+        assert not t2.done()
+        return t1.get_name(), await t2
+
+    assert run(loop, main()) == ("eager-quick", "slow")
+    assert order == ["quick ran", "after quick", "slow started", "after slow", "slow finished"]
+
+
+@pytest.mark.skipif(not PY312, reason="eager tasks added in 3.12")
+def test_eager_task_factory_context(loop):
+    loop.set_task_factory(asyncio.eager_task_factory)
+    ctx = contextvars.copy_context()
+    ctx.run(_var.set, "eager-ctx")
+
+    async def read():
+        return _var.get()
+
+    async def main():
+        return loop.create_task(read(), context=ctx).result()
+
+    assert run(loop, main()) == "eager-ctx"
+
+
+@pytest.mark.skipif(not PY312, reason="eager tasks added in 3.12")
+def test_create_eager_task_factory_custom_class(loop):
+    class MyTask(asyncio.Task):
+        pass
+
+    loop.set_task_factory(asyncio.create_eager_task_factory(MyTask))
+
+    async def quick():
+        return 5
+
+    async def main():
+        t = loop.create_task(quick())
+        return type(t), t.done(), await t
+
+    assert run(loop, main()) == (MyTask, True, 5)
+
+
+# -- asyncio helpers running on the loop ---------------------------------------------------------
+
+
+def test_gather(loop):
+    async def item(i):
+        await asyncio.sleep(0.001 * (5 - i))
+        return i
+
+    async def bad():
+        raise ValueError("bad")
+
+    async def main():
+        ok = await asyncio.gather(*(item(i) for i in range(5)))
+        mixed = await asyncio.gather(item(1), bad(), return_exceptions=True)
+        return ok, mixed
+
+    ok, mixed = run(loop, main())
+    assert ok == [0, 1, 2, 3, 4]
+    assert mixed[0] == 1 and type(mixed[1]) is ValueError
+
+
+def test_current_task_and_all_tasks(loop):
+    async def sleeper(fut):
+        await fut
+
+    async def main():
+        me = asyncio.current_task()
+        fut = loop.create_future()
+        other = loop.create_task(sleeper(fut))
+        await asyncio.sleep(0)
+        tasks = asyncio.all_tasks()
+        fut.set_result(None)
+        await other
+        return me, other, tasks
+
+    task = loop.create_task(main())
+    me, other, tasks = loop.run_until_complete(task)  # no wait_for(): it adds a task on 3.11
+    assert me is task
+    assert tasks == {task, other}
+    assert asyncio.all_tasks(loop) == set()
+
+
+def test_task_cancel(loop):
+    seen = []
+
+    async def victim():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError as exc:
+            seen.append(exc.args)
+            raise
+
+    async def main():
+        t = loop.create_task(victim())
+        await asyncio.sleep(0)
+        t.cancel("stop it")
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        return t.cancelled()
+
+    assert run(loop, main()) is True
+    assert seen == [("stop it",)]
+
+
+@pytest.mark.skipif(not PY311, reason="TaskGroup added in 3.11")
+def test_task_group(loop):
+    cancelled = []
+
+    async def ok(i):
+        await asyncio.sleep(0)
+        return i
+
+    async def fail():
+        await asyncio.sleep(0.001)
+        raise ValueError("in group")
+
+    async def blocked():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def main():
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(ok(i)) for i in range(3)]
+        results = [t.result() for t in tasks]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(blocked())
+                tg.create_task(fail())
+        except ExceptionGroup as eg:  # noqa: F821 - builtin on 3.11+ (the test skips on 3.10)
+            errors = [str(e) for e in eg.exceptions]
+        return results, errors
+
+    assert run(loop, main()) == ([0, 1, 2], ["in group"])
+    assert cancelled == [True]
+
+
+def test_wait_for_timeout(loop):
+    cancelled = []
+
+    async def slow():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(slow(), 0.01)
+        return await asyncio.wait_for(asyncio.sleep(0, "fast"), 10)
+
+    assert run(loop, main()) == "fast"
+    assert cancelled == [True]
+
+
+@pytest.mark.skipif(not PY311, reason="asyncio.timeout added in 3.11")
+def test_timeout_context_manager(loop):
+    async def main():
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01) as cm:
+                await asyncio.sleep(10)
+        assert cm.expired()
+        async with asyncio.timeout_at(loop.time() + 10) as cm2:
+            await asyncio.sleep(0)
+        assert not cm2.expired()
+        return cm.when() is not None
+
+    assert run(loop, main()) is True
+
+
+def test_sleep_result_and_order(loop):
+    out = []
+
+    async def sleeper(d):
+        await asyncio.sleep(d)
+        out.append(d)
+
+    async def main():
+        await asyncio.gather(*(sleeper(d) for d in (0.03, 0.01, 0.02, 0)))
+        return await asyncio.sleep(0.001, result="value")
+
+    assert run(loop, main()) == "value"
+    assert out[0] == 0  # sleep(0) only yields once
+    assert sorted(out) == [0, 0.01, 0.02, 0.03]
+
+
+# -- errors that reach the exception handler -----------------------------------------------------
+
+
+def test_unretrieved_task_exception_is_reported(loop, exc_calls):
+    async def bad():
+        raise ValueError("never retrieved")
+
+    task = loop.create_task(bad())
+    run(loop, asyncio.sleep(0.001))
+    assert task.done()
+    del task
+    gc.collect()
+    assert len(exc_calls) == 1
+    ctx = exc_calls.pop()
+    assert ctx["message"] == "Task exception was never retrieved"
+    assert type(ctx["exception"]) is ValueError
+    assert type(ctx["future"]) is asyncio.Task
+
+
+def test_unretrieved_future_exception_is_reported(loop, exc_calls):
+    fut = loop.create_future()
+    fut.set_exception(KeyError("k"))
+    del fut
+    gc.collect()
+    assert [c["message"] for c in exc_calls] == ["Future exception was never retrieved"]
+    exc_calls.clear()
+
+
+def test_pending_task_destroyed_is_reported(loop, exc_calls):
+    async def waiter(fut):
+        await fut
+
+    fut = loop.create_future()
+    task = loop.create_task(waiter(fut))
+    run(loop, asyncio.sleep(0))
+    assert not task.done()
+    del task, fut
+    gc.collect()
+    assert [c["message"] for c in exc_calls] == ["Task was destroyed but it is pending!"]
+    exc_calls.clear()
