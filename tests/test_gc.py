@@ -151,3 +151,39 @@ def test_cancelled_handle_drops_callback(loop):
     del obj
     assert _collected(ref)
     del h
+
+
+def test_handle_escaping_through_exception_handler(loop, exc_calls):
+    """A handle nobody kept when it was scheduled, that escapes while it runs (the exception
+    handler's context holds it), still takes part in gc afterwards."""
+
+    class Owner:
+        def boom(self):
+            raise RuntimeError("boom")
+
+    obj = Owner()
+    loop.call_soon(obj.boom)  # the returned handle is dropped at once
+    loop.call_soon(loop.stop)
+    run_forever_guarded(loop)
+    context = exc_calls.pop()
+    assert not exc_calls
+    obj.context = context  # obj -> context -> handle -> obj.boom -> obj
+    ref = weakref.ref(obj)
+    del obj, context
+    assert _collected(ref)
+
+
+def test_unclosed_loop_with_pending_cycles_is_collected(loop_factory):
+    """An abandoned, unclosed loop whose queues hold the only path back to it is collected."""
+    import warnings
+
+    lp = loop_factory()
+    obj = Payload()
+    obj.loop = lp
+    lp.call_soon(obj.method)  # loop -> ready queue -> handle -> obj -> loop
+    lp.call_later(3600, obj.method)  # and through the timer heap
+    refs = [weakref.ref(obj), weakref.ref(lp)]
+    del obj, lp
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        assert all(_collected(r) for r in refs)

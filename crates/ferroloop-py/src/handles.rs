@@ -121,7 +121,7 @@ impl HandleCore {
         }
     }
 
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(call) = self.call.try_borrow_for_gc() {
             if let Some(c) = call.as_ref() {
                 visit.call(&c.callback)?;
@@ -249,20 +249,65 @@ macro_rules! handle_methods {
     };
 }
 
-/// Creates a handle object. Handles come from a freelist; an object reused
-/// from it is not linked into the collector by PyO3, so we track it here (as
-/// CPython's own freelists do): it is collectable, and its reuse does not count
-/// as a new allocation toward the collector's next pass.
-pub(crate) fn new_handle<T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>>(py: Python<'_>, value: T) -> PyResult<Py<T>> {
+/// How handles meet the cycle collector.
+///
+/// A handle the loop runs once (`call_soon`, timers) is created *untracked*:
+/// while it sits in the loop's ready queue or timer heap, the loop's own
+/// `__traverse__` visits the handle's references in its place (each such
+/// handle is in exactly one loop container, so each reference is visited
+/// exactly once). When it leaves the loop ([`Queued`]'s drop) and somebody
+/// else still holds it, it is tracked from then on, so a cycle through it is
+/// collected as with asyncio. Most handles are never seen by user code, and
+/// this spares the collector a pass over every one of them.
+///
+/// Reader, writer and signal handles can sit in two containers at once (the
+/// watch table and the ready queue), so they are tracked from the start.
+pub(crate) fn new_handle<T>(py: Python<'_>, value: T, tracked: bool) -> PyResult<Py<T>>
+where
+    T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>,
+{
     let obj = Py::new(py, value)?;
-    // SAFETY: obj is a live, fully initialised GC-enabled object (its type
-    // defines __traverse__); tracking an untracked one is what tp_alloc does.
+    // SAFETY: obj is a live, fully initialised object of a GC type (it defines
+    // __traverse__); PyO3's freelist hands back untracked objects, a fresh
+    // allocation is tracked: we put it in the state wanted.
     unsafe {
-        if ffi::PyObject_GC_IsTracked(obj.as_ptr()) == 0 {
+        let is_tracked = ffi::PyObject_GC_IsTracked(obj.as_ptr()) != 0;
+        if tracked && !is_tracked {
             ffi::PyObject_GC_Track(obj.as_ptr().cast());
+        } else if !tracked && is_tracked {
+            ffi::PyObject_GC_UnTrack(obj.as_ptr().cast());
         }
     }
     Ok(obj)
+}
+
+/// A handle held by one of the loop's containers. Dropping it (the handle
+/// leaves the loop) tracks the handle if anyone else still refers to it.
+///
+/// Invariant: only dropped with the GIL held (inside the loop's methods, its
+/// GC slots or its deallocation), which the raw refcount read relies on.
+pub(crate) struct Queued<T>(pub(crate) Py<T>);
+
+impl<T> Queued<T> {
+    /// Whether the collector sees this handle itself (else the loop visits
+    /// its references).
+    pub(crate) fn is_tracked(&self) -> bool {
+        // SAFETY: a live object; see the type's invariant about the GIL.
+        unsafe { ffi::PyObject_GC_IsTracked(self.0.as_ptr()) != 0 }
+    }
+}
+
+impl<T> Drop for Queued<T> {
+    fn drop(&mut self) {
+        let ptr = self.0.as_ptr();
+        // SAFETY: the GIL is held (type invariant) and ptr is live: we still
+        // own one reference, so a count above one means another holder.
+        unsafe {
+            if ffi::Py_REFCNT(ptr) > 1 && ffi::PyObject_GC_IsTracked(ptr) == 0 {
+                ffi::PyObject_GC_Track(ptr.cast());
+            }
+        }
+    }
 }
 
 /// A callback scheduled with `call_soon`, a reader/writer or a signal handler.
@@ -388,28 +433,51 @@ impl TimerHandle {
 
 /// What the loop's queues hold: either handle type, without a Python lookup.
 pub(crate) enum Callback {
-    Plain(Py<Handle>),
-    Timer(Py<TimerHandle>),
+    Plain(Queued<Handle>),
+    Timer(Queued<TimerHandle>),
 }
 
 impl Callback {
     pub(crate) fn core(&self) -> &HandleCore {
         match self {
-            Callback::Plain(h) => &h.get().core,
-            Callback::Timer(t) => &t.get().core,
+            Callback::Plain(h) => &h.0.get().core,
+            Callback::Timer(t) => &t.0.get().core,
         }
     }
 
     pub(crate) fn as_any(&self) -> &Py<PyAny> {
         match self {
-            Callback::Plain(h) => h.as_any(),
-            Callback::Timer(t) => t.as_any(),
+            Callback::Plain(h) => h.0.as_any(),
+            Callback::Timer(t) => t.0.as_any(),
+        }
+    }
+
+    /// [`Callback::traverse`] for a timer still in the heap.
+    pub(crate) fn traverse_timer(t: &QueuedTimer, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if t.is_tracked() {
+            visit.call(t.0.as_any())
+        } else {
+            t.0.get().core.traverse(visit)
+        }
+    }
+
+    /// Visits what the collector must see of this queued callback: the
+    /// handle if it is tracked, else the handle's own references.
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let tracked = match self {
+            Callback::Plain(h) => h.is_tracked(),
+            Callback::Timer(t) => t.is_tracked(),
+        };
+        if tracked {
+            visit.call(self.as_any())
+        } else {
+            self.core().traverse(visit)
         }
     }
 }
 
 /// A timer as the timer queue holds it.
-pub(crate) struct QueuedTimer(pub(crate) Py<TimerHandle>);
+pub(crate) type QueuedTimer = Queued<TimerHandle>;
 
 impl ferroloop_core::TimerEntry for QueuedTimer {
     fn is_cancelled(&self) -> bool {

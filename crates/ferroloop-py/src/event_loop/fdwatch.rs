@@ -73,7 +73,7 @@ impl Loop {
         this.check_closed()?;
         let fd = RawFd::try_from(to_fd(fileobj)?)
             .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("fd is out of range"))?;
-        let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? })?;
+        let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? }, true)?;
         let mut dead = Vec::new();
         let old = {
             let mut st = this.state.borrow_mut(py);

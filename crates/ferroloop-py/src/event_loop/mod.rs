@@ -29,7 +29,7 @@ use pyo3::types::PyTuple;
 
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
-use crate::handles::{new_handle, Callback, Handle, HandleCore, QueuedTimer, TimerHandle};
+use crate::handles::{new_handle, Callback, Handle, HandleCore, Queued, QueuedTimer, TimerHandle};
 use crate::pyimports::{future_type, helper};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -167,8 +167,8 @@ impl Loop {
             this.check_callback(&callback, "call_at")?;
         }
         let core = Self::new_core(slf, callback, args, context, trim)?;
-        let timer = new_handle(py, TimerHandle::new(core, when, when_obj))?;
-        this.state.borrow_mut(py).timers.push(when, QueuedTimer(timer.clone_ref(py)));
+        let timer = new_handle(py, TimerHandle::new(core, when, when_obj), false)?;
+        this.state.borrow_mut(py).timers.push(when, Queued(timer.clone_ref(py)));
         Ok(timer)
     }
 }
@@ -279,8 +279,8 @@ impl Loop {
             this.check_callback(&callback, "call_soon")?;
         }
         let handle =
-            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? })?;
-        this.push_ready(py, Callback::Plain(handle.clone_ref(py)));
+            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
+        this.push_ready(py, Callback::Plain(Queued(handle.clone_ref(py))));
         Ok(handle)
     }
 
@@ -298,8 +298,8 @@ impl Loop {
             this.check_callback(&callback, "call_soon_threadsafe")?;
         }
         let handle =
-            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? })?;
-        this.push_ready(py, Callback::Plain(handle.clone_ref(py)));
+            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
+        this.push_ready(py, Callback::Plain(Queued(handle.clone_ref(py))));
         this.poller.notifier().notify().map_err(|e| os_error(&e))?;
         Ok(handle)
     }
@@ -367,7 +367,7 @@ impl Loop {
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
         let Some(st) = self.state.try_borrow_for_gc() else { return Ok(()) };
         for cb in &st.ready {
-            visit.call(cb.as_any())?;
+            cb.traverse(&visit)?;
         }
         for w in st.watches.values() {
             if let Some(h) = &w.reader {
@@ -380,7 +380,7 @@ impl Loop {
         for h in st.signal_handlers.values() {
             visit.call(h)?;
         }
-        st.timers.for_each(|t| visit.call(&t.0))?;
+        st.timers.for_each(|t| Callback::traverse_timer(t, &visit))?;
         Ok(())
     }
 

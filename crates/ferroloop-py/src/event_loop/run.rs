@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 
 use super::{Loop, FD_TOKEN_BASE, SIGNAL_TOKEN};
 use crate::errors::os_error;
-use crate::handles::Callback;
+use crate::handles::{Callback, Queued};
 use crate::pyimports::helper;
 
 impl Loop {
@@ -104,7 +104,7 @@ impl Loop {
                 if h.get().core.is_cancelled() {
                     stale.push((fd, is_reader));
                 } else {
-                    st.ready.push_back(Callback::Plain(h.clone_ref(py)));
+                    st.ready.push_back(Callback::Plain(Queued(h.clone_ref(py))));
                     queued = true;
                 }
             }
@@ -133,7 +133,7 @@ impl Loop {
         let end = monotonic() + CLOCK_RESOLUTION;
         while let Some(timer) = st.timers.pop_due(end, &mut dead) {
             timer.0.get().unschedule();
-            st.ready.push_back(Callback::Timer(timer.0));
+            st.ready.push_back(Callback::Timer(timer));
         }
         drop(st);
         drop(dead);

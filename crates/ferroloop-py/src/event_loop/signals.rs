@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::Loop;
-use crate::handles::{new_handle, Callback, Handle};
+use crate::handles::{new_handle, Callback, Handle, Queued};
 
 impl Loop {
     pub(super) fn dispatch_signals(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -27,7 +27,7 @@ impl Loop {
                     cancelled.push(i32::from(sig));
                 } else {
                     let h = h.clone_ref(py);
-                    st.ready.push_back(Callback::Plain(h));
+                    st.ready.push_back(Callback::Plain(Queued(h)));
                 }
             }
             signums.clear();
@@ -55,8 +55,7 @@ impl Loop {
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let handle =
-            new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? })?;
+        let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? }, true)?;
         let old = slf.get().state.borrow_mut(py).signal_handlers.insert(sig, handle);
         drop(old);
         Ok(())
