@@ -18,7 +18,7 @@ import threading
 import weakref
 from asyncio import base_events, constants, coroutines, events
 
-from . import _compat
+from . import _compat, _net
 from ._ferroloop import Loop as _NativeLoop
 
 _Base = asyncio.BaseEventLoop
@@ -29,7 +29,7 @@ def _sighandler_noop(signum, frame):
     """Python-level handler so that CPython writes the signal to our fd."""
 
 
-class Loop(_NativeLoop, asyncio.AbstractEventLoop):
+class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
     """An asyncio event loop implemented in Rust."""
 
     def __init__(self) -> None:
@@ -44,6 +44,7 @@ class Loop(_NativeLoop, asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self._wakeup_fd_saved = _UNSET
+        self._init_net()
         self._set_debug_flag(coroutines._is_debug_mode())
 
     # ---- taken from the interpreter's asyncio ---------------------------------
@@ -201,6 +202,11 @@ class Loop(_NativeLoop, asyncio.AbstractEventLoop):
                 base_events.logger.info("set_wakeup_fd(-1) failed: %s", exc)
         return True
 
+
+for _name, _fn in _net.borrowed().items():
+    if not any(_name in vars(c) for c in Loop.__mro__[:-3]):
+        setattr(Loop, _name, _fn)
+del _name, _fn
 
 assert constants.DEBUG_STACK_DEPTH  # keep the import: _set_coroutine_origin_tracking uses it
 __all__ = ["Loop", "_compat"]

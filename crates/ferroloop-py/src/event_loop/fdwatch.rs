@@ -67,13 +67,14 @@ impl Loop {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         reader: bool,
-    ) -> PyResult<()> {
+    ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
         let fd = RawFd::try_from(to_fd(fileobj)?)
             .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("fd is out of range"))?;
         let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? }, true)?;
+        let result = handle.clone_ref(py);
         let mut dead = Vec::new();
         let old = {
             let mut st = this.state.borrow_mut(py);
@@ -101,7 +102,7 @@ impl Loop {
         if let Some(old) = old {
             old.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
         }
-        Ok(())
+        Ok(result)
     }
 
     fn unwatch_py(slf: &Bound<'_, Self>, fileobj: &Bound<'_, PyAny>, reader: bool) -> PyResult<bool> {
@@ -130,31 +131,41 @@ impl Loop {
 
 #[pymethods]
 impl Loop {
+    /// asyncio's `_add_reader`: no transport check (the Python layer's
+    /// `add_reader` makes it); returns the new handle.
     #[pyo3(signature = (fd, callback, *args))]
-    fn add_reader(
+    fn _add_reader(
         slf: &Bound<'_, Self>,
         fd: Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
-    ) -> PyResult<()> {
+    ) -> PyResult<Py<Handle>> {
         Self::watch(slf, &fd, callback, args, true)
     }
 
-    fn remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
+    fn _remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
         Self::unwatch_py(slf, &fd, true)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
-    fn add_writer(
+    fn _add_writer(
         slf: &Bound<'_, Self>,
         fd: Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
-    ) -> PyResult<()> {
+    ) -> PyResult<Py<Handle>> {
         Self::watch(slf, &fd, callback, args, false)
     }
 
-    fn remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
+    fn _remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
         Self::unwatch_py(slf, &fd, false)
+    }
+
+    /// The events an fd is watched for, as a `selectors` mask (1 read,
+    /// 2 write), or None when it is not watched: for transport reprs.
+    fn _fd_events(slf: &Bound<'_, Self>, fd: i64) -> Option<u8> {
+        let st = slf.get().state.borrow(slf.py());
+        let w = st.watches.get(&RawFd::try_from(fd).ok()?)?;
+        Some(u8::from(w.reader.is_some()) | (u8::from(w.writer.is_some()) << 1))
     }
 }

@@ -1,0 +1,120 @@
+"""Networking for ``ferroloop.Loop``, on top of the native fd watching.
+
+This first version takes asyncio's own implementations from the running
+interpreter (sockets, ``sock_*``, DNS through the executor, TCP and Unix
+transports, servers, sendfile, pipes, UDP), run by the native loop through
+``_add_reader``/``_add_writer``. They behave exactly as asyncio's on every
+Python version, by construction. Native transports replace them where the
+benchmarks say it pays (see the README's status section).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import weakref
+from asyncio import base_events, selector_events, unix_events
+from typing import Any
+
+_BASE = base_events.BaseEventLoop
+_SELECTOR = selector_events.BaseSelectorEventLoop
+_UNIX = unix_events._UnixSelectorEventLoop
+
+# Names taken from each asyncio class when the running Python has them.
+_BORROWED = {
+    _BASE: (
+        "create_connection", "_connect_sock", "create_server", "connect_accepted_socket",
+        "_create_connection_transport", "getaddrinfo", "getnameinfo", "_getaddrinfo_debug",
+        "_ensure_resolved", "_create_server_getaddrinfo", "sock_sendfile",
+        "_sock_sendfile_fallback", "_check_sendfile_params", "sendfile", "_sendfile_fallback",
+        "start_tls", "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
+        "subprocess_shell", "subprocess_exec", "_log_subprocess",
+    ),
+    _SELECTOR: (
+        "_make_socket_transport", "_make_ssl_transport", "_make_datagram_transport",
+        "_start_serving", "_accept_connection", "_accept_connection2",
+        "_ensure_fd_no_transport", "sock_recv", "_sock_recv", "_sock_read_done",
+        "sock_recv_into", "_sock_recv_into", "sock_recvfrom", "_sock_recvfrom",
+        "sock_recvfrom_into", "_sock_recvfrom_into", "sock_sendall", "_sock_sendall",
+        "sock_sendto", "_sock_sendto", "sock_connect", "_sock_connect", "_sock_write_done",
+        "_sock_connect_cb", "sock_accept", "_sock_accept", "_sendfile_native",
+    ),
+    _UNIX: (
+        "create_unix_connection", "create_unix_server", "_sock_sendfile_native",
+        "_sock_sendfile_native_impl", "_sock_sendfile_update_filepos",
+        "_sock_add_cancellation_callback", "_make_read_pipe_transport",
+        "_make_write_pipe_transport", "_make_subprocess_transport", "_child_watcher_callback",
+    ),
+}
+
+
+def borrowed() -> dict[str, Any]:
+    """The asyncio functions this Python version has, by name."""
+    out: dict[str, Any] = {}
+    for cls, names in _BORROWED.items():
+        for name in names:
+            if name in cls.__dict__:
+                out[name] = cls.__dict__[name]
+    return out
+
+
+class SelectorView:
+    """What asyncio's transport reprs read of a loop's selector (``get_key``)."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = weakref.ref(loop)
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        loop = self._loop()
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        events = None if loop is None else loop._fd_events(fd)
+        if not events:
+            raise KeyError(f"{fileobj!r} is not registered")
+        return selectors.SelectorKey(fileobj, fd, events, None)
+
+
+class NetMixin:
+    """The public fd-watching methods and the state asyncio's transports use."""
+
+    def _init_net(self) -> None:
+        self._transports = weakref.WeakValueDictionary()
+        self._unix_server_sockets: dict[Any, int] = {}
+
+    @property
+    def _selector(self) -> SelectorView:
+        return SelectorView(self)
+
+    def add_reader(self, fd, callback, *args) -> None:
+        self._ensure_fd_no_transport(fd)
+        self._add_reader(fd, callback, *args)
+
+    def remove_reader(self, fd) -> bool:
+        self._ensure_fd_no_transport(fd)
+        return self._remove_reader(fd)
+
+    def add_writer(self, fd, callback, *args) -> None:
+        self._ensure_fd_no_transport(fd)
+        self._add_writer(fd, callback, *args)
+
+    def remove_writer(self, fd) -> bool:
+        self._ensure_fd_no_transport(fd)
+        return self._remove_writer(fd)
+
+    def _stop_serving(self, sock) -> None:
+        # asyncio's Unix loop: stop accepting, then unlink the socket file it
+        # created, if it is still the same file (3.13's cleanup_socket).
+        path = sock.getsockname() if sock in self._unix_server_sockets else None
+        self._remove_reader(sock.fileno())
+        sock.close()
+        if path is None:
+            return
+        prev_ino = self._unix_server_sockets.pop(sock)
+        try:
+            if os.stat(path).st_ino == prev_ino:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            base_events.logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
