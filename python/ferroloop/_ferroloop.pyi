@@ -1,10 +1,9 @@
 """Type stubs for the native module ``ferroloop._ferroloop``."""
 
+import asyncio
 from collections.abc import Callable
 from contextvars import Context
 from typing import Any, TypeVar
-
-import asyncio
 
 __version__: str
 
@@ -55,10 +54,18 @@ class Loop:
         self, callback: Callable[..., object], *args: Any, context: Context | None = None
     ) -> Handle: ...
     def call_later(
-        self, delay: float, callback: Callable[..., object], *args: Any, context: Context | None = None
+        self,
+        delay: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
     ) -> TimerHandle: ...
     def call_at(
-        self, when: float, callback: Callable[..., object], *args: Any, context: Context | None = None
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: Context | None = None,
     ) -> TimerHandle: ...
     def create_future(self) -> asyncio.Future[Any]: ...
     def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]: ...

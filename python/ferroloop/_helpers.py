@@ -30,9 +30,7 @@ def extract_stack(trim: int) -> Any:
     asyncio extracts ``DEBUG_STACK_DEPTH`` frames from inside its own methods,
     then deletes its ``trim`` internal frames: take as many user frames.
     """
-    return format_helpers.extract_stack(
-        sys._getframe(1), limit=constants.DEBUG_STACK_DEPTH - trim
-    )
+    return format_helpers.extract_stack(sys._getframe(1), limit=constants.DEBUG_STACK_DEPTH - trim)
 
 
 def handle_repr(handle: Any) -> str:
@@ -43,7 +41,9 @@ def handle_repr(handle: Any) -> str:
     if when is not None:
         info.append(f"when={when}")
     if handle._callback is not None:
-        info.append(format_callback_source(handle._callback, handle._args, handle._loop.get_debug()))
+        info.append(
+            format_callback_source(handle._callback, handle._args, handle._loop.get_debug())
+        )
     tb = handle._source_traceback
     if tb:
         frame = tb[-1]

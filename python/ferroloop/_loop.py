@@ -15,6 +15,7 @@ import errno
 import signal
 import sys
 import threading
+import time
 import weakref
 from asyncio import base_events, constants, coroutines, events
 
@@ -44,6 +45,7 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self._wakeup_fd_saved = _UNSET
+        self._clock_resolution = time.get_clock_info("monotonic").resolution
         self._init_net()
         self._set_debug_flag(coroutines._is_debug_mode())
 

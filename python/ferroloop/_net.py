@@ -23,27 +23,69 @@ _UNIX = unix_events._UnixSelectorEventLoop
 # Names taken from each asyncio class when the running Python has them.
 _BORROWED = {
     _BASE: (
-        "create_connection", "_connect_sock", "create_server", "connect_accepted_socket",
-        "_create_connection_transport", "getaddrinfo", "getnameinfo", "_getaddrinfo_debug",
-        "_ensure_resolved", "_create_server_getaddrinfo", "sock_sendfile",
-        "_sock_sendfile_fallback", "_check_sendfile_params", "sendfile", "_sendfile_fallback",
-        "start_tls", "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
-        "subprocess_shell", "subprocess_exec", "_log_subprocess",
+        "create_connection",
+        "_connect_sock",
+        "create_server",
+        "connect_accepted_socket",
+        "_create_connection_transport",
+        "getaddrinfo",
+        "getnameinfo",
+        "_getaddrinfo_debug",
+        "_ensure_resolved",
+        "_create_server_getaddrinfo",
+        "sock_sendfile",
+        "_sock_sendfile_fallback",
+        "_check_sendfile_params",
+        "sendfile",
+        "_sendfile_fallback",
+        "start_tls",
+        "create_datagram_endpoint",
+        "connect_read_pipe",
+        "connect_write_pipe",
+        "subprocess_shell",
+        "subprocess_exec",
+        "_log_subprocess",
     ),
     _SELECTOR: (
-        "_make_socket_transport", "_make_ssl_transport", "_make_datagram_transport",
-        "_start_serving", "_accept_connection", "_accept_connection2",
-        "_ensure_fd_no_transport", "sock_recv", "_sock_recv", "_sock_read_done",
-        "sock_recv_into", "_sock_recv_into", "sock_recvfrom", "_sock_recvfrom",
-        "sock_recvfrom_into", "_sock_recvfrom_into", "sock_sendall", "_sock_sendall",
-        "sock_sendto", "_sock_sendto", "sock_connect", "_sock_connect", "_sock_write_done",
-        "_sock_connect_cb", "sock_accept", "_sock_accept", "_sendfile_native",
+        "_make_socket_transport",
+        "_make_ssl_transport",
+        "_make_datagram_transport",
+        "_start_serving",
+        "_accept_connection",
+        "_accept_connection2",
+        "_ensure_fd_no_transport",
+        "sock_recv",
+        "_sock_recv",
+        "_sock_read_done",
+        "sock_recv_into",
+        "_sock_recv_into",
+        "sock_recvfrom",
+        "_sock_recvfrom",
+        "sock_recvfrom_into",
+        "_sock_recvfrom_into",
+        "sock_sendall",
+        "_sock_sendall",
+        "sock_sendto",
+        "_sock_sendto",
+        "sock_connect",
+        "_sock_connect",
+        "_sock_write_done",
+        "_sock_connect_cb",
+        "sock_accept",
+        "_sock_accept",
+        "_sendfile_native",
     ),
     _UNIX: (
-        "create_unix_connection", "create_unix_server", "_sock_sendfile_native",
-        "_sock_sendfile_native_impl", "_sock_sendfile_update_filepos",
-        "_sock_add_cancellation_callback", "_make_read_pipe_transport",
-        "_make_write_pipe_transport", "_make_subprocess_transport", "_child_watcher_callback",
+        "create_unix_connection",
+        "create_unix_server",
+        "_sock_sendfile_native",
+        "_sock_sendfile_native_impl",
+        "_sock_sendfile_update_filepos",
+        "_sock_add_cancellation_callback",
+        "_make_read_pipe_transport",
+        "_make_write_pipe_transport",
+        "_make_subprocess_transport",
+        "_child_watcher_callback",
     ),
 }
 
@@ -83,8 +125,9 @@ class NetMixin:
         self._unix_server_sockets: dict[Any, int] = {}
 
     @property
-    def _selector(self) -> SelectorView:
-        return SelectorView(self)
+    def _selector(self) -> SelectorView | None:
+        # asyncio drops its selector on close; reprs then say "open"/"closed".
+        return None if self.is_closed() else SelectorView(self)
 
     def add_reader(self, fd, callback, *args) -> None:
         self._ensure_fd_no_transport(fd)

@@ -190,10 +190,9 @@ def _absorb(
     return False
 
 
-def _last_exception(log: Path) -> str:
-    """``": ExcType: message"`` of the log's last traceback that was not merely printed
-    by a finalizer ("Exception ignored in ..."), or ``""``."""
-    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+def exception_line(text: str, last: bool = False) -> str:
+    """The ``ExcType: message`` line of the first (or last) traceback in ``text`` that was
+    not merely printed by a finalizer ("Exception ignored in ..."), or ``""``."""
     lines = text.splitlines()
     starts = [
         i
@@ -201,10 +200,18 @@ def _last_exception(log: Path) -> str:
         if ln.startswith("Traceback (most recent call")
         and not (i and lines[i - 1].startswith("Exception ignored"))
     ]
-    for line in lines[starts[-1] + 1 :] if starts else []:
+    if not starts:
+        return ""
+    for line in lines[starts[-1 if last else 0] + 1 :]:
         if line and not line[0].isspace():
-            return f": {line}"
+            return line
     return ""
+
+
+def _last_exception(log: Path) -> str:
+    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    line = exception_line(text, last=True)
+    return f": {line}" if line else ""
 
 
 def _exit_failure(run: ModuleRun, rc: int, timed_out: bool, tail: str) -> None:

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from _expected import Entry, lookup
-from _jobs import FAILED, PASSED, ModuleRun
+from _jobs import FAILED, PASSED, ModuleRun, exception_line
 
 
 @dataclass
@@ -26,8 +26,9 @@ class Failure:
         lines = [ln.strip() for ln in self.detail.splitlines() if ln.strip()]
         if not lines:
             return ""
-        first = self.outcome in ("hung", "crash") or "<" in self.id  # pseudo ids say it first
-        return lines[0] if first else lines[-1]
+        if self.outcome in ("hung", "crash") or "<" in self.id:  # these say it first
+            return lines[0]
+        return exception_line(self.detail) or lines[-1]  # the first error is the cause
 
 
 @dataclass
@@ -73,7 +74,7 @@ def compare(runs: list[ModuleRun], entries: list[Entry]) -> Verdict:
         base = by_mode["asyncio"].get(module)
         base_failed = set(base.failed_ids()) if base else set()
         for f in _failures(run):
-            entry = lookup(entries, f.id)
+            entry = None if "<" in f.id else lookup(entries, f.id)  # pseudo ids: never listed
             if entry is not None:
                 f.note = entry.reason
                 v.listed.append(f)
@@ -172,6 +173,10 @@ def _print_list(title: str, items: list[Failure], verbose: bool) -> None:
         print(f"  {f.id} [{f.outcome}] {f.summary}{note}")
         if verbose and f.detail:
             print("    " + f.detail.replace("\n", "\n    "))
+    if len(items) > 10:
+        print("  most common causes:")
+        for summary, n in Counter(f.summary for f in items).most_common(5):
+            print(f"  {n:6} x {summary}")
 
 
 def print_report(runs: list[ModuleRun], v: Verdict, wall: float, args) -> None:

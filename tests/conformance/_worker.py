@@ -88,7 +88,7 @@ class StreamingResult(unittest.TestResult):
             faulthandler.cancel_dump_traceback_later()
         super().stopTest(test)
         loops, self._seen_loops = self._counter[0] - self._seen_loops, self._counter[0]
-        detail = "\n".join(self._details)[-_DETAIL_MAX:]
+        detail = "\n".join(self._details)[: 2 * _DETAIL_MAX]  # the first error matters most
         self._stream.emit(
             event="result", id=short_id(test), outcome=self._outcome, detail=detail, loops=loops
         )

@@ -9,7 +9,7 @@ in its own worker process (_worker.py); _suites.py lists the modules and selecti
 failure on ferroloop is acceptable when expected_failures.txt lists it with a reason, or when
 the same test fails on asyncio too (reported, tolerated). The exit status is 1 when any other
 ferroloop failure remains, 2 on a usage or setup error. Listed tests that pass are reported as
-stale; a test that fails and then passes when rerun alone is reported as flaky.
+stale; a test that fails and then passes when rerun by itself is reported as flaky.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of failures")
     p.add_argument("--test-timeout", type=float, default=60.0, help="seconds per test (60)")
     p.add_argument("--module-timeout", type=float, default=300.0, help="seconds per module (300)")
-    p.add_argument("--no-rerun", action="store_true", help="do not rerun failures in isolation")
+    p.add_argument("--no-rerun", action="store_true", help="do not rerun failed tests")
     p.add_argument("--asyncio-debug", action="store_true", help="set PYTHONASYNCIODEBUG=1")
     p.add_argument("--expected", default=str(EXPECTED), help="expected-failures file")
     return p.parse_args(argv)

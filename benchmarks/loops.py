@@ -1,0 +1,35 @@
+"""The event loops compared, by name: how to make one and what version it is.
+
+Nothing here imports a loop at module import time, so a missing or broken loop only fails the
+measurement that asked for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import platform
+from collections.abc import Callable
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+# name -> (module, factory attribute). Order is the column order of every report.
+LOOPS: dict[str, tuple[str, str]] = {
+    "asyncio": ("asyncio", "SelectorEventLoop"),
+    "uvloop": ("uvloop", "new_event_loop"),
+    "ferroloop": ("ferroloop", "new_event_loop"),
+}
+
+
+def factory(name: str) -> LoopFactory:
+    """Import loop ``name`` and return its new-loop factory."""
+    module, attr = LOOPS[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def version(name: str) -> str:
+    """The version of loop ``name`` (the Python version for asyncio)."""
+    if name == "asyncio":
+        return platform.python_version()
+    module = importlib.import_module(LOOPS[name][0])
+    return str(getattr(module, "__version__", "unknown"))

@@ -1,0 +1,114 @@
+"""Markdown for benchmark results: the header, the side-by-side tables, the targets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harness import Results, Section
+
+# Issue targets for ferroloop, as a ratio of ops/s vs uvloop.
+TARGETS: dict[str, float] = {
+    "call_soon": 1.7,
+    "call_later": 3.5,
+    "gather": 1.6,
+    "ping_pong": 1.8,
+    "threadsafe": 5.6,
+    "sleep0": 2.4,
+}
+TARGET_LOOP, TARGET_BASE = "ferroloop", "uvloop"
+
+
+def header(machine: dict[str, str], results: Results, settings: str) -> list[str]:
+    """The opening lines: machine, Python, loop versions, commit, date, settings."""
+    lines = [
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory']} memory, "
+        f"{machine['os']}",
+        f"- Python: {machine['python']}",
+    ]
+    for loop in ("uvloop", "ferroloop"):
+        if loop in results.versions:
+            lines.append(f"- {loop}: {results.versions[loop]}")
+        elif loop in results.missing:
+            lines.append(f"- {loop}: skipped, not importable ({results.missing[loop]})")
+    lines += [f"- Commit: {machine['commit']}", f"- Date: {machine['date']}", f"- {settings}"]
+    return lines
+
+
+def human(ops: float | None) -> str:
+    if ops is None:
+        return "n/a"
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if ops >= limit:
+            return f"{ops / limit:.2f} {suffix}"
+    return f"{ops:.0f}"
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "n/a"
+
+
+def ratio_columns(loops: Sequence[str]) -> list[tuple[str, str]]:
+    """(loop, base) pairs worth a column: every loop vs asyncio, newer loops vs uvloop too."""
+    pairs = [(lp, "asyncio") for lp in loops if lp != "asyncio" and "asyncio" in loops]
+    pairs += [
+        (lp, "uvloop") for lp in loops if lp not in ("asyncio", "uvloop") and "uvloop" in loops
+    ]
+    return pairs
+
+
+def _cell(results: Results, bench: str, loop: str) -> str:
+    error = results.errors.get(bench, {}).get(loop)
+    if error and results.median(bench, loop) is None:
+        return "error"
+    spread = results.spread(bench, loop)
+    text = human(results.median(bench, loop))
+    return f"{text} ±{spread:.0%}" if spread is not None else text
+
+
+def results_table(section: Section, results: Results, benches: Sequence[str]) -> list[str]:
+    """Median ops/s per loop (± half the range of the reps), then the ratios of the medians."""
+    pairs = ratio_columns(results.loops)
+    head = ["benchmark", *(f"{lp} ops/s" for lp in results.loops)]
+    head += [f"{lp} / {base}" for lp, base in pairs]
+    rows = []
+    for bench in benches:
+        row = [section.benches[bench], *(_cell(results, bench, lp) for lp in results.loops)]
+        row += [_ratio(results.ratio(bench, lp, base)) for lp, base in pairs]
+        rows.append(row)
+    return _table(head, rows)
+
+
+def targets_table(section: Section, results: Results, benches: Sequence[str]) -> list[str]:
+    """The issue's targets (ferroloop vs uvloop), met or not."""
+    rows = []
+    for bench in benches:
+        if bench not in TARGETS:
+            continue
+        target = TARGETS[bench]
+        measured = results.ratio(bench, TARGET_LOOP, TARGET_BASE)
+        status = "n/a" if measured is None else ("met" if measured >= target else "NOT met")
+        rows.append([section.benches[bench], f">= {target:.1f}x", _ratio(measured), status])
+    head = ["benchmark", f"target {TARGET_LOOP} / {TARGET_BASE}", "measured", "status"]
+    return _table(head, rows) if rows else []
+
+
+def errors(results: Results) -> list[str]:
+    return [
+        f"- {bench} on {loop}: {message}"
+        for bench, per_loop in results.errors.items()
+        for loop, message in per_loop.items()
+    ]
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        padded = (
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1)) + (":" if i else "-") for i, w in enumerate(widths)) + "|"
+    return [line(head), rule, *(line(r) for r in rows)]
