@@ -83,6 +83,11 @@ def run_handle_debug(loop: Any, handle: Any) -> None:
         loop._current_handle = None
 
 
+def warn_send_after_lost() -> None:
+    """asyncio's warning for writes to a transport whose connection is lost."""
+    base_events.logger.warning("socket.send() raised exception.")
+
+
 def fileobj_to_fd(fileobj: Any) -> int:
     """asyncio's conversion of a file object to an fd, with its errors."""
     if isinstance(fileobj, int):
@@ -106,4 +111,5 @@ __all__ = [
     "handle_repr",
     "report_callback_error",
     "run_handle_debug",
+    "warn_send_after_lost",
 ]

@@ -16,6 +16,8 @@ import weakref
 from asyncio import base_events, selector_events, unix_events
 from typing import Any
 
+from ._transports import SocketTransport
+
 _BASE = base_events.BaseEventLoop
 _SELECTOR = selector_events.BaseSelectorEventLoop
 _UNIX = unix_events._UnixSelectorEventLoop
@@ -144,6 +146,26 @@ class NetMixin:
     def remove_writer(self, fd) -> bool:
         self._ensure_fd_no_transport(fd)
         return self._remove_writer(fd)
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    async def _sendfile_native(self, transp, file, offset, count):
+        if not isinstance(transp, SocketTransport):
+            return await _SELECTOR._sendfile_native(self, transp, file, offset, count)
+        del self._transports[transp._sock_fd]
+        resume_reading = transp.is_reading()
+        transp.pause_reading()
+        await transp._make_empty_waiter()
+        transp._core.suspend()  # sock_sendfile watches the fd itself meanwhile
+        try:
+            return await self.sock_sendfile(transp._sock, file, offset, count, fallback=False)
+        finally:
+            transp._core.resume()
+            transp._reset_empty_waiter()
+            if resume_reading:
+                transp.resume_reading()
+            self._transports[transp._sock_fd] = transp
 
     def _stop_serving(self, sock) -> None:
         # asyncio's Unix loop: stop accepting, then unlink the socket file it

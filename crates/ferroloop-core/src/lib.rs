@@ -7,6 +7,7 @@
 //! Must not: touch Python objects, allocate per event on the hot path, or block
 //! anywhere except inside [`poller::Poller::poll`].
 
+pub mod net;
 pub mod notify;
 pub mod poller;
 pub mod signals;

@@ -47,6 +47,10 @@ pub struct Readiness {
     pub token: usize,
     pub readable: bool,
     pub writable: bool,
+    /// The peer closed its side or the socket failed: a reader that stops at a
+    /// short read must read again to see the end of stream or the error,
+    /// since no further edge will come.
+    pub closed: bool,
 }
 
 /// The loop's poller. Registration takes `&self` (mio's registry is thread
@@ -126,6 +130,7 @@ impl Poller {
                 token,
                 readable: ev.is_readable() || failed,
                 writable: ev.is_writable() || failed,
+                closed: failed,
             });
         }
         Ok(())

@@ -34,7 +34,7 @@ fn poll_token(poller: &Poller, timeout: Duration, token: usize) -> Vec<Readiness
 }
 
 fn readable(token: usize) -> Readiness {
-    Readiness { token, readable: true, writable: false }
+    Readiness { token, readable: true, writable: false, closed: false }
 }
 
 #[test]
@@ -73,7 +73,10 @@ fn write_interest_on_a_fresh_socket_is_reported() {
     let poller = Poller::new().unwrap();
     let (a, _b) = pair();
     poller.register(a.as_raw_fd(), 11, WRITE).unwrap();
-    assert_eq!(poll_token(&poller, PATIENCE, 11), [Readiness { token: 11, readable: false, writable: true }]);
+    assert_eq!(
+        poll_token(&poller, PATIENCE, 11),
+        [Readiness { token: 11, readable: false, writable: true, closed: false }]
+    );
 }
 
 #[test]
@@ -82,7 +85,10 @@ fn read_and_write_interest_report_both_in_one_event() {
     let (a, mut b) = pair();
     b.write_all(b"x").unwrap();
     poller.register(a.as_raw_fd(), 12, BOTH).unwrap();
-    assert_eq!(poll_token(&poller, PATIENCE, 12), [Readiness { token: 12, readable: true, writable: true }]);
+    assert_eq!(
+        poll_token(&poller, PATIENCE, 12),
+        [Readiness { token: 12, readable: true, writable: true, closed: false }]
+    );
 }
 
 #[test]
@@ -92,7 +98,10 @@ fn rearm_changes_the_interest() {
     poller.register(a.as_raw_fd(), 13, READ).unwrap();
     assert!(poll_token(&poller, SETTLE, 13).is_empty());
     poller.rearm(a.as_raw_fd(), 13, WRITE).unwrap();
-    assert_eq!(poll_token(&poller, PATIENCE, 13), [Readiness { token: 13, readable: false, writable: true }]);
+    assert_eq!(
+        poll_token(&poller, PATIENCE, 13),
+        [Readiness { token: 13, readable: false, writable: true, closed: false }]
+    );
     // The token can change with the interest.
     poller.rearm(a.as_raw_fd(), 14, WRITE).unwrap();
     assert!(poll_token(&poller, PATIENCE, 14).iter().all(|r| r.writable));
@@ -104,8 +113,11 @@ fn peer_hang_up_reports_readable_and_writable() {
     let (a, b) = pair();
     poller.register(a.as_raw_fd(), 21, READ).unwrap();
     drop(b);
-    // Like select(): the failure shows in both directions, for the callback to see.
-    assert_eq!(poll_token(&poller, PATIENCE, 21), [Readiness { token: 21, readable: true, writable: true }]);
+    // Like select(): the failure shows in both directions, and `closed` says no edge will follow.
+    assert_eq!(
+        poll_token(&poller, PATIENCE, 21),
+        [Readiness { token: 21, readable: true, writable: true, closed: true }]
+    );
 }
 
 #[test]
@@ -190,7 +202,7 @@ fn poll_appends_and_reports_many_sources() {
     for (_, b) in &pairs {
         (&*b).write_all(b"!").unwrap();
     }
-    let sentinel = Readiness { token: usize::MAX, readable: false, writable: false };
+    let sentinel = Readiness { token: usize::MAX, readable: false, writable: false, closed: false };
     let mut out = vec![sentinel];
     while out.len() < 1 + pairs.len() {
         poller.poll(Some(PATIENCE), &mut out).unwrap();

@@ -35,7 +35,7 @@ fn wait_readable(poller: &Poller) -> usize {
             Err(e) => panic!("poll failed: {e}"),
         }
         if out.iter().any(|r| r.token == TOKEN) {
-            assert_eq!(out, [Readiness { token: TOKEN, readable: true, writable: false }]);
+            assert_eq!(out, [Readiness { token: TOKEN, readable: true, writable: false, closed: false }]);
             return interrupted;
         }
     }

@@ -435,13 +435,17 @@ impl TimerHandle {
 pub(crate) enum Callback {
     Plain(Queued<Handle>),
     Timer(Queued<TimerHandle>),
+    /// A native transport's read or flush (no Python handle involved).
+    Stream(Py<crate::transports::stream::StreamCore>, crate::transports::stream::StreamEvent),
 }
 
 impl Callback {
-    pub(crate) fn core(&self) -> &HandleCore {
+    /// The handle's core; `None` for native transport events.
+    pub(crate) fn core(&self) -> Option<&HandleCore> {
         match self {
-            Callback::Plain(h) => &h.0.get().core,
-            Callback::Timer(t) => &t.0.get().core,
+            Callback::Plain(h) => Some(&h.0.get().core),
+            Callback::Timer(t) => Some(&t.0.get().core),
+            Callback::Stream(..) => None,
         }
     }
 
@@ -449,6 +453,7 @@ impl Callback {
         match self {
             Callback::Plain(h) => h.0.as_any(),
             Callback::Timer(t) => t.0.as_any(),
+            Callback::Stream(s, _) => s.as_any(),
         }
     }
 
@@ -467,11 +472,11 @@ impl Callback {
         let tracked = match self {
             Callback::Plain(h) => h.is_tracked(),
             Callback::Timer(t) => t.is_tracked(),
+            Callback::Stream(..) => true,
         };
-        if tracked {
-            visit.call(self.as_any())
-        } else {
-            self.core().traverse(visit)
+        match self.core() {
+            Some(core) if !tracked => core.traverse(visit),
+            _ => visit.call(self.as_any()),
         }
     }
 }

@@ -12,6 +12,7 @@ mod event_loop;
 mod gil_cell;
 mod handles;
 mod pyimports;
+mod transports;
 
 use pyo3::prelude::*;
 
@@ -20,5 +21,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     handles::register(m)?;
     event_loop::register(m)?;
+    transports::register(m)?;
     Ok(())
 }

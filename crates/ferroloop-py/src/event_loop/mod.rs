@@ -31,6 +31,7 @@ use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::handles::{new_handle, Callback, Handle, HandleCore, Queued, QueuedTimer, TimerHandle};
 use crate::pyimports::{future_type, helper};
+use crate::transports::stream::{StreamCore, StreamEvent};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Loop>()
@@ -56,6 +57,10 @@ struct State {
     /// watching is level-triggered as with asyncio's selectors.
     rearm: Vec<RawFd>,
     signal_handlers: HashMap<i32, Py<Handle>>,
+    /// Native stream transports by fd.
+    streams: HashMap<RawFd, Py<StreamCore>>,
+    /// The buffer every stream reads into before copying out the bytes.
+    read_buffer: Vec<u8>,
     /// Scratch buffers reused by every iteration.
     events: Vec<ferroloop_core::Readiness>,
     signums: Vec<u8>,
@@ -80,22 +85,26 @@ pub(crate) struct Loop {
 impl Loop {
     /// Drops every queued callback and watcher (close, GC clear).
     fn release_all(&self, py: Python<'_>) {
-        let (ready, timers, watches, handlers) = {
+        let (ready, timers, watches, handlers, streams) = {
             let mut st = self.state.borrow_mut(py);
+            let streams = std::mem::take(&mut st.streams);
             let ready = std::mem::take(&mut st.ready);
             let timers = st.timers.clear();
             let watches = std::mem::take(&mut st.watches);
             let handlers = std::mem::take(&mut st.signal_handlers);
             st.rearm.clear();
-            (ready, timers, watches, handlers)
+            (ready, timers, watches, handlers, streams)
         };
+        for fd in streams.keys() {
+            let _ = self.poller.deregister(*fd);
+        }
         for fd in watches.keys() {
             let _ = self.poller.deregister(*fd);
         }
         for t in &timers {
             t.0.get().unschedule();
         }
-        drop((ready, timers, watches, handlers));
+        drop((ready, timers, watches, handlers, streams));
     }
 
     pub(crate) fn debug(&self) -> bool {
@@ -141,6 +150,37 @@ impl Loop {
 
     fn push_ready(&self, py: Python<'_>, cb: Callback) {
         self.state.borrow_mut(py).ready.push_back(cb);
+    }
+
+    pub(crate) fn register_stream(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        core: Py<StreamCore>,
+        interest: ferroloop_core::Interest,
+    ) -> std::io::Result<()> {
+        self.poller.register(fd, fd as usize + FD_TOKEN_BASE, interest)?;
+        let old = self.state.borrow_mut(py).streams.insert(fd, core);
+        drop(old);
+        Ok(())
+    }
+
+    pub(crate) fn unregister_stream(&self, py: Python<'_>, fd: RawFd) {
+        let old = self.state.borrow_mut(py).streams.remove(&fd);
+        let _ = self.poller.deregister(fd);
+        drop(old);
+    }
+
+    pub(crate) fn push_stream(&self, py: Python<'_>, core: Py<StreamCore>, event: StreamEvent) {
+        self.push_ready(py, Callback::Stream(core, event));
+    }
+
+    pub(crate) fn take_read_buffer(&self, py: Python<'_>) -> Vec<u8> {
+        std::mem::take(&mut self.state.borrow_mut(py).read_buffer)
+    }
+
+    pub(crate) fn put_read_buffer(&self, py: Python<'_>, buf: Vec<u8>) {
+        self.state.borrow_mut(py).read_buffer = buf;
     }
 
     /// Called by `TimerHandle.cancel` for a timer still in the queue.
@@ -379,6 +419,9 @@ impl Loop {
         }
         for h in st.signal_handlers.values() {
             visit.call(h)?;
+        }
+        for s in st.streams.values() {
+            visit.call(s)?;
         }
         st.timers.for_each(|t| Callback::traverse_timer(t, &visit))?;
         Ok(())

@@ -21,6 +21,7 @@ use super::{Loop, FD_TOKEN_BASE, SIGNAL_TOKEN};
 use crate::errors::os_error;
 use crate::handles::{Callback, Queued};
 use crate::pyimports::helper;
+use crate::transports::stream::{StreamCore, StreamEvent};
 
 impl Loop {
     fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -77,7 +78,7 @@ impl Loop {
             st.timers.next_deadline(&mut dead).map(|when| timeout_until(when, monotonic()))
         };
         let events = std::mem::take(&mut st.events);
-        let watching = !st.watches.is_empty() || !st.signal_handlers.is_empty();
+        let watching = !st.watches.is_empty() || !st.signal_handlers.is_empty() || !st.streams.is_empty();
         drop(st);
         drop(dead);
         (timeout, events, watching)
@@ -95,7 +96,17 @@ impl Loop {
                 continue;
             }
             let Ok(fd) = i32::try_from(ev.token - FD_TOKEN_BASE) else { continue };
-            let Some(w) = st.watches.get(&fd) else { continue };
+            let Some(w) = st.watches.get(&fd) else {
+                if let Some(stream) = st.streams.get(&fd) {
+                    let (read, write) = stream.get().wants(py, ev.readable, ev.writable, ev.closed);
+                    for (wanted, event) in [(read, StreamEvent::Read), (write, StreamEvent::Write)] {
+                        if wanted {
+                            st.ready.push_back(Callback::Stream(stream.clone_ref(py), event));
+                        }
+                    }
+                }
+                continue;
+            };
             let mut queued = false;
             for (fired, handle, is_reader) in
                 [(ev.readable, &w.reader, true), (ev.writable, &w.writer, false)]
@@ -145,17 +156,21 @@ impl Loop {
         let ntodo = this.state.borrow(py).ready.len();
         for _ in 0..ntodo {
             let Some(cb) = this.state.borrow_mut(py).ready.pop_front() else { break };
-            let core = cb.core();
+            let Some(core) = cb.core() else {
+                if let Callback::Stream(stream, event) = &cb {
+                    StreamCore::run_event(stream.bind(py), *event)?;
+                }
+                continue;
+            };
             if core.is_cancelled() {
                 continue;
             }
             let obj = cb.as_any().bind(py);
-            let res = if this.debug() {
-                helper(py, "run_handle_debug")?.call1((slf, obj)).map(drop)
+            if this.debug() {
+                helper(py, "run_handle_debug")?.call1((slf, obj))?;
             } else {
-                core.run(obj)
-            };
-            res?;
+                core.run(obj)?;
+            }
         }
         Ok(())
     }

@@ -1,0 +1,39 @@
+//! Non-blocking socket operations on raw fds, for the stream transports.
+//!
+//! Each is one system call through `syscall!`, returning `io::Result` with
+//! errno intact; `EAGAIN` comes back as `ErrorKind::WouldBlock`. Sends use
+//! `MSG_NOSIGNAL`, so a closed peer gives `EPIPE`, never `SIGPIPE`.
+
+use std::io::{self, IoSlice};
+use std::os::fd::RawFd;
+
+use crate::syscall;
+
+/// `recv(2)` into `buf`; `Ok(0)` is end of stream.
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    let n = syscall!(recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0))?;
+    Ok(n as usize)
+}
+
+/// `send(2)` of `buf`.
+pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    let n = syscall!(send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL))?;
+    Ok(n as usize)
+}
+
+/// Gathers `bufs` into one `sendmsg(2)` (at most `IOV_MAX` of them).
+pub fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    let count = bufs.len().min(1024);
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is ABI-compatible with iovec on Unix (std guarantees it).
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = count as _;
+    let n = syscall!(sendmsg(fd, &raw const msg, libc::MSG_NOSIGNAL))?;
+    Ok(n as usize)
+}
+
+/// `shutdown(fd, SHUT_WR)`: half-close our direction.
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    syscall!(shutdown(fd, libc::SHUT_WR)).map(drop)
+}

@@ -1,0 +1,703 @@
+//! `StreamCore`: the native half of TCP and Unix stream transports.
+//!
+//! Owns: the fd's registration in the poller (read + write interest, edge
+//! triggered, registered once), the write buffer, flow-control accounting,
+//! the protocol's cached methods and the reading state. The Python class
+//! `ferroloop._transports.SocketTransport` (an `asyncio.Transport`) holds it and
+//! does the cold paths: close, abort, errors, `connection_lost`, extra info.
+//!
+//! Semantics follow asyncio's `_SelectorSocketTransport`: one read of up to
+//! 256 KiB per loop iteration, dispatched in ready-queue order; `write()` sends
+//! at once when nothing is queued and buffers the rest; the protocol is paused
+//! above the high-water mark. Edge-triggered readiness is made level-like: a
+//! read that filled the buffer schedules another read next iteration, and
+//! resuming reading schedules one, so nothing that arrived is left unread.
+//!
+//! Invariant: no `State` borrow is held across a call into Python.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::RawFd;
+
+use ferroloop_core::{net, Interest};
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::errors::os_error;
+use crate::event_loop::Loop;
+use crate::gil_cell::GilCell;
+
+/// asyncio's `max_size` of one read.
+const MAX_READ: usize = 256 * 1024;
+
+enum Proto {
+    Plain { data_received: Py<PyAny> },
+    Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
+}
+
+// The flags are asyncio's transport state, one each, named as there.
+#[allow(clippy::struct_excessive_bools)]
+struct State {
+    transport: Option<Py<PyAny>>,
+    protocol: Option<Py<PyAny>>,
+    proto: Option<Proto>,
+    buf: VecDeque<Vec<u8>>,
+    /// Bytes of `buf[0]` already sent.
+    head_sent: usize,
+    buf_size: usize,
+    started: bool,
+    paused: bool,
+    read_eof: bool,
+    closing: bool,
+    eof: bool,
+    conn_lost: u32,
+    registered: bool,
+    /// A read is queued in the loop (avoids queueing two).
+    read_queued: bool,
+    /// `loop.sendfile()` owns the socket: `write()` is refused.
+    sendfile: bool,
+    /// The poller saw the peer close (or an error): keep reading until the
+    /// end of stream shows, since no new edge will announce it.
+    peer_closed: bool,
+}
+
+#[pyclass(module = "ferroloop._ferroloop", name = "StreamCore", frozen, weakref)]
+pub(crate) struct StreamCore {
+    loop_: Py<Loop>,
+    fd: RawFd,
+    /// Protocol callbacks run in the context current when the transport was
+    /// made, as asyncio's reader handle does.
+    context: Py<PyAny>,
+    st: GilCell<State>,
+}
+
+/// What a ready-queue entry asks of a stream.
+#[derive(Clone, Copy)]
+pub(crate) enum StreamEvent {
+    Read,
+    Write,
+}
+
+impl StreamCore {
+    fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.st.borrow(py).transport.as_ref().map(|t| t.bind(py).clone())
+    }
+
+    /// Runs one event from the ready queue, in the transport's context.
+    pub(crate) fn run_event(slf: &Bound<'_, Self>, event: StreamEvent) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        // SAFETY: context is a live Context object (made by PyContext_CopyCurrent).
+        if unsafe { ffi::PyContext_Enter(this.context.as_ptr()) } < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let res = match event {
+            StreamEvent::Read => {
+                this.st.borrow_mut(py).read_queued = false;
+                Self::on_readable(slf)
+            }
+            StreamEvent::Write => this.on_writable(py),
+        };
+        // SAFETY: entered above on this thread.
+        unsafe { ffi::PyContext_Exit(this.context.as_ptr()) };
+        res
+    }
+
+    /// Whether a readiness report should queue a read / a flush.
+    pub(crate) fn wants(&self, py: Python<'_>, readable: bool, writable: bool, closed: bool) -> (bool, bool) {
+        let mut st = self.st.borrow_mut(py);
+        st.peer_closed |= closed;
+        let read = readable && st.can_read() && !st.read_queued;
+        if read {
+            st.read_queued = true;
+        }
+        (read, writable && !st.buf.is_empty() && st.conn_lost == 0)
+    }
+
+    fn queue_read(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.st.borrow_mut(py);
+            if st.read_queued || !st.can_read() {
+                return;
+            }
+            st.read_queued = true;
+        }
+        this.loop_.get().push_stream(py, slf.clone().unbind(), StreamEvent::Read);
+    }
+
+    fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let proto = {
+            let st = this.st.borrow(py);
+            if !st.can_read() {
+                return Ok(());
+            }
+            match &st.proto {
+                Some(Proto::Plain { data_received }) => (Some(data_received.clone_ref(py)), None),
+                Some(Proto::Buffered { get_buffer, buffer_updated }) => {
+                    (None, Some((get_buffer.clone_ref(py), buffer_updated.clone_ref(py))))
+                }
+                None => return Ok(()),
+            }
+        };
+        match proto {
+            (Some(data_received), _) => Self::read_plain(slf, &data_received),
+            (_, Some((get_buffer, buffer_updated))) => Self::read_buffered(slf, &get_buffer, &buffer_updated),
+            _ => Ok(()),
+        }
+    }
+
+    fn read_plain(slf: &Bound<'_, Self>, data_received: &Py<PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut scratch = this.loop_.get().take_read_buffer(py);
+        if scratch.len() < MAX_READ {
+            scratch.resize(MAX_READ, 0);
+        }
+        let res = net::recv(this.fd, &mut scratch);
+        let data = match &res {
+            Ok(n) if *n > 0 => Some(PyBytes::new(py, &scratch[..*n])),
+            _ => None,
+        };
+        this.loop_.get().put_read_buffer(py, scratch);
+        match res {
+            Ok(0) => this.on_eof(py),
+            Ok(n) => {
+                if n == MAX_READ || this.st.borrow(py).peer_closed {
+                    // Maybe more is waiting (or the end of stream): read
+                    // again next iteration, as level triggering would.
+                    Self::queue_read(slf);
+                }
+                if let Err(err) = data_received.bind(py).call1((data,)) {
+                    return this.fatal(py, err, "Fatal error: protocol.data_received() call failed.");
+                }
+                Ok(())
+            }
+            Err(e) => Self::read_error(slf, &e),
+        }
+    }
+
+    fn read_buffered(
+        slf: &Bound<'_, Self>,
+        get_buffer: &Py<PyAny>,
+        buffer_updated: &Py<PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let buf = match get_buffer.bind(py).call1((-1,)).and_then(|b| {
+            let view = PyBuffer::<u8>::get(&b)?;
+            if view.item_count() == 0 {
+                return Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer"));
+            }
+            if view.readonly() || !view.is_c_contiguous() {
+                return Err(PyTypeError::new_err("get_buffer() must return a writable contiguous buffer"));
+            }
+            Ok(view)
+        }) {
+            Ok(v) => v,
+            Err(err) => return this.fatal(py, err, "Fatal error: protocol.get_buffer() call failed."),
+        };
+        // SAFETY: the buffer is writable and C-contiguous (checked above) and
+        // stays alive (PyBuffer holds it) for the duration of the recv.
+        let slice = unsafe { std::slice::from_raw_parts_mut(buf.buf_ptr().cast::<u8>(), buf.len_bytes()) };
+        let capacity = slice.len();
+        let res = net::recv(this.fd, slice);
+        drop(buf);
+        match res {
+            Ok(0) => this.on_eof(py),
+            Ok(n) => {
+                if n == capacity || this.st.borrow(py).peer_closed {
+                    // The buffer filled (or the peer closed): read again.
+                    Self::queue_read(slf);
+                }
+                if let Err(err) = buffer_updated.bind(py).call1((n,)) {
+                    return this.fatal(py, err, "Fatal error: protocol.buffer_updated() call failed.");
+                }
+                Ok(())
+            }
+            Err(e) => Self::read_error(slf, &e),
+        }
+    }
+
+    fn read_error(slf: &Bound<'_, Self>, e: &io::Error) -> PyResult<()> {
+        match e.kind() {
+            io::ErrorKind::WouldBlock => Ok(()),
+            io::ErrorKind::Interrupted => {
+                Self::queue_read(slf);
+                Ok(())
+            }
+            _ => slf.get().fatal(slf.py(), os_error(e), "Fatal read error on socket transport"),
+        }
+    }
+
+    fn on_eof(&self, py: Python<'_>) -> PyResult<()> {
+        self.st.borrow_mut(py).read_eof = true;
+        match self.transport(py) {
+            Some(t) => t.call_method0(pyo3::intern!(py, "_read_ready__on_eof")).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// asyncio's `_fatal_error`, in Python (cold path).
+    fn fatal(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
+        if crate::handles::is_exit(py, &err) {
+            return Err(err);
+        }
+        match self.transport(py) {
+            Some(t) => {
+                t.call_method1(pyo3::intern!(py, "_fatal_error"), (err.into_value(py), message)).map(drop)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn on_writable(&self, py: Python<'_>) -> PyResult<()> {
+        {
+            let st = self.st.borrow(py);
+            if st.buf.is_empty() || st.conn_lost > 0 {
+                return Ok(());
+            }
+        }
+        let res = self.flush(py);
+        self.after_flush(py, res)
+    }
+
+    /// Sends as much of the buffer as the socket takes.
+    fn flush(&self, py: Python<'_>) -> io::Result<()> {
+        let mut st = self.st.borrow_mut(py);
+        while !st.buf.is_empty() {
+            let sent = {
+                let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(st.buf.len().min(64));
+                for (i, chunk) in st.buf.iter().take(64).enumerate() {
+                    let start = if i == 0 { st.head_sent } else { 0 };
+                    slices.push(IoSlice::new(&chunk[start..]));
+                }
+                match net::send_vectored(self.fd, &slices) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            st.consume(sent);
+        }
+        Ok(())
+    }
+
+    fn after_flush(&self, py: Python<'_>, res: io::Result<()>) -> PyResult<()> {
+        if let Err(e) = res {
+            let dropped = self.st.borrow_mut(py).clear_buffer();
+            drop(dropped);
+            return match self.transport(py) {
+                Some(t) => t
+                    .call_method1(pyo3::intern!(py, "_write_failed"), (os_error(&e).into_value(py),))
+                    .map(drop),
+                None => Ok(()),
+            };
+        }
+        let Some(t) = self.transport(py) else { return Ok(()) };
+        t.call_method0(pyo3::intern!(py, "_maybe_resume_protocol"))?;
+        let (empty, cold) = {
+            let st = self.st.borrow(py);
+            (st.buf.is_empty(), st.closing || st.eof)
+        };
+        if empty && (cold || !t.getattr(pyo3::intern!(py, "_empty_waiter"))?.is_none()) {
+            t.call_method0(pyo3::intern!(py, "_write_drained"))?;
+        }
+        Ok(())
+    }
+
+    /// Borrows the bytes of a bytes-like object without copying.
+    fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+        if let Ok(b) = data.downcast::<PyBytes>() {
+            return Ok(f(b.as_bytes()));
+        }
+        if !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
+            return Err(PyTypeError::new_err(format!(
+                "data argument must be a bytes-like object, not {:?}",
+                data.get_type().name()?.to_string()
+            )));
+        }
+        let view = PyBuffer::<u8>::get(data)?;
+        if !view.is_c_contiguous() {
+            return Err(pyo3::exceptions::PyBufferError::new_err("memoryview is not contiguous"));
+        }
+        // SAFETY: C-contiguous, alive while `view` is; read only.
+        let slice = unsafe { std::slice::from_raw_parts(view.buf_ptr().cast::<u8>(), view.len_bytes()) };
+        Ok(f(slice))
+    }
+
+    /// asyncio's checks at the top of `write()`, in its order; false when
+    /// the data is to be dropped silently.
+    fn check_writable(&self, py: Python<'_>, empty: bool) -> PyResult<bool> {
+        let mut st = self.st.borrow_mut(py);
+        if st.eof {
+            return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+        }
+        if st.sendfile {
+            return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+        }
+        if empty {
+            return Ok(false);
+        }
+        if st.conn_lost > 0 {
+            st.conn_lost += 1;
+            let warn = st.conn_lost > 5;
+            drop(st);
+            if warn {
+                crate::pyimports::helper(py, "warn_send_after_lost")?.call0()?;
+            }
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Appends to the buffer (the socket was full or data is queued), then
+    /// pauses the protocol above the high-water mark.
+    fn buffer_rest(&self, py: Python<'_>, rest: Vec<u8>) -> PyResult<()> {
+        {
+            let mut st = self.st.borrow_mut(py);
+            st.buf_size += rest.len();
+            st.buf.push_back(rest);
+        }
+        match self.transport(py) {
+            Some(t) => t.call_method0(pyo3::intern!(py, "_maybe_pause_protocol")).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    fn write_error(&self, py: Python<'_>, e: &io::Error) -> PyResult<()> {
+        self.fatal(py, os_error(e), "Fatal write error on socket transport")
+    }
+}
+
+impl State {
+    fn can_read(&self) -> bool {
+        self.started && !self.paused && !self.closing && !self.read_eof && self.conn_lost == 0
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.buf_size -= n;
+        while n > 0 {
+            let Some(front) = self.buf.front() else { break };
+            let left = front.len() - self.head_sent;
+            if n >= left {
+                n -= left;
+                self.buf.pop_front();
+                self.head_sent = 0;
+            } else {
+                self.head_sent += n;
+                n = 0;
+            }
+        }
+    }
+
+    fn clear_buffer(&mut self) -> VecDeque<Vec<u8>> {
+        self.buf_size = 0;
+        self.head_sent = 0;
+        std::mem::take(&mut self.buf)
+    }
+}
+
+#[pymethods]
+impl StreamCore {
+    /// Registers `fd` with the loop's poller (read and write, edge-triggered).
+    #[new]
+    fn new(py: Python<'_>, loop_: Bound<'_, Loop>, transport: Bound<'_, PyAny>, fd: RawFd) -> PyResult<Self> {
+        // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception.
+        let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind();
+        Ok(Self {
+            loop_: loop_.unbind(),
+            fd,
+            context,
+            st: GilCell::new(State {
+                transport: Some(transport.unbind()),
+                protocol: None,
+                proto: None,
+                buf: VecDeque::new(),
+                head_sent: 0,
+                buf_size: 0,
+                started: false,
+                paused: false,
+                read_eof: false,
+                closing: false,
+                eof: false,
+                conn_lost: 0,
+                registered: false,
+                read_queued: false,
+                sendfile: false,
+                peer_closed: false,
+            }),
+        })
+    }
+
+    /// Joins the loop's poller; called once the Python transport is ready.
+    fn attach(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.loop_
+            .get()
+            .register_stream(py, this.fd, slf.clone().unbind(), Interest { read: true, write: true })
+            .map_err(|e| os_error(&e))?;
+        this.st.borrow_mut(py).registered = true;
+        Ok(())
+    }
+
+    /// Leaves the poller and drops the protocol (after `connection_lost`).
+    fn detach(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        let (registered, dropped) = {
+            let mut st = this.st.borrow_mut(py);
+            let registered = std::mem::replace(&mut st.registered, false);
+            let dropped = (st.protocol.take(), st.proto.take(), st.transport.take(), st.clear_buffer());
+            (registered, dropped)
+        };
+        if registered {
+            this.loop_.get().unregister_stream(py, this.fd);
+        }
+        drop(dropped);
+    }
+
+    /// Starts reading (asyncio does it in a callback after `connection_made`).
+    fn start_reading(slf: &Bound<'_, Self>) {
+        slf.get().st.borrow_mut(slf.py()).started = true;
+        Self::queue_read(slf);
+    }
+
+    fn set_protocol(&self, py: Python<'_>, protocol: Bound<'_, PyAny>, buffered: bool) -> PyResult<()> {
+        let proto = if buffered {
+            Proto::Buffered {
+                get_buffer: protocol.getattr(pyo3::intern!(py, "get_buffer"))?.unbind(),
+                buffer_updated: protocol.getattr(pyo3::intern!(py, "buffer_updated"))?.unbind(),
+            }
+        } else {
+            Proto::Plain { data_received: protocol.getattr(pyo3::intern!(py, "data_received"))?.unbind() }
+        };
+        let old = {
+            let mut st = self.st.borrow_mut(py);
+            (st.protocol.replace(protocol.unbind()), st.proto.replace(proto))
+        };
+        drop(old);
+        Ok(())
+    }
+
+    fn write(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
+        let (rest, res) =
+            Self::with_bytes(&data, |bytes| -> PyResult<(Option<Vec<u8>>, Option<io::Error>)> {
+                if !self.check_writable(py, bytes.is_empty())? {
+                    return Ok((None, None));
+                }
+                if !self.st.borrow(py).buf.is_empty() {
+                    return Ok((Some(bytes.to_vec()), None));
+                }
+                match net::send(self.fd, bytes) {
+                    Ok(n) if n == bytes.len() => Ok((None, None)),
+                    Ok(n) => Ok((Some(bytes[n..].to_vec()), None)),
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                        Ok((Some(bytes.to_vec()), None))
+                    }
+                    Err(e) => Ok((None, Some(e))),
+                }
+            })??;
+        if let Some(e) = res {
+            return self.write_error(py, &e);
+        }
+        match rest {
+            Some(rest) => self.buffer_rest(py, rest),
+            None => Ok(()),
+        }
+    }
+
+    fn writelines(&self, py: Python<'_>, list_of_data: Bound<'_, PyAny>) -> PyResult<()> {
+        // asyncio 3.12+ queues every chunk, then sends with one sendmsg when
+        // nothing was queued before; the result is the same bytes in order.
+        let was_empty = self.st.borrow(py).buf.is_empty();
+        let mut any = false;
+        for item in list_of_data.try_iter()? {
+            let item = item?;
+            let chunk = Self::with_bytes(&item, <[u8]>::to_vec)?;
+            if !self.check_writable(py, chunk.is_empty())? {
+                if chunk.is_empty() {
+                    continue;
+                }
+                return Ok(());
+            }
+            let mut st = self.st.borrow_mut(py);
+            st.buf_size += chunk.len();
+            st.buf.push_back(chunk);
+            any = true;
+        }
+        if !any {
+            return Ok(());
+        }
+        if was_empty {
+            let res = self.flush(py);
+            if let Err(e) = res {
+                let dropped = self.st.borrow_mut(py).clear_buffer();
+                drop(dropped);
+                return self.write_error(py, &e);
+            }
+        }
+        match self.transport(py) {
+            Some(t) => t.call_method0(pyo3::intern!(py, "_maybe_pause_protocol")).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
+        self.st.borrow(py).buf_size
+    }
+
+    fn is_reading(&self, py: Python<'_>) -> bool {
+        let st = self.st.borrow(py);
+        !st.paused && !st.closing
+    }
+
+    fn is_closing(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).closing
+    }
+
+    fn pause_reading(&self, py: Python<'_>) -> bool {
+        let mut st = self.st.borrow_mut(py);
+        if st.paused || st.closing {
+            return false;
+        }
+        st.paused = true;
+        true
+    }
+
+    fn resume_reading(slf: &Bound<'_, Self>) -> bool {
+        {
+            let mut st = slf.get().st.borrow_mut(slf.py());
+            if st.closing || !st.paused {
+                return false;
+            }
+            st.paused = false;
+        }
+        Self::queue_read(slf);
+        true
+    }
+
+    /// Stops reading for good (`eof_received` asked to stay half-open).
+    fn stop_reading(&self, py: Python<'_>) {
+        self.st.borrow_mut(py).read_eof = true;
+    }
+
+    /// `close()`: marks closing; returns whether the buffer is empty (then
+    /// the caller schedules `connection_lost`, and counts it lost).
+    fn begin_close(&self, py: Python<'_>) -> Option<bool> {
+        let mut st = self.st.borrow_mut(py);
+        if st.closing {
+            return None;
+        }
+        st.closing = true;
+        let empty = st.buf.is_empty();
+        if empty {
+            st.conn_lost += 1;
+        }
+        Some(empty)
+    }
+
+    /// `_force_close()`: drops the buffer, marks closing and lost; returns
+    /// false if the connection was already lost.
+    fn force_close(&self, py: Python<'_>) -> bool {
+        let dropped = {
+            let mut st = self.st.borrow_mut(py);
+            if st.conn_lost > 0 {
+                return false;
+            }
+            st.closing = true;
+            st.conn_lost += 1;
+            st.clear_buffer()
+        };
+        drop(dropped);
+        true
+    }
+
+    /// `write_eof()`: returns whether to shut down now (nothing buffered).
+    fn begin_eof(&self, py: Python<'_>) -> Option<bool> {
+        let mut st = self.st.borrow_mut(py);
+        if st.closing || st.eof {
+            return None;
+        }
+        st.eof = true;
+        Some(st.buf.is_empty())
+    }
+
+    fn set_sendfile(&self, py: Python<'_>, active: bool) {
+        self.st.borrow_mut(py).sendfile = active;
+    }
+
+    /// Leaves the poller while `loop.sendfile()` drives the socket itself.
+    fn suspend(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        if std::mem::replace(&mut this.st.borrow_mut(py).registered, false) {
+            this.loop_.get().unregister_stream(py, this.fd);
+        }
+    }
+
+    /// Rejoins the poller after `suspend`.
+    fn resume(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let registered = slf.get().st.borrow(slf.py()).registered;
+        if registered || slf.get().st.borrow(slf.py()).transport.is_none() {
+            return Ok(());
+        }
+        Self::attach(slf)
+    }
+
+    fn shutdown_write(&self) -> PyResult<()> {
+        net::shutdown_write(self.fd).map_err(|e| os_error(&e))
+    }
+
+    #[getter]
+    fn conn_lost(&self, py: Python<'_>) -> u32 {
+        self.st.borrow(py).conn_lost
+    }
+
+    #[getter]
+    fn eof(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).eof
+    }
+
+    #[getter]
+    fn writing(&self, py: Python<'_>) -> bool {
+        !self.st.borrow(py).buf.is_empty()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.context)?;
+        let Some(st) = self.st.try_borrow_for_gc() else { return Ok(()) };
+        for obj in [&st.transport, &st.protocol].into_iter().flatten() {
+            visit.call(obj)?;
+        }
+        match &st.proto {
+            Some(Proto::Plain { data_received }) => visit.call(data_received)?,
+            Some(Proto::Buffered { get_buffer, buffer_updated }) => {
+                visit.call(get_buffer)?;
+                visit.call(buffer_updated)?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::with_gil(|py| {
+            let dropped = {
+                let mut st = self.st.borrow_mut(py);
+                (st.transport.take(), st.protocol.take(), st.proto.take())
+            };
+            drop(dropped);
+        });
+    }
+}
