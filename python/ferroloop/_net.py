@@ -10,6 +10,7 @@ benchmarks say it pays (see the README's status section).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import selectors
 import weakref
@@ -18,6 +19,7 @@ from typing import Any
 
 from ._transports import SocketTransport
 
+_Future = asyncio.Future
 _BASE = base_events.BaseEventLoop
 _SELECTOR = selector_events.BaseSelectorEventLoop
 _UNIX = unix_events._UnixSelectorEventLoop
@@ -146,6 +148,46 @@ class NetMixin:
     def remove_writer(self, fd) -> bool:
         self._ensure_fd_no_transport(fd)
         return self._remove_writer(fd)
+
+    # -- sock_*: native fast paths, asyncio's code when the fd is in other use --
+
+    def _check_sock(self, sock) -> None:
+        base_events._check_ssl_socket(sock)
+        if self.get_debug() and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from sock (non-blocking)."""
+        self._check_sock(sock)
+        if type(n) is int and n >= 0:
+            r = self._sock_recv_native(sock.fileno(), n)
+            if r is not NotImplemented:
+                return (await r) if type(r) is _Future else r
+        return await _SELECTOR.sock_recv(self, sock, n)
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into buf from sock (non-blocking); return the byte count."""
+        self._check_sock(sock)
+        r = self._sock_recv_into_native(sock.fileno(), buf)
+        if r is not NotImplemented:
+            return (await r) if type(r) is _Future else r
+        return await _SELECTOR.sock_recv_into(self, sock, buf)
+
+    async def sock_sendall(self, sock, data):
+        """Send all of data to sock (non-blocking)."""
+        self._check_sock(sock)
+        r = self._sock_sendall_native(sock.fileno(), data)
+        if r is not NotImplemented:
+            return (await r) if type(r) is _Future else r
+        return await _SELECTOR.sock_sendall(self, sock, data)
+
+    async def sock_accept(self, sock):
+        """Accept a connection on sock: (conn, address), conn non-blocking."""
+        self._check_sock(sock)
+        r = self._sock_accept_native(sock)
+        if r is not NotImplemented:
+            return (await r) if type(r) is _Future else r
+        return await _SELECTOR.sock_accept(self, sock)
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return SocketTransport(self, sock, protocol, waiter, extra, server)

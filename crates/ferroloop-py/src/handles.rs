@@ -437,6 +437,8 @@ pub(crate) enum Callback {
     Timer(Queued<TimerHandle>),
     /// A native transport's read or flush (no Python handle involved).
     Stream(Py<crate::transports::stream::StreamCore>, crate::transports::stream::StreamEvent),
+    /// A parked `sock_*` operation of an fd is ready (write direction or not).
+    Sock(std::os::fd::RawFd, bool),
 }
 
 impl Callback {
@@ -445,15 +447,17 @@ impl Callback {
         match self {
             Callback::Plain(h) => Some(&h.0.get().core),
             Callback::Timer(t) => Some(&t.0.get().core),
-            Callback::Stream(..) => None,
+            Callback::Stream(..) | Callback::Sock(..) => None,
         }
     }
 
-    pub(crate) fn as_any(&self) -> &Py<PyAny> {
+    /// The Python object behind this entry (none for `sock_*` events).
+    pub(crate) fn as_any(&self) -> Option<&Py<PyAny>> {
         match self {
-            Callback::Plain(h) => h.0.as_any(),
-            Callback::Timer(t) => t.0.as_any(),
-            Callback::Stream(s, _) => s.as_any(),
+            Callback::Plain(h) => Some(h.0.as_any()),
+            Callback::Timer(t) => Some(t.0.as_any()),
+            Callback::Stream(s, _) => Some(s.as_any()),
+            Callback::Sock(..) => None,
         }
     }
 
@@ -473,10 +477,12 @@ impl Callback {
             Callback::Plain(h) => h.is_tracked(),
             Callback::Timer(t) => t.is_tracked(),
             Callback::Stream(..) => true,
+            Callback::Sock(..) => return Ok(()),
         };
-        match self.core() {
-            Some(core) if !tracked => core.traverse(visit),
-            _ => visit.call(self.as_any()),
+        match (self.core(), self.as_any()) {
+            (Some(core), _) if !tracked => core.traverse(visit),
+            (_, Some(obj)) => visit.call(obj),
+            _ => Ok(()),
         }
     }
 }

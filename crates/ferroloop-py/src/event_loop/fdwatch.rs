@@ -76,6 +76,12 @@ impl Loop {
         let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? }, true)?;
         let result = handle.clone_ref(py);
         let mut dead = Vec::new();
+        // A socket that sock_* calls parked on is handed over to the watcher.
+        let parked = {
+            let mut st = this.state.borrow_mut(py);
+            this.release_sock(&mut st, fd)
+        };
+        drop(parked);
         let old = {
             let mut st = this.state.borrow_mut(py);
             let fresh = !st.watches.contains_key(&fd);

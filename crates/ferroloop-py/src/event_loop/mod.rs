@@ -16,6 +16,7 @@
 mod fdwatch;
 mod run;
 mod signals;
+mod sockops;
 mod tasks;
 
 use std::collections::{HashMap, VecDeque};
@@ -57,6 +58,8 @@ struct State {
     /// watching is level-triggered as with asyncio's selectors.
     rearm: Vec<RawFd>,
     signal_handlers: HashMap<i32, Py<Handle>>,
+    /// `sock_*` operations parked per fd.
+    socks: HashMap<RawFd, sockops::SockWait>,
     /// Native stream transports by fd.
     streams: HashMap<RawFd, Py<StreamCore>>,
     /// The buffer every stream reads into before copying out the bytes.
@@ -85,17 +88,18 @@ pub(crate) struct Loop {
 impl Loop {
     /// Drops every queued callback and watcher (close, GC clear).
     fn release_all(&self, py: Python<'_>) {
-        let (ready, timers, watches, handlers, streams) = {
+        let (ready, timers, watches, handlers, streams, socks) = {
             let mut st = self.state.borrow_mut(py);
+            let socks = std::mem::take(&mut st.socks);
             let streams = std::mem::take(&mut st.streams);
             let ready = std::mem::take(&mut st.ready);
             let timers = st.timers.clear();
             let watches = std::mem::take(&mut st.watches);
             let handlers = std::mem::take(&mut st.signal_handlers);
             st.rearm.clear();
-            (ready, timers, watches, handlers, streams)
+            (ready, timers, watches, handlers, streams, socks)
         };
-        for fd in streams.keys() {
+        for fd in streams.keys().chain(socks.keys()) {
             let _ = self.poller.deregister(*fd);
         }
         for fd in watches.keys() {
@@ -104,7 +108,7 @@ impl Loop {
         for t in &timers {
             t.0.get().unschedule();
         }
-        drop((ready, timers, watches, handlers, streams));
+        drop((ready, timers, watches, handlers, streams, socks));
     }
 
     pub(crate) fn debug(&self) -> bool {
@@ -159,6 +163,11 @@ impl Loop {
         core: Py<StreamCore>,
         interest: ferroloop_core::Interest,
     ) -> std::io::Result<()> {
+        let parked = {
+            let mut st = self.state.borrow_mut(py);
+            self.release_sock(&mut st, fd)
+        };
+        drop(parked);
         self.poller.register(fd, fd as usize + FD_TOKEN_BASE, interest)?;
         let old = self.state.borrow_mut(py).streams.insert(fd, core);
         drop(old);
@@ -422,6 +431,9 @@ impl Loop {
         }
         for s in st.streams.values() {
             visit.call(s)?;
+        }
+        for op in st.socks.values().flat_map(|w| [&w.read, &w.write]).flatten() {
+            op.traverse(&visit)?;
         }
         st.timers.for_each(|t| Callback::traverse_timer(t, &visit))?;
         Ok(())

@@ -78,7 +78,10 @@ impl Loop {
             st.timers.next_deadline(&mut dead).map(|when| timeout_until(when, monotonic()))
         };
         let events = std::mem::take(&mut st.events);
-        let watching = !st.watches.is_empty() || !st.signal_handlers.is_empty() || !st.streams.is_empty();
+        let watching = !st.watches.is_empty()
+            || !st.signal_handlers.is_empty()
+            || !st.streams.is_empty()
+            || !st.socks.is_empty();
         drop(st);
         drop(dead);
         (timeout, events, watching)
@@ -97,6 +100,15 @@ impl Loop {
             }
             let Ok(fd) = i32::try_from(ev.token - FD_TOKEN_BASE) else { continue };
             let Some(w) = st.watches.get(&fd) else {
+                if let Some(sw) = st.socks.get(&fd) {
+                    let (read, write) = (ev.readable && sw.read.is_some(), ev.writable && sw.write.is_some());
+                    for (wanted, write) in [(read, false), (write, true)] {
+                        if wanted {
+                            st.ready.push_back(Callback::Sock(fd, write));
+                        }
+                    }
+                    continue;
+                }
                 if let Some(stream) = st.streams.get(&fd) {
                     let (read, write) = stream.get().wants(py, ev.readable, ev.writable, ev.closed);
                     for (wanted, event) in [(read, StreamEvent::Read), (write, StreamEvent::Write)] {
@@ -157,15 +169,18 @@ impl Loop {
         for _ in 0..ntodo {
             let Some(cb) = this.state.borrow_mut(py).ready.pop_front() else { break };
             let Some(core) = cb.core() else {
-                if let Callback::Stream(stream, event) = &cb {
-                    StreamCore::run_event(stream.bind(py), *event)?;
+                match &cb {
+                    Callback::Stream(stream, event) => StreamCore::run_event(stream.bind(py), *event)?,
+                    Callback::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write)?,
+                    _ => {}
                 }
                 continue;
             };
             if core.is_cancelled() {
                 continue;
             }
-            let obj = cb.as_any().bind(py);
+            let Some(obj) = cb.as_any() else { continue };
+            let obj = obj.bind(py);
             if this.debug() {
                 helper(py, "run_handle_debug")?.call1((slf, obj))?;
             } else {

@@ -1,0 +1,300 @@
+//! Native `sock_recv`, `sock_recv_into`, `sock_sendall` and `sock_accept`.
+//!
+//! asyncio's versions try the call, and on `EAGAIN` register a reader or
+//! writer, wait, and unregister: three extra system calls and several Python
+//! frames per wait. Here the attempt is a direct system call (no exception
+//! object on `EAGAIN`), a completed call returns its result at once, and a
+//! waiting call parks an operation on the fd, which stays registered
+//! (edge-triggered, read and write) between operations: each wait costs one
+//! `epoll_ctl(MOD)`, which also re-arms the edge, and falls back to `ADD` when
+//! the kernel forgot a closed-and-reused fd.
+//!
+//! An fd watched by `add_reader`/`add_writer` or owned by a transport is not
+//! handled here (the Python layer then uses asyncio's own code); taking an fd
+//! for those drops its parked registration first ([`Loop::release_sock`]).
+//!
+//! A parked operation whose future is already done (the awaiting task was
+//! cancelled) is dropped when the fd next becomes ready or another operation
+//! replaces it, so a cancelled call leaves the socket usable.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use ferroloop_core::{net, Interest};
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyBlockingIOError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::{Loop, State, FD_TOKEN_BASE};
+use crate::errors::os_error;
+
+/// An operation, without its future.
+pub(super) enum OpKind {
+    Recv { n: usize },
+    RecvInto { buf: Py<PyAny> },
+    SendAll { data: Vec<u8>, pos: usize },
+    Accept { sock: Py<PyAny> },
+}
+
+/// An operation waiting for its fd, and the future its caller awaits.
+pub(super) struct SockOp {
+    fut: Py<PyAny>,
+    kind: OpKind,
+}
+
+impl SockOp {
+    pub(super) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        match &self.kind {
+            OpKind::RecvInto { buf } => visit.call(buf),
+            OpKind::Accept { sock } => visit.call(sock),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Parked operations of one fd.
+#[derive(Default)]
+pub(super) struct SockWait {
+    registered: bool,
+    pub(super) read: Option<SockOp>,
+    pub(super) write: Option<SockOp>,
+}
+
+/// What an attempt gave.
+enum Outcome {
+    Done(PyObject),
+    Failed(PyErr),
+    Again(OpKind),
+}
+
+fn done(fut: &Bound<'_, PyAny>) -> bool {
+    fut.call_method0(pyo3::intern!(fut.py(), "done")).and_then(|d| d.is_truthy()).unwrap_or(true)
+}
+
+fn again(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}
+
+/// Sends from `pos` until done or the socket is full.
+fn send_from(py: Python<'_>, fd: RawFd, data: &[u8], mut pos: usize) -> Result<Option<usize>, PyErr> {
+    let _ = py;
+    while pos < data.len() {
+        match net::send(fd, &data[pos..]) {
+            Ok(k) => pos += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if again(&e) => return Ok(Some(pos)),
+            Err(e) => return Err(os_error(&e)),
+        }
+    }
+    Ok(None)
+}
+
+fn attempt(py: Python<'_>, fd: RawFd, kind: OpKind) -> Outcome {
+    match kind {
+        OpKind::Recv { n } => {
+            let mut buf = vec![0u8; n];
+            match net::recv(fd, &mut buf) {
+                Ok(k) => Outcome::Done(PyBytes::new(py, &buf[..k]).into_any().unbind()),
+                Err(e) if again(&e) => Outcome::Again(OpKind::Recv { n }),
+                Err(e) => Outcome::Failed(os_error(&e)),
+            }
+        }
+        OpKind::RecvInto { buf } => {
+            let res = PyBuffer::<u8>::get(buf.bind(py)).and_then(|view| {
+                if view.readonly() || !view.is_c_contiguous() {
+                    return Err(pyo3::exceptions::PyTypeError::new_err(
+                        "a writable contiguous buffer is required",
+                    ));
+                }
+                // SAFETY: writable, C-contiguous, alive while `view` is.
+                let slice =
+                    unsafe { std::slice::from_raw_parts_mut(view.buf_ptr().cast::<u8>(), view.len_bytes()) };
+                Ok(net::recv(fd, slice))
+            });
+            match res {
+                Ok(Ok(k)) => {
+                    Outcome::Done(k.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind()))
+                }
+                Ok(Err(e)) if again(&e) => Outcome::Again(OpKind::RecvInto { buf }),
+                Ok(Err(e)) => Outcome::Failed(os_error(&e)),
+                Err(e) => Outcome::Failed(e),
+            }
+        }
+        OpKind::SendAll { data, pos } => match send_from(py, fd, &data, pos) {
+            Ok(None) => Outcome::Done(py.None()),
+            Ok(Some(pos)) => Outcome::Again(OpKind::SendAll { data, pos }),
+            Err(e) => Outcome::Failed(e),
+        },
+        OpKind::Accept { sock } => match accept(sock.bind(py)) {
+            Ok(pair) => Outcome::Done(pair),
+            Err(e)
+                if e.is_instance_of::<PyBlockingIOError>(py)
+                    || e.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) =>
+            {
+                Outcome::Again(OpKind::Accept { sock })
+            }
+            Err(e) => Outcome::Failed(e),
+        },
+    }
+}
+
+/// `conn, address = sock.accept(); conn.setblocking(False)`, as asyncio.
+fn accept(sock: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+    let py = sock.py();
+    let pair = sock.call_method0(pyo3::intern!(py, "accept"))?;
+    pair.get_item(0)?.call_method1(pyo3::intern!(py, "setblocking"), (false,))?;
+    Ok(pair.unbind())
+}
+
+impl Loop {
+    /// Drops the parked registration of `fd` before another user takes it
+    /// (add_reader, a transport). Returned ops are dropped by the caller.
+    pub(super) fn release_sock(&self, st: &mut State, fd: RawFd) -> Option<SockWait> {
+        let w = st.socks.remove(&fd)?;
+        if w.registered {
+            let _ = self.poller.deregister(fd);
+        }
+        Some(w)
+    }
+
+    /// Starts an operation: tries it, and parks it if the socket is not ready.
+    /// `Ok(None)` means the fd is used otherwise: take asyncio's path.
+    fn start_op(slf: &Bound<'_, Self>, fd: RawFd, write: bool, kind: OpKind) -> PyResult<PyObject> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        {
+            let st = this.state.borrow(py);
+            if st.watches.contains_key(&fd) || st.streams.contains_key(&fd) {
+                return Ok(py.NotImplemented());
+            }
+        }
+        match attempt(py, fd, kind) {
+            Outcome::Done(v) => Ok(v),
+            Outcome::Failed(e) => Err(e),
+            Outcome::Again(kind) => Self::park(slf, fd, write, kind),
+        }
+    }
+
+    /// Parks an operation until `fd` is ready; returns the future to await.
+    fn park(slf: &Bound<'_, Self>, fd: RawFd, write: bool, kind: OpKind) -> PyResult<PyObject> {
+        let py = slf.py();
+        let this = slf.get();
+        let fut = Self::create_future(slf)?;
+        let op = SockOp { fut: fut.clone_ref(py), kind };
+        let mut st = this.state.borrow_mut(py);
+        let w = st.socks.entry(fd).or_default();
+        let slot = if write { &mut w.write } else { &mut w.read };
+        let old = slot.replace(op);
+        let interest = Interest { read: true, write: true };
+        let token = fd as usize + FD_TOKEN_BASE;
+        let res = if w.registered {
+            this.poller.rearm(fd, token, interest)
+        } else {
+            this.poller.register(fd, token, interest)
+        };
+        if let Err(e) = res {
+            let dropped = st.socks.remove(&fd);
+            drop(st);
+            drop((dropped, old));
+            return Err(os_error(&e));
+        }
+        w.registered = true;
+        drop(st);
+        drop(old);
+        Ok(fut)
+    }
+
+    /// Runs the parked operation of `fd` in one direction (from the ready queue).
+    pub(super) fn run_sock_op(slf: &Bound<'_, Self>, fd: RawFd, write: bool) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let op = {
+            let mut st = this.state.borrow_mut(py);
+            let Some(w) = st.socks.get_mut(&fd) else { return Ok(()) };
+            if write {
+                w.write.take()
+            } else {
+                w.read.take()
+            }
+        };
+        let Some(SockOp { fut, kind }) = op else { return Ok(()) };
+        if done(fut.bind(py)) {
+            return Ok(());
+        }
+        match attempt(py, fd, kind) {
+            Outcome::Done(v) => {
+                fut.bind(py).call_method1(pyo3::intern!(py, "set_result"), (v,))?;
+            }
+            Outcome::Failed(e) => {
+                if crate::handles::is_exit(py, &e) {
+                    return Err(e);
+                }
+                fut.bind(py).call_method1(pyo3::intern!(py, "set_exception"), (e.into_value(py),))?;
+            }
+            Outcome::Again(kind) => {
+                let op = SockOp { fut, kind };
+                let mut st = this.state.borrow_mut(py);
+                let Some(w) = st.socks.get_mut(&fd) else { return Ok(()) };
+                let slot = if write { &mut w.write } else { &mut w.read };
+                if slot.is_none() {
+                    *slot = Some(op);
+                } else {
+                    drop(st);
+                    drop(op);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Loop {
+    /// The body of `sock_recv`: the bytes, or a future to await, or
+    /// `NotImplemented` when the fd is in other use (then asyncio's own path
+    /// is taken).
+    fn _sock_recv_native(slf: &Bound<'_, Self>, fd: RawFd, n: usize) -> PyResult<PyObject> {
+        Self::start_op(slf, fd, false, OpKind::Recv { n })
+    }
+
+    fn _sock_recv_into_native(slf: &Bound<'_, Self>, fd: RawFd, buf: Bound<'_, PyAny>) -> PyResult<PyObject> {
+        Self::start_op(slf, fd, false, OpKind::RecvInto { buf: buf.unbind() })
+    }
+
+    /// The body of `sock_sendall`: sends straight from the caller's buffer and
+    /// copies only what the socket did not take.
+    fn _sock_sendall_native(slf: &Bound<'_, Self>, fd: RawFd, data: Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        {
+            let st = this.state.borrow(py);
+            if st.watches.contains_key(&fd) || st.streams.contains_key(&fd) {
+                return Ok(py.NotImplemented());
+            }
+        }
+        let view = PyBuffer::<u8>::get(&data)?;
+        if !view.is_c_contiguous() {
+            return Err(pyo3::exceptions::PyBufferError::new_err("a contiguous buffer is required"));
+        }
+        // SAFETY: C-contiguous, alive while `view` is; read only.
+        let bytes = unsafe { std::slice::from_raw_parts(view.buf_ptr().cast::<u8>(), view.len_bytes()) };
+        match send_from(py, fd, bytes, 0)? {
+            None => Ok(py.None()),
+            Some(pos) => {
+                let rest = bytes.to_vec();
+                drop(view);
+                Self::park(slf, fd, true, OpKind::SendAll { data: rest, pos })
+            }
+        }
+    }
+
+    fn _sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let fd: RawFd = sock.call_method0(pyo3::intern!(slf.py(), "fileno"))?.extract()?;
+        Self::start_op(slf, fd, false, OpKind::Accept { sock: sock.unbind() })
+    }
+}
