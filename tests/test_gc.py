@@ -187,3 +187,30 @@ def test_unclosed_loop_with_pending_cycles_is_collected(loop_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         assert all(_collected(r) for r in refs)
+
+
+def test_transport_protocol_cycle_is_collected(loop_factory):
+    """An open connection dropped without close(): transport <-> protocol (and the native core)
+    form a cycle that the collector frees once the loop is closed."""
+    import asyncio
+    import warnings
+
+    lp = loop_factory()
+
+    class Proto(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport  # protocol -> transport -> protocol
+
+    async def main():
+        server = await lp.create_server(Proto, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, protocol = await lp.create_connection(Proto, "127.0.0.1", port)
+        server.close()
+        return weakref.ref(transport), weakref.ref(protocol)
+
+    refs = lp.run_until_complete(main())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        lp.close()
+        del lp
+        assert all(_collected(r) for r in refs)
