@@ -211,3 +211,21 @@ def test_default_handler_in_debug_names_handle_source(loop, ref_loop, caplog):
     assert records["loop"] == records["asyncio"]
     callback_text = records["asyncio"][4][1]
     assert "source_traceback: Object created at (most recent call last):" in callback_text
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["nodebug", "debug"])
+def test_failed_task_reported_at_once(loop, exc_calls, debug):
+    """A failed task nobody awaits is reported as soon as it is dropped, in debug mode too
+    (no reference cycle through the loop's debug-mode callback runner keeps it alive)."""
+    loop.set_debug(debug)
+
+    async def fail():
+        1 / 0
+
+    async def main():
+        loop.create_task(fail())
+        await asyncio.sleep(0)
+        return [c["message"] for c in exc_calls]
+
+    assert loop.run_until_complete(main()) == ["Task exception was never retrieved"]
+    exc_calls.clear()

@@ -81,6 +81,7 @@ def run_handle_debug(loop: Any, handle: Any) -> None:
             )
     finally:
         loop._current_handle = None
+        handle = None  # as asyncio's Handle._run: no cycle through this frame
 
 
 def warn_send_after_lost() -> None:

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use ferroloop_core::time::{timeout_until, CLOCK_RESOLUTION};
 use ferroloop_core::{monotonic, sys, Readiness};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::{Loop, FD_TOKEN_BASE, SIGNAL_TOKEN};
@@ -27,7 +28,7 @@ impl Loop {
     fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (timeout, mut events, watching) = this.prepare_poll(py);
+        let (timeout, mut events, watching) = this.prepare_poll(py)?;
         let res = if timeout == Some(Duration::ZERO) {
             if watching {
                 this.poller.poll(timeout, &mut events)
@@ -61,7 +62,7 @@ impl Loop {
 
     /// The poll timeout, the event buffer, and whether any fd or signal
     /// handler is registered (else a non-blocking poll has nothing to report).
-    fn prepare_poll(&self, py: Python<'_>) -> (Option<Duration>, Vec<Readiness>, bool) {
+    fn prepare_poll(&self, py: Python<'_>) -> PyResult<(Option<Duration>, Vec<Readiness>, bool)> {
         let mut dead = Vec::new();
         let mut st = self.state.borrow_mut(py);
         let rearm = std::mem::take(&mut st.rearm);
@@ -75,7 +76,16 @@ impl Loop {
         let timeout = if !st.ready.is_empty() || self.stopping.load(Ordering::Relaxed) {
             Some(Duration::ZERO)
         } else {
-            st.timers.next_deadline(&mut dead).map(|when| timeout_until(when, monotonic()))
+            match st.timers.next_deadline(&mut dead) {
+                // asyncio 3.13 hands a NaN deadline's timeout to select(),
+                // which raises; earlier versions clamp it to 0 (due now).
+                Some(when) if when.is_nan() && py.version_info() >= (3, 13) => {
+                    drop(st);
+                    drop(dead);
+                    return Err(PyValueError::new_err("cannot convert float NaN to integer"));
+                }
+                next => next.map(|when| timeout_until(when, monotonic())),
+            }
         };
         let events = std::mem::take(&mut st.events);
         let watching = !st.watches.is_empty()
@@ -84,7 +94,7 @@ impl Loop {
             || !st.socks.is_empty();
         drop(st);
         drop(dead);
-        (timeout, events, watching)
+        Ok((timeout, events, watching))
     }
 
     /// Queues the handles of ready fds; returns whether a signal arrived.
