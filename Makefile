@@ -53,8 +53,9 @@ test: test-rust test-python conformance ## every test: Rust core, Python suite, 
 # quick build here replaced $(VENV)'s build of the same Python: drop its stamp to rebuild it.
 # Free-threaded builds (3.13t) are not supported, so they are not picked.
 .PHONY: test-all-pythons
-test-all-pythons: ## on every pyenv Python 3.10-3.13 present: build (quick), pytest twice, conformance
-	@failed=""; for v in 3.10 3.11 3.12 3.13; do \
+PYTHONS ?= 3.10 3.11 3.12 3.13
+test-all-pythons: ## on every Python in PYTHONS (default 3.10-3.13) present: build (quick), pytest twice, conformance
+	@failed=""; for v in $(PYTHONS); do \
 	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python 2>/dev/null | grep -v 't/bin/python$$' | sort -V | tail -1); \
 	  if [ -z "$$py" ]; then py=$$(command -v python$$v || true); fi; \
 	  if [ -z "$$py" ]; then echo "== Python $$v: not installed, skipped"; continue; fi; \
