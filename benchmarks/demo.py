@@ -1,8 +1,9 @@
 """The demo (`make demo`): ferroloop beside asyncio and uvloop, as a table and a PNG chart.
 
-Runs every section of harness.SECTIONS at its small demo size with few repetitions (well under two
-minutes on two cores), prints ops/s and ratios, and draws benchmarks/results/demo.png: ops/s
-relative to asyncio, one group of bars per benchmark, one colour per loop.
+Runs every section of harness.SECTIONS at its small demo size with few repetitions, network
+servers included (a few points: Protocol and streams echo, HTTP), in under three minutes on two
+cores; prints the tables and draws benchmarks/results/demo.png: ops/s relative to asyncio, one
+group of bars per benchmark, one colour per loop.
 """
 
 from __future__ import annotations
@@ -35,12 +36,15 @@ def run(args: argparse.Namespace, results: Results) -> list[Section]:
     """Measure each section; return the sections that produced something."""
     done = []
     for section in SECTIONS:
+        benches = list(section.benches if section.demo_benches is None else section.demo_benches)
+        if not benches:
+            continue
         scale = section.demo_scale * args.scale
         print(f"== {section.title}: {args.reps} reps at scale {scale:g}", flush=True)
         run_section(
             section,
             results,
-            list(section.benches),
+            benches,
             args.reps,
             scale,
             progress=lambda line: print("  " + line, flush=True),
@@ -61,9 +65,14 @@ def show(sections: list[Section], results: Results, info: dict[str, str], settin
     print()
     print("\n".join(header(info, results, settings)))
     for section in sections:
+        benches = [b for b in section.benches if b in results.samples or b in results.errors]
+        if section.render is not None:
+            print(f"\n{section.title}\n")
+            print("\n".join(section.render(section, results, benches)))
+            continue
         print(f"\n{section.title} (median ops/s; ratios: higher is faster)\n")
-        print("\n".join(results_table(section, results, list(section.benches))))
-        targets = targets_table(section, results, list(section.benches))
+        print("\n".join(results_table(section, results, benches)))
+        targets = targets_table(section, results, benches)
         if targets:
             print("\nTargets: ferroloop / uvloop\n")
             print("\n".join(targets))

@@ -1,8 +1,10 @@
 """Running benchmarks side by side: fresh subprocesses, interleaved loops, medians.
 
 A *section* is a family of benchmarks with one command line per measurement; the command prints
-one JSON line holding ``ops_per_s``. Micro benchmarks are the first section; network servers can
-be added to ``SECTIONS`` without touching the runner, the report or the demo.
+one JSON line holding the section's metric (``ops_per_s`` unless it says otherwise), and may hold
+more figures, which are kept as details. Micro benchmarks are the first section, the network
+servers (net.py) the next ones; a section can bring its own report tables, an extra reference
+loop (the Rust echo ceiling) and a preparation step (building the load generator).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import net
 from loops import LOOPS
 from micro import BENCHMARKS
+from netreport import render_net, render_syscalls
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -32,8 +36,16 @@ class Section:
     name: str
     title: str
     benches: dict[str, str]  # name -> title, in report order
-    command: Callable[[str, str, float], list[str]]  # (bench, loop, scale) -> argv
-    demo_scale: float = 1.0  # workload size for `make demo`, which must stay under 2 minutes
+    # (bench, loop, scale) -> argv of one measurement, or None where the loop does not apply
+    command: Callable[[str, str, float], list[str] | None]
+    demo_scale: float = 1.0  # workload size for `make demo`, which must stay under 3 minutes
+    demo_benches: tuple[str, ...] | None = None  # the subset `make demo` runs; None: all
+    metric: str = "ops_per_s"  # the key of the measurement's JSON that samples hold
+    reps: int | None = None  # default repetitions, where the runner's default is too many
+    extra_loops: tuple[str, ...] = ()  # reference loops measured beside the probed ones
+    prepare: Callable[[], str | None] | None = None  # run once first; returns an error or None
+    # (section, results, benches) -> markdown lines, in place of the generic table and targets
+    render: Callable[[Section, Results, Sequence[str]], list[str]] | None = None
 
 
 def _micro_command(bench: str, loop: str, scale: float) -> list[str]:
@@ -47,7 +59,31 @@ MICRO = Section(
     _micro_command,
     demo_scale=0.5,
 )
-SECTIONS: list[Section] = [MICRO]
+NET = Section(
+    "net",
+    "Network: echo servers and HTTP",
+    net.NET_BENCHES,
+    net.command,
+    demo_scale=0.5,
+    demo_benches=("proto_1k_c16", "streams_1k_c16", "http_c16"),
+    reps=3,
+    extra_loops=(net.CEILING,),
+    prepare=net.prepare,
+    render=render_net,
+)
+SYSCALLS = Section(
+    "syscalls",
+    "Network: system calls per echoed message",
+    net.SYSCALL_BENCHES,
+    net.command,
+    demo_benches=(),
+    metric="syscalls_per_msg",
+    reps=1,
+    extra_loops=(net.CEILING,),
+    prepare=net.prepare,
+    render=render_syscalls,
+)
+SECTIONS: list[Section] = [MICRO, NET, SYSCALLS]
 
 
 @dataclass
@@ -59,9 +95,16 @@ class Results:
     missing: dict[str, str] = field(default_factory=dict)  # loop -> why it was skipped
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     errors: dict[str, dict[str, str]] = field(default_factory=dict)
+    # every figure of every measurement, per (bench, loop), for sections that report more
+    details: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
 
     def median(self, bench: str, loop: str) -> float | None:
         values = self.samples.get(bench, {}).get(loop)
+        return statistics.median(values) if values else None
+
+    def detail(self, bench: str, loop: str, key: str) -> float | None:
+        """The median of figure ``key`` over the measurements of (bench, loop)."""
+        values = [d[key] for d in self.details.get(bench, {}).get(loop, []) if key in d]
         return statistics.median(values) if values else None
 
     def spread(self, bench: str, loop: str) -> float | None:
@@ -146,26 +189,40 @@ def run_section(
     progress: Callable[[str], None] = lambda _: None,
 ) -> None:
     """Measure every bench on every loop ``reps`` times, each in a fresh process, interleaved."""
+    loops = [*results.loops, *section.extra_loops] if results.loops else []
+    problem = section.prepare() if section.prepare and benches and loops else None
+    if problem:
+        for bench in benches:
+            for loop in loops:
+                if section.command(bench, loop, scale) is not None:
+                    results.errors.setdefault(bench, {})[loop] = problem
+        progress(f"{section.name}: not measured: {problem}")
+        return
     for rep in range(reps):
         for bench in benches:
-            for loop in rotated(results.loops, rep):
-                if loop in results.errors.get(bench, {}):
-                    continue  # failed once (crash, hang, wrong result): don't wait on it again
+            for loop in rotated(loops, rep):
+                argv = section.command(bench, loop, scale)
+                if argv is None or loop in results.errors.get(bench, {}):
+                    continue  # not applicable, or failed once: don't wait on it again
                 timeout = TIMEOUT_S * max(1.0, scale)
-                out = _run_json(section.command(bench, loop, scale), timeout, pin)
-                _record(results, bench, loop, out)
-                progress(f"rep {rep + 1}/{reps} {bench:<12} {loop:<10} {_describe(out)}")
+                out = _run_json(argv, timeout, pin)
+                _record(results, bench, loop, out, section.metric)
+                progress(f"rep {rep + 1}/{reps} {bench:<20} {loop:<10} {_describe(out, section)}")
 
 
-def _record(results: Results, bench: str, loop: str, out: dict) -> None:
-    if "ops_per_s" in out:
-        results.samples.setdefault(bench, {}).setdefault(loop, []).append(out["ops_per_s"])
+def _record(results: Results, bench: str, loop: str, out: dict, metric: str) -> None:
+    if metric in out:
+        results.samples.setdefault(bench, {}).setdefault(loop, []).append(out[metric])
+        results.details.setdefault(bench, {}).setdefault(loop, []).append(out)
     else:
-        results.errors.setdefault(bench, {})[loop] = out["error"]
+        results.errors.setdefault(bench, {})[loop] = out.get("error", f"no {metric} in {out}")
 
 
-def _describe(out: dict) -> str:
-    return f"{out['ops_per_s']:>14,.0f} ops/s" if "ops_per_s" in out else f"ERROR {out['error']}"
+def _describe(out: dict, section: Section) -> str:
+    if section.metric not in out:
+        return f"ERROR {out.get('error')}"
+    unit = "ops/s" if section.metric == "ops_per_s" else section.metric.replace("_per_", "/")
+    return f"{out[section.metric]:>14,.{0 if out[section.metric] > 100 else 2}f} {unit}"
 
 
 def machine() -> dict[str, str]:
@@ -178,7 +235,16 @@ def machine() -> dict[str, str]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "commit": _git_commit(),
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "load": _load(),
     }
+
+
+def _load() -> str:
+    """The load averages when the report is written: other work on the machine skews results."""
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1 / 5 / 15 min)"
+    except OSError:
+        return "unknown"
 
 
 def _cpu_model() -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from harness import Results, Section
+if TYPE_CHECKING:  # harness imports the network report, which builds on this module
+    from harness import Results, Section
 
 # Issue targets for ferroloop, as a ratio of ops/s vs uvloop.
 TARGETS: dict[str, float] = {
@@ -30,7 +32,10 @@ def header(machine: dict[str, str], results: Results, settings: str) -> list[str
             lines.append(f"- {loop}: {results.versions[loop]}")
         elif loop in results.missing:
             lines.append(f"- {loop}: skipped, not importable ({results.missing[loop]})")
-    lines += [f"- Commit: {machine['commit']}", f"- Date: {machine['date']}", f"- {settings}"]
+    lines += [f"- Commit: {machine['commit']}", f"- Date: {machine['date']}"]
+    if "load" in machine:
+        lines.append(f"- Load average at the end: {machine['load']}")
+    lines.append(f"- {settings}")
     return lines
 
 
@@ -43,7 +48,7 @@ def human(ops: float | None) -> str:
     return f"{ops:.0f}"
 
 
-def _ratio(value: float | None) -> str:
+def ratio_text(value: float | None) -> str:
     return f"{value:.2f}x" if value is not None else "n/a"
 
 
@@ -56,7 +61,7 @@ def ratio_columns(loops: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _cell(results: Results, bench: str, loop: str) -> str:
+def cell(results: Results, bench: str, loop: str) -> str:
     error = results.errors.get(bench, {}).get(loop)
     if error and results.median(bench, loop) is None:
         return "error"
@@ -72,10 +77,10 @@ def results_table(section: Section, results: Results, benches: Sequence[str]) ->
     head += [f"{lp} / {base}" for lp, base in pairs]
     rows = []
     for bench in benches:
-        row = [section.benches[bench], *(_cell(results, bench, lp) for lp in results.loops)]
-        row += [_ratio(results.ratio(bench, lp, base)) for lp, base in pairs]
+        row = [section.benches[bench], *(cell(results, bench, lp) for lp in results.loops)]
+        row += [ratio_text(results.ratio(bench, lp, base)) for lp, base in pairs]
         rows.append(row)
-    return _table(head, rows)
+    return table(head, rows)
 
 
 def targets_table(section: Section, results: Results, benches: Sequence[str]) -> list[str]:
@@ -87,9 +92,9 @@ def targets_table(section: Section, results: Results, benches: Sequence[str]) ->
         target = TARGETS[bench]
         measured = results.ratio(bench, TARGET_LOOP, TARGET_BASE)
         status = "n/a" if measured is None else ("met" if measured >= target else "NOT met")
-        rows.append([section.benches[bench], f">= {target:.1f}x", _ratio(measured), status])
+        rows.append([section.benches[bench], f">= {target:.1f}x", ratio_text(measured), status])
     head = ["benchmark", f"target {TARGET_LOOP} / {TARGET_BASE}", "measured", "status"]
-    return _table(head, rows) if rows else []
+    return table(head, rows) if rows else []
 
 
 def errors(results: Results) -> list[str]:
@@ -100,7 +105,7 @@ def errors(results: Results) -> list[str]:
     ]
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+def table(head: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
     def line(cells: list[str]) -> str:

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from harness import RESULTS, SECTIONS, Results, machine, probe_loops, run_section
+from harness import RESULTS, SECTIONS, Results, Section, machine, probe_loops, run_section
 from loops import LOOPS
 from report import errors, header, results_table, targets_table
 
@@ -24,7 +24,9 @@ QUICK_REPS, QUICK_SCALE = 3, 0.3
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     every = [b for s in SECTIONS for b in s.benches]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, help=f"repetitions (default {REPS})")
+    parser.add_argument(
+        "--reps", type=int, help=f"repetitions (default {REPS}, or fewer where a section says)"
+    )
     parser.add_argument("--scale", type=float, help="workload size factor (default 1)")
     parser.add_argument(
         "--quick",
@@ -51,8 +53,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", default=str(RESULTS), help="directory for report.md/.json")
     args = parser.parse_args(argv)
-    if args.reps is None:
-        args.reps = QUICK_REPS if args.quick else REPS
     if args.scale is None:
         args.scale = QUICK_SCALE if args.quick else 1.0
     if args.pin is not None and not hasattr(os, "sched_setaffinity"):
@@ -61,10 +61,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def settings_line(args: argparse.Namespace) -> str:
-    pin = f"pinned to CPU {args.pin}" if args.pin is not None else "not pinned"
+def reps_for(args: argparse.Namespace, section: Section) -> int:
+    """--reps if given; else the default, capped by the section's own (network points are long)."""
+    if args.reps is not None:
+        return args.reps
+    default = QUICK_REPS if args.quick else REPS
+    return min(default, section.reps) if section.reps else default
+
+
+def settings_line(args: argparse.Namespace, sections: list[Section]) -> str:
+    pin = (
+        f"pinned to CPU {args.pin} (network: the server; its load on another CPU)"
+        if args.pin is not None
+        else "micro benchmarks not pinned"
+    )
+    reps = ", ".join(f"{reps_for(args, s)} for {s.name}" for s in sections)
     return (
-        f"Settings: {args.reps} repetitions, scale {args.scale:g}, {pin}; "
+        f"Settings: repetitions {reps}; scale {args.scale:g}; {pin}; "
         "each measurement in a fresh process, loop order rotated per repetition"
     )
 
@@ -77,20 +90,27 @@ def measure(args: argparse.Namespace, results: Results) -> None:
                 section,
                 results,
                 benches,
-                args.reps,
+                reps_for(args, section),
                 args.scale,
                 args.pin,
                 progress=lambda line: print(line, file=sys.stderr, flush=True),
             )
 
 
+def measured(section: Section, results: Results) -> list[str]:
+    return [b for b in section.benches if b in results.samples or b in results.errors]
+
+
 def render(args: argparse.Namespace, results: Results, info: dict[str, str]) -> str:
-    lines = ["# ferroloop benchmarks", "", *header(info, results, settings_line(args))]
-    for section in SECTIONS:
-        benches = [b for b in section.benches if b in results.samples or b in results.errors]
-        if not benches:
+    sections = [s for s in SECTIONS if measured(s, results)]
+    lines = ["# ferroloop benchmarks", "", *header(info, results, settings_line(args, sections))]
+    for section in sections:
+        benches = measured(section, results)
+        lines += ["", f"## {section.title}", ""]
+        if section.render is not None:
+            lines += section.render(section, results, benches)
             continue
-        lines += ["", f"## {section.title}", "", *results_table(section, results, benches)]
+        lines += results_table(section, results, benches)
         targets = targets_table(section, results, benches)
         if targets:
             lines += ["", "### Targets (ferroloop vs uvloop, from the issue)", "", *targets]
@@ -114,7 +134,8 @@ def write(args: argparse.Namespace, results: Results, info: dict[str, str], text
     with open(md, "w") as f:
         f.write(text)
     with open(js, "w") as f:
-        payload = {"machine": info, "settings": settings_line(args), **results.to_json()}
+        sections = [s for s in SECTIONS if measured(s, results)]
+        payload = {"machine": info, "settings": settings_line(args, sections), **results.to_json()}
         json.dump(payload, f, indent=2)
     return md
 

@@ -1,0 +1,154 @@
+//! The ceiling for benchmarks/net.py: a single-threaded mio echo server in plain Rust.
+//!
+//! Listens on `--tcp HOST:PORT` (port 0 picks one) or `--unix PATH`, prints `READY <port|path>
+//! <pid>` on stdout once it accepts, and echoes every byte back until killed. A connection whose
+//! echo does not fit in the socket buffer keeps the rest and stops reading until it drains, so a
+//! slow reader cannot make the server buffer without bound.
+
+use std::io::{self, ErrorKind, Read, Write};
+
+use ferroloop_loadgen::{die, Endpoint, Flags, Stream};
+use mio::net::{TcpListener, UnixListener};
+use mio::{Events, Interest, Poll, Token};
+
+const USAGE: &str = "usage: echo-server (--tcp HOST:PORT | --unix PATH)";
+const LISTENER: Token = Token(usize::MAX);
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    fn bind(endpoint: &Endpoint) -> io::Result<(Self, String)> {
+        Ok(match endpoint {
+            Endpoint::Tcp(addr) => {
+                let listener = TcpListener::bind(*addr)?;
+                let port = listener.local_addr()?.port().to_string();
+                (Self::Tcp(listener), port)
+            }
+            Endpoint::Unix(path) => (Self::Unix(UnixListener::bind(path)?), path.display().to_string()),
+        })
+    }
+
+    fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Self::Tcp(l) => {
+                let (stream, _) = l.accept()?;
+                stream.set_nodelay(true)?;
+                Ok(Stream::Tcp(stream))
+            }
+            Self::Unix(l) => Ok(Stream::Unix(l.accept()?.0)),
+        }
+    }
+}
+
+/// A connection and the part of an echo the socket has not taken yet.
+struct Conn {
+    stream: Stream,
+    pending: Vec<u8>,
+}
+
+impl Conn {
+    /// Write what is pending, then echo what has arrived. `Ok(false)` once the peer is gone.
+    fn serve(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
+        if !self.flush()? {
+            return Ok(true); // still blocked on writing: read again once it drains
+        }
+        loop {
+            let n = match self.stream.read(scratch) {
+                Ok(0) => return Ok(false),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.pending.extend_from_slice(&scratch[..n]);
+            if !self.flush()? || n < scratch.len() {
+                return Ok(true); // blocked on writing, or drained: the next edge resumes us
+            }
+        }
+    }
+
+    /// Write the pending bytes; `Ok(true)` when none are left.
+    fn flush(&mut self) -> io::Result<bool> {
+        let mut written = 0;
+        while written < self.pending.len() {
+            match self.stream.write(&self.pending[written..]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.pending.drain(..written);
+        Ok(self.pending.is_empty())
+    }
+}
+
+fn serve(endpoint: &Endpoint) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let (mut listener, name) = Listener::bind(endpoint)?;
+    match &mut listener {
+        Listener::Tcp(l) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
+        Listener::Unix(l) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
+    }
+    println!("READY {name} {}", std::process::id());
+    io::stdout().flush()?;
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut events = Events::with_capacity(1024);
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for event in &events {
+            if event.token() == LISTENER {
+                accept_all(&listener, &poll, &mut conns)?;
+                continue;
+            }
+            let slot = &mut conns[event.token().0];
+            let alive = slot.as_mut().is_some_and(|conn| conn.serve(&mut scratch).unwrap_or(false));
+            if !alive {
+                if let Some(mut conn) = slot.take() {
+                    poll.registry().deregister(&mut conn.stream)?;
+                }
+            }
+        }
+    }
+}
+
+fn accept_all(listener: &Listener, poll: &Poll, conns: &mut Vec<Option<Conn>>) -> io::Result<()> {
+    loop {
+        let mut stream = match listener.accept() {
+            Ok(stream) => stream,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let index = conns.iter().position(Option::is_none).unwrap_or(conns.len());
+        poll.registry().register(&mut stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
+        let conn = Some(Conn { stream, pending: Vec::with_capacity(64 * 1024) });
+        if index == conns.len() {
+            conns.push(conn);
+        } else {
+            conns[index] = conn;
+        }
+    }
+}
+
+fn main() {
+    let flags = Flags::parse(std::env::args().skip(1)).unwrap_or_else(|e| die(&e, true));
+    if flags.switch("help") {
+        println!("{USAGE}");
+        return;
+    }
+    let endpoint = flags.endpoint().unwrap_or_else(|e| die(&format!("{e}\n{USAGE}"), true));
+    if let Err(e) = serve(&endpoint) {
+        die(&format!("echo-server: {e}"), false);
+    }
+}
