@@ -150,6 +150,14 @@ fn accept(sock: &Bound<'_, PyAny>) -> PyResult<PyObject> {
 }
 
 impl Loop {
+    /// Checks the loop is open; true when `fd` is watched by `add_reader` /
+    /// `add_writer` or owned by a transport (then asyncio's path is taken).
+    fn fd_in_other_use(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
+        self.check_closed()?;
+        let st = self.state.borrow(py);
+        Ok(st.watches.contains_key(&fd) || st.streams.contains_key(&fd))
+    }
+
     /// Drops the parked registration of `fd` before another user takes it
     /// (add_reader, a transport). Returned ops are dropped by the caller.
     pub(super) fn release_sock(&self, st: &mut State, fd: RawFd) -> Option<SockWait> {
@@ -164,13 +172,8 @@ impl Loop {
     /// `Ok(None)` means the fd is used otherwise: take asyncio's path.
     fn start_op(slf: &Bound<'_, Self>, fd: RawFd, write: bool, kind: OpKind) -> PyResult<PyObject> {
         let py = slf.py();
-        let this = slf.get();
-        this.check_closed()?;
-        {
-            let st = this.state.borrow(py);
-            if st.watches.contains_key(&fd) || st.streams.contains_key(&fd) {
-                return Ok(py.NotImplemented());
-            }
+        if slf.get().fd_in_other_use(py, fd)? {
+            return Ok(py.NotImplemented());
         }
         match attempt(py, fd, kind) {
             Outcome::Done(v) => Ok(v),
@@ -269,13 +272,8 @@ impl Loop {
     /// copies only what the socket did not take.
     fn _sock_sendall_native(slf: &Bound<'_, Self>, fd: RawFd, data: Bound<'_, PyAny>) -> PyResult<PyObject> {
         let py = slf.py();
-        let this = slf.get();
-        this.check_closed()?;
-        {
-            let st = this.state.borrow(py);
-            if st.watches.contains_key(&fd) || st.streams.contains_key(&fd) {
-                return Ok(py.NotImplemented());
-            }
+        if slf.get().fd_in_other_use(py, fd)? {
+            return Ok(py.NotImplemented());
         }
         let view = PyBuffer::<u8>::get(&data)?;
         if !view.is_c_contiguous() {
