@@ -160,7 +160,7 @@ class NetMixin:
         """Receive up to n bytes from sock (non-blocking)."""
         self._check_sock(sock)
         if type(n) is int and n >= 0:
-            r = self._sock_recv_native(sock.fileno(), n)
+            r = self._sock_recv_native(sock, sock.fileno(), n)
             if r is not NotImplemented:
                 return (await r) if type(r) is _Future else r
         return await _SELECTOR.sock_recv(self, sock, n)
@@ -168,7 +168,7 @@ class NetMixin:
     async def sock_recv_into(self, sock, buf):
         """Receive into buf from sock (non-blocking); return the byte count."""
         self._check_sock(sock)
-        r = self._sock_recv_into_native(sock.fileno(), buf)
+        r = self._sock_recv_into_native(sock, sock.fileno(), buf)
         if r is not NotImplemented:
             return (await r) if type(r) is _Future else r
         return await _SELECTOR.sock_recv_into(self, sock, buf)
@@ -176,7 +176,7 @@ class NetMixin:
     async def sock_sendall(self, sock, data):
         """Send all of data to sock (non-blocking)."""
         self._check_sock(sock)
-        r = self._sock_sendall_native(sock.fileno(), data)
+        r = self._sock_sendall_native(sock, sock.fileno(), data)
         if r is not NotImplemented:
             return (await r) if type(r) is _Future else r
         return await _SELECTOR.sock_sendall(self, sock, data)

@@ -6,8 +6,9 @@
 //! object on `EAGAIN`), a completed call returns its result at once, and a
 //! waiting call parks an operation on the fd, which stays registered
 //! (edge-triggered, read and write) between operations: each wait costs one
-//! `epoll_ctl(MOD)`, which also re-arms the edge, and falls back to `ADD` when
-//! the kernel forgot a closed-and-reused fd.
+//! nothing while the same socket object waits again (its edge-triggered
+//! registration is still armed), else one `epoll_ctl(MOD)`, falling back to
+//! `ADD` when the kernel forgot a closed-and-reused fd.
 //!
 //! An fd watched by `add_reader`/`add_writer` or owned by a transport is not
 //! handled here (the Python layer then uses asyncio's own code); taking an fd
@@ -24,7 +25,7 @@ use ferroloop_core::{net, Interest};
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyBlockingIOError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::{Loop, State, FD_TOKEN_BASE};
@@ -59,6 +60,10 @@ impl SockOp {
 #[derive(Default)]
 pub(super) struct SockWait {
     registered: bool,
+    /// A weak reference to the socket object that registered the fd: while
+    /// the same object waits again, its registration is known to be live and
+    /// the edge still armed, so no `epoll_ctl` is needed at all.
+    owner: Option<Py<PyWeakrefReference>>,
     pub(super) read: Option<SockOp>,
     pub(super) write: Option<SockOp>,
 }
@@ -170,7 +175,13 @@ impl Loop {
 
     /// Starts an operation: tries it, and parks it if the socket is not ready.
     /// `Ok(None)` means the fd is used otherwise: take asyncio's path.
-    fn start_op(slf: &Bound<'_, Self>, fd: RawFd, write: bool, kind: OpKind) -> PyResult<PyObject> {
+    fn start_op(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        fd: RawFd,
+        write: bool,
+        kind: OpKind,
+    ) -> PyResult<PyObject> {
         let py = slf.py();
         if slf.get().fd_in_other_use(py, fd)? {
             return Ok(py.NotImplemented());
@@ -178,23 +189,40 @@ impl Loop {
         match attempt(py, fd, kind) {
             Outcome::Done(v) => Ok(v),
             Outcome::Failed(e) => Err(e),
-            Outcome::Again(kind) => Self::park(slf, fd, write, kind),
+            Outcome::Again(kind) => Self::park(slf, sock, fd, write, kind),
         }
     }
 
     /// Parks an operation until `fd` is ready; returns the future to await.
-    fn park(slf: &Bound<'_, Self>, fd: RawFd, write: bool, kind: OpKind) -> PyResult<PyObject> {
+    fn park(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        fd: RawFd,
+        write: bool,
+        kind: OpKind,
+    ) -> PyResult<PyObject> {
         let py = slf.py();
         let this = slf.get();
         let fut = Self::create_future(slf)?;
         let op = SockOp { fut: fut.clone_ref(py), kind };
+        // Made before the state is borrowed: Python allocations may run a
+        // collection, and with it finalisers that call the loop.
+        let owner = PyWeakrefReference::new(sock)?;
+        let same_owner = {
+            let st = this.state.borrow(py);
+            st.socks.get(&fd).and_then(|w| w.owner.as_ref()).map(|o| o.clone_ref(py))
+        }
+        .and_then(|o| o.bind(py).upgrade())
+        .is_some_and(|o| o.is(sock));
         let mut st = this.state.borrow_mut(py);
         let w = st.socks.entry(fd).or_default();
         let slot = if write { &mut w.write } else { &mut w.read };
         let old = slot.replace(op);
         let interest = Interest { read: true, write: true };
         let token = fd as usize + FD_TOKEN_BASE;
-        let res = if w.registered {
+        let res = if w.registered && same_owner {
+            Ok(())
+        } else if w.registered {
             this.poller.rearm(fd, token, interest)
         } else {
             this.poller.register(fd, token, interest)
@@ -206,8 +234,9 @@ impl Loop {
             return Err(os_error(&e));
         }
         w.registered = true;
+        let old_owner = w.owner.replace(owner.unbind());
         drop(st);
-        drop(old);
+        drop((old, old_owner));
         Ok(fut)
     }
 
@@ -260,17 +289,32 @@ impl Loop {
     /// The body of `sock_recv`: the bytes, or a future to await, or
     /// `NotImplemented` when the fd is in other use (then asyncio's own path
     /// is taken).
-    fn _sock_recv_native(slf: &Bound<'_, Self>, fd: RawFd, n: usize) -> PyResult<PyObject> {
-        Self::start_op(slf, fd, false, OpKind::Recv { n })
+    fn _sock_recv_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        n: usize,
+    ) -> PyResult<PyObject> {
+        Self::start_op(slf, &sock, fd, false, OpKind::Recv { n })
     }
 
-    fn _sock_recv_into_native(slf: &Bound<'_, Self>, fd: RawFd, buf: Bound<'_, PyAny>) -> PyResult<PyObject> {
-        Self::start_op(slf, fd, false, OpKind::RecvInto { buf: buf.unbind() })
+    fn _sock_recv_into_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        buf: Bound<'_, PyAny>,
+    ) -> PyResult<PyObject> {
+        Self::start_op(slf, &sock, fd, false, OpKind::RecvInto { buf: buf.unbind() })
     }
 
     /// The body of `sock_sendall`: sends straight from the caller's buffer and
     /// copies only what the socket did not take.
-    fn _sock_sendall_native(slf: &Bound<'_, Self>, fd: RawFd, data: Bound<'_, PyAny>) -> PyResult<PyObject> {
+    fn _sock_sendall_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        data: Bound<'_, PyAny>,
+    ) -> PyResult<PyObject> {
         let py = slf.py();
         if slf.get().fd_in_other_use(py, fd)? {
             return Ok(py.NotImplemented());
@@ -286,13 +330,13 @@ impl Loop {
             Some(pos) => {
                 let rest = bytes.to_vec();
                 drop(view);
-                Self::park(slf, fd, true, OpKind::SendAll { data: rest, pos })
+                Self::park(slf, &sock, fd, true, OpKind::SendAll { data: rest, pos })
             }
         }
     }
 
     fn _sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<PyObject> {
         let fd: RawFd = sock.call_method0(pyo3::intern!(slf.py(), "fileno"))?.extract()?;
-        Self::start_op(slf, fd, false, OpKind::Accept { sock: sock.unbind() })
+        Self::start_op(slf, &sock, fd, false, OpKind::Accept { sock: sock.clone().unbind() })
     }
 }
