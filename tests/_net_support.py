@@ -197,3 +197,16 @@ def scoped_ipv6() -> tuple[str, str, int] | None:
             continue
         return addr, ifname, index
     return None
+
+
+async def send_end_and_collect(loop, a, b) -> bytes:
+    """After a cancelled ``sock_sendall`` on ``a``: send ``b"END"`` and read ``b`` until it
+    arrives; returns everything read, for checking nothing came out of order."""
+    sender = asyncio.ensure_future(loop.sock_sendall(a, b"END"))
+    got = bytearray()
+    while not got.endswith(b"END"):
+        data = await loop.sock_recv(b, 1 << 20)
+        assert data
+        got += data
+    await sender
+    return bytes(got)

@@ -18,6 +18,7 @@ import asyncio
 import faulthandler
 import gc
 import signal
+import socket
 import sys
 import threading
 
@@ -180,3 +181,14 @@ def _hang_guard(request):
 def pytest_report_header(config):
     where = FERROLOOP_MISSING or f"ferroloop {ferroloop.__version__} from {ferroloop.__file__}"
     return [f"loops: asyncio (stdlib {sys.version.split()[0]}), {where}"]
+
+
+@pytest.fixture
+def pair():
+    """A connected, non-blocking socket pair, closed afterwards."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()

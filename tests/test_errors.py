@@ -220,7 +220,7 @@ def test_failed_task_reported_at_once(loop, exc_calls, debug):
     loop.set_debug(debug)
 
     async def fail():
-        1 / 0
+        return 1 / 0
 
     async def main():
         loop.create_task(fail())

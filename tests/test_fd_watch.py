@@ -10,16 +10,6 @@ import pytest
 from _support import run_forever_guarded
 
 
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
 class FileLike:
     def __init__(self, value):
         self.value = value

@@ -201,14 +201,14 @@ def test_transport_protocol_cycle_is_collected(loop_factory):
         def connection_made(self, transport):
             self.transport = transport  # protocol -> transport -> protocol
 
-    async def main():
+    async def main(lp):
         server = await lp.create_server(Proto, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         transport, protocol = await lp.create_connection(Proto, "127.0.0.1", port)
         server.close()
         return weakref.ref(transport), weakref.ref(protocol)
 
-    refs = lp.run_until_complete(main())
+    refs = lp.run_until_complete(main(lp))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         lp.close()

@@ -7,7 +7,15 @@ import io
 import socket
 
 import pytest
-from _net_support import Proto, accept, make_listener, pattern, recv_exactly, recv_until_eof
+from _net_support import (
+    Proto,
+    accept,
+    make_listener,
+    pattern,
+    recv_exactly,
+    recv_until_eof,
+    send_end_and_collect,
+)
 from _support import run
 
 SIZE = 3 * 1024 * 1024 + 17
@@ -30,16 +38,6 @@ def data_file(tmp_path):
     path.write_bytes(DATA)
     with open(path, "rb") as f:
         yield f
-
-
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def expected_slice(offset, count):
@@ -234,14 +232,7 @@ def test_cancel_sock_sendfile_leaves_socket_usable(loop, pair, tmp_path):
             with pytest.raises(asyncio.CancelledError):
                 await fut
         assert loop.remove_writer(a) is False
-        sender = asyncio.ensure_future(loop.sock_sendall(a, b"END"))
-        got = bytearray()
-        while not got.endswith(b"END"):
-            data = await loop.sock_recv(b, 1 << 20)
-            assert data
-            got += data
-        await sender
-        return bytes(got)
+        return await send_end_and_collect(loop, a, b)
 
     got = run(loop, main())
     sent = len(got) - 3

@@ -12,18 +12,16 @@ import socket
 import ssl
 
 import pytest
-from _net_support import LOCALHOST, accept, closed_port, make_listener, pattern, recv_exactly
+from _net_support import (
+    LOCALHOST,
+    accept,
+    closed_port,
+    make_listener,
+    pattern,
+    recv_exactly,
+    send_end_and_collect,
+)
 from _support import PY311, run
-
-
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
 
 
 @pytest.fixture
@@ -359,14 +357,7 @@ def test_cancel_sock_sendall(loop, pair):
     async def main():
         await _cancel(asyncio.ensure_future(loop.sock_sendall(a, payload)))
         assert loop.remove_writer(a) is False
-        sender = asyncio.ensure_future(loop.sock_sendall(a, b"END"))
-        got = bytearray()
-        while not got.endswith(b"END"):
-            data = await loop.sock_recv(b, 1 << 20)
-            assert data
-            got += data
-        await sender
-        return bytes(got)
+        return await send_end_and_collect(loop, a, b)
 
     got = run(loop, main())
     sent = len(got) - 3
