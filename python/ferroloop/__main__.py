@@ -13,8 +13,11 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m ferroloop script.py [args...]\n"
-              "       python -m ferroloop -m module [args...]", file=sys.stderr)
+        print(
+            "usage: python -m ferroloop script.py [args...]\n"
+            "       python -m ferroloop -m module [args...]",
+            file=sys.stderr,
+        )
         return 2
     from . import _patch
 

@@ -32,8 +32,3 @@ pub fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     let n = syscall!(sendmsg(fd, &raw const msg, libc::MSG_NOSIGNAL))?;
     Ok(n as usize)
 }
-
-/// `shutdown(fd, SHUT_WR)`: half-close our direction.
-pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
-    syscall!(shutdown(fd, libc::SHUT_WR)).map(drop)
-}

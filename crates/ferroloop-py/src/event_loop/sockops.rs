@@ -174,7 +174,7 @@ impl Loop {
     }
 
     /// Starts an operation: tries it, and parks it if the socket is not ready.
-    /// `Ok(None)` means the fd is used otherwise: take asyncio's path.
+    /// `NotImplemented` means the fd is used otherwise: take asyncio's path.
     fn start_op(
         slf: &Bound<'_, Self>,
         sock: &Bound<'_, PyAny>,

@@ -656,10 +656,6 @@ impl StreamCore {
         Self::attach(slf)
     }
 
-    fn shutdown_write(&self) -> PyResult<()> {
-        net::shutdown_write(self.fd).map_err(|e| os_error(&e))
-    }
-
     #[getter]
     fn conn_lost(&self, py: Python<'_>) -> u32 {
         self.st.borrow(py).conn_lost
