@@ -72,6 +72,47 @@ def test_cycle_through_handle_context(loop):
     assert _collected(ref)
 
 
+_VAR = contextvars.ContextVar("gc_var")
+
+
+def test_cycle_through_copied_context_set_by_the_callback(loop):
+    """No context= given: the handle's own copy, escaping only through the handle."""
+    obj = Payload()
+    obj.handle = loop.call_soon(_VAR.set, obj)  # runs in the copy: copy -> obj -> handle -> copy
+    loop.call_soon(loop.stop)
+    run_forever_guarded(loop)
+    assert _VAR.get(None) is None  # the copy, not the caller's context, got the value
+    ref = weakref.ref(obj)
+    del obj
+    assert _collected(ref)
+
+
+def test_cycle_through_copied_context_taken_from_the_handle(loop):
+    handle = loop.call_soon(id, 1)
+    ctx = handle._context  # get_context() is 3.12+ in asyncio
+    obj = Payload()
+    obj.ctx = ctx
+    ctx.run(_VAR.set, obj)  # ctx -> obj -> ctx, taken while the handle is queued
+    loop.call_soon(loop.stop)
+    run_forever_guarded(loop)
+    ref = weakref.ref(obj)
+    del obj, ctx, handle
+    assert _collected(ref)
+    assert _VAR.get(None) is None
+
+
+def test_copied_context_outlives_its_handle(loop):
+    """The context taken from a handle stays usable after the handle ran and died."""
+    handle = loop.call_soon(_VAR.set, "inside")
+    ctx = handle._context
+    loop.call_soon(loop.stop)
+    run_forever_guarded(loop)
+    del handle
+    gc.collect()
+    assert ctx[_VAR] == "inside"
+    assert ctx.run(_VAR.get) == "inside"
+
+
 def test_pending_cycle_freed_by_close(loop_factory):
     lp = loop_factory()
     obj = Payload()

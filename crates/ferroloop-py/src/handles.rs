@@ -19,7 +19,7 @@ use pyo3::types::{PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::Loop;
-use crate::gil_cell::GilCell;
+use crate::gil_cell::{GilCell, GilPy};
 use crate::pyimports::helper;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -29,15 +29,22 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 pub(crate) struct Call {
-    callback: Py<PyAny>,
-    args: Py<PyTuple>,
+    callback: GilPy<PyAny>,
+    args: GilPy<PyTuple>,
 }
 
 /// The state shared by both handle types.
+///
+/// The context a handle copies for itself (no `context=` given) is kept out
+/// of the cycle collector while only this handle refers to it and the handle
+/// is untracked (see [`new_handle`]); it is tracked as soon as it escapes
+/// (`get_context()`, the handle becoming tracked) and when the handle goes.
+/// Invariant: an untracked context here is always such a private copy, as
+/// every context Python code can reach is tracked.
 pub(crate) struct HandleCore {
     call: GilCell<Option<Call>>,
-    context: Py<PyAny>,
-    loop_: Py<PyAny>,
+    context: GilPy<PyAny>,
+    loop_: GilPy<PyAny>,
     cancelled: AtomicBool,
     source_traceback: Option<Py<PyAny>>,
     /// asyncio keeps the repr of a handle cancelled in debug mode.
@@ -55,22 +62,47 @@ impl HandleCore {
         let py = loop_.py();
         let context = match context {
             Some(ctx) if !ctx.is_none() => ctx.unbind(),
-            // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with
-            // an exception set, which from_owned_ptr_or_err turns into Err.
-            _ => unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind(),
+            _ => {
+                // SAFETY: PyContext_CopyCurrent returns a new reference or NULL
+                // with an exception set, which from_owned_ptr_or_err turns
+                // into Err. The fresh copy is tracked and only we hold it.
+                let ctx = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
+                unsafe { ffi::PyObject_GC_UnTrack(ctx.as_ptr().cast()) };
+                ctx.unbind()
+            }
         };
         let source_traceback = match debug {
             Some(trim) => Some(helper(py, "extract_stack")?.call1((trim,))?.unbind()),
             None => None,
         };
         Ok(Self {
-            call: GilCell::new(Some(Call { callback: callback.unbind(), args: args.unbind() })),
-            context,
-            loop_: loop_.clone().unbind(),
+            call: GilCell::new(Some(Call {
+                callback: GilPy::new(callback.unbind()),
+                args: GilPy::new(args.unbind()),
+            })),
+            context: GilPy::new(context),
+            loop_: GilPy::new(loop_.clone().unbind()),
             cancelled: AtomicBool::new(false),
             source_traceback,
             repr: GilCell::new(None),
         })
+    }
+
+    /// Lets the collector see the context (it is escaping, or the handle is
+    /// tracked from now on).
+    pub(crate) fn track_context(&self) {
+        let ctx = self.context.as_ptr();
+        // SAFETY: a type check on a live object. Only a Context can be our
+        // private copy; `context=` may be anything, even a non-GC object.
+        if unsafe { ffi::PyContext_CheckExact(ctx) } != 0 {
+            track(ctx);
+        }
+    }
+
+    /// The context, for Python code: from now on the collector sees it.
+    fn context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.track_context();
+        self.context.clone_ref(py)
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
@@ -104,12 +136,13 @@ impl HandleCore {
     /// returned, as asyncio lets them leave `run_forever`.
     pub(crate) fn run(&self, slf: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
+        // Strong references of our own: the callback may cancel this handle.
         let Some((callback, args)) =
-            self.call.borrow(py).as_ref().map(|c| (c.callback.clone_ref(py), c.args.clone_ref(py)))
+            self.call.borrow(py).as_ref().map(|c| (c.callback.bind(py).clone(), c.args.bind(py).clone()))
         else {
             return Ok(());
         };
-        let result = call_in_context(py, &self.context, &callback, &args);
+        let result = call_in_context(py, self.context.bind(py), &callback, &args);
         match result {
             Ok(()) => Ok(()),
             Err(err) if is_exit(py, &err) => Err(err),
@@ -124,12 +157,12 @@ impl HandleCore {
     pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(call) = self.call.try_borrow_for_gc() {
             if let Some(c) = call.as_ref() {
-                visit.call(&c.callback)?;
-                visit.call(&c.args)?;
+                visit.call(&*c.callback)?;
+                visit.call(&*c.args)?;
             }
         }
-        visit.call(&self.context)?;
-        visit.call(&self.loop_)?;
+        visit.call(&*self.context)?;
+        visit.call(&*self.loop_)?;
         if let Some(tb) = &self.source_traceback {
             visit.call(tb)?;
         }
@@ -143,15 +176,40 @@ impl HandleCore {
     }
 }
 
+impl Drop for HandleCore {
+    fn drop(&mut self) {
+        // Before our reference goes: whoever else holds the context needs the
+        // collector to see it, and a context's deallocation unlinks it from
+        // the collector's list without checking that it is on one.
+        self.track_context();
+    }
+}
+
+/// Puts a live GC object under the collector's watch if it is not already.
+fn track(ptr: *mut ffi::PyObject) {
+    // SAFETY: ptr is a live object of a GC type (callers' invariant) and the
+    // GIL is held; tracking twice is a fatal error, hence the check.
+    unsafe {
+        if ffi::PyObject_GC_IsTracked(ptr) == 0 {
+            ffi::PyObject_GC_Track(ptr.cast());
+        }
+    }
+}
+
 /// `context.run(callback, *args)` through the C API, without building a
 /// bound method or a new argument tuple.
-fn call_in_context(py: Python<'_>, ctx: &Py<PyAny>, cb: &Py<PyAny>, args: &Py<PyTuple>) -> PyResult<()> {
+fn call_in_context(
+    py: Python<'_>,
+    ctx: &Bound<'_, PyAny>,
+    cb: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<()> {
     // SAFETY: a type check on a live object.
     if unsafe { ffi::PyContext_CheckExact(ctx.as_ptr()) } == 0 {
         // Not a Context: do what asyncio does, `context.run(callback, *args)`.
-        let mut call_args = vec![cb.clone_ref(py).into_bound(py)];
-        call_args.extend(args.bind(py).iter());
-        ctx.bind(py).call_method1(pyo3::intern!(py, "run"), PyTuple::new(py, call_args)?)?;
+        let mut call_args = vec![cb.clone()];
+        call_args.extend(args.iter());
+        ctx.call_method1(pyo3::intern!(py, "run"), PyTuple::new(py, call_args)?)?;
         return Ok(());
     }
     // SAFETY: ctx is a live contextvars.Context (asyncio semantics); Enter
@@ -184,16 +242,22 @@ fn loop_debug(loop_: &Bound<'_, PyAny>) -> bool {
 }
 
 /// The Python-visible methods both handle types share.
+///
+/// PyO3 takes one `#[pymethods]` block per class (the `multiple-pymethods`
+/// feature costs an allocation on every type lookup, i.e. every method call),
+/// so each type's own methods are passed in and spliced into the block.
 macro_rules! handle_methods {
-    ($ty:ty) => {
+    ($ty:ty, { $($own:tt)* }) => {
         #[pymethods]
         impl $ty {
+            $($own)*
+
             fn cancelled(&self) -> bool {
                 self.core.is_cancelled()
             }
 
             fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-                self.core.context.clone_ref(py)
+                self.core.context(py)
             }
 
             fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -230,7 +294,7 @@ macro_rules! handle_methods {
 
             #[getter]
             fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-                self.core.context.clone_ref(py)
+                self.core.context(py)
             }
 
             #[getter]
@@ -264,9 +328,12 @@ macro_rules! handle_methods {
 /// watch table and the ready queue), so they are tracked from the start.
 pub(crate) fn new_handle<T>(py: Python<'_>, value: T, tracked: bool) -> PyResult<Py<T>>
 where
-    T: pyo3::PyClass + Into<pyo3::PyClassInitializer<T>>,
+    T: HasCore + Into<pyo3::PyClassInitializer<T>>,
 {
     let obj = Py::new(py, value)?;
+    if tracked {
+        obj.get().core().track_context();
+    }
     // SAFETY: obj is a live, fully initialised object of a GC type (it defines
     // __traverse__); PyO3's freelist hands back untracked objects, a fresh
     // allocation is tracked: we put it in the state wanted.
@@ -281,14 +348,36 @@ where
     Ok(obj)
 }
 
+/// The two handle types, as the loop's queues see them.
+pub(crate) trait HasCore: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
+    fn core(&self) -> &HandleCore;
+}
+
+impl HasCore for Handle {
+    fn core(&self) -> &HandleCore {
+        &self.core
+    }
+}
+
+impl HasCore for TimerHandle {
+    fn core(&self) -> &HandleCore {
+        &self.core
+    }
+}
+
 /// A handle held by one of the loop's containers. Dropping it (the handle
-/// leaves the loop) tracks the handle if anyone else still refers to it.
+/// leaves the loop) tracks the handle, and its context, if anyone else still
+/// refers to it.
 ///
 /// Invariant: only dropped with the GIL held (inside the loop's methods, its
 /// GC slots or its deallocation), which the raw refcount read relies on.
-pub(crate) struct Queued<T>(pub(crate) Py<T>);
+pub(crate) struct Queued<T: HasCore>(pub(crate) GilPy<T>);
 
-impl<T> Queued<T> {
+impl<T: HasCore> Queued<T> {
+    pub(crate) fn new(handle: Py<T>) -> Self {
+        Self(GilPy::new(handle))
+    }
+
     /// Whether the collector sees this handle itself (else the loop visits
     /// its references).
     pub(crate) fn is_tracked(&self) -> bool {
@@ -297,15 +386,14 @@ impl<T> Queued<T> {
     }
 }
 
-impl<T> Drop for Queued<T> {
+impl<T: HasCore> Drop for Queued<T> {
     fn drop(&mut self) {
         let ptr = self.0.as_ptr();
         // SAFETY: the GIL is held (type invariant) and ptr is live: we still
         // own one reference, so a count above one means another holder.
-        unsafe {
-            if ffi::Py_REFCNT(ptr) > 1 && ffi::PyObject_GC_IsTracked(ptr) == 0 {
-                ffi::PyObject_GC_Track(ptr.cast());
-            }
+        if unsafe { ffi::Py_REFCNT(ptr) } > 1 && !self.is_tracked() {
+            self.0.get().core().track_context();
+            track(ptr);
         }
     }
 }
@@ -316,14 +404,11 @@ pub(crate) struct Handle {
     pub(crate) core: HandleCore,
 }
 
-handle_methods!(Handle);
-
-#[pymethods]
-impl Handle {
+handle_methods!(Handle, {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         slf.get().core.cancel(slf.as_any()).map(drop)
     }
-}
+});
 
 /// A callback scheduled with `call_later` or `call_at`.
 #[pyclass(module = "ferroloop._ferroloop", name = "TimerHandle", frozen, weakref, freelist = 256)]
@@ -353,10 +438,7 @@ impl TimerHandle {
     }
 }
 
-handle_methods!(TimerHandle);
-
-#[pymethods]
-impl TimerHandle {
+handle_methods!(TimerHandle, {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         if this.core.cancel(slf.as_any())? && this.scheduled.load(Ordering::Relaxed) {
@@ -402,7 +484,7 @@ impl TimerHandle {
         };
         Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
     }
-}
+});
 
 impl TimerHandle {
     /// asyncio's `TimerHandle.__eq__`: same deadline, callback, args and state.

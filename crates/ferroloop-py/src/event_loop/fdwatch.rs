@@ -61,7 +61,7 @@ impl Loop {
         Ok(old)
     }
 
-    fn watch(
+    pub(super) fn watch(
         slf: &Bound<'_, Self>,
         fileobj: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
@@ -111,7 +111,11 @@ impl Loop {
         Ok(result)
     }
 
-    fn unwatch_py(slf: &Bound<'_, Self>, fileobj: &Bound<'_, PyAny>, reader: bool) -> PyResult<bool> {
+    pub(super) fn unwatch_py(
+        slf: &Bound<'_, Self>,
+        fileobj: &Bound<'_, PyAny>,
+        reader: bool,
+    ) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
         if this.closed.load(std::sync::atomic::Ordering::Relaxed) {
@@ -132,46 +136,5 @@ impl Loop {
             Ok(None) => Ok(false),
             Err(e) => Err(os_error(&e)),
         }
-    }
-}
-
-#[pymethods]
-impl Loop {
-    /// asyncio's `_add_reader`: no transport check (the Python layer's
-    /// `add_reader` makes it); returns the new handle.
-    #[pyo3(signature = (fd, callback, *args))]
-    fn _add_reader(
-        slf: &Bound<'_, Self>,
-        fd: Bound<'_, PyAny>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-    ) -> PyResult<Py<Handle>> {
-        Self::watch(slf, &fd, callback, args, true)
-    }
-
-    fn _remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
-        Self::unwatch_py(slf, &fd, true)
-    }
-
-    #[pyo3(signature = (fd, callback, *args))]
-    fn _add_writer(
-        slf: &Bound<'_, Self>,
-        fd: Bound<'_, PyAny>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-    ) -> PyResult<Py<Handle>> {
-        Self::watch(slf, &fd, callback, args, false)
-    }
-
-    fn _remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
-        Self::unwatch_py(slf, &fd, false)
-    }
-
-    /// The events an fd is watched for, as a `selectors` mask (1 read,
-    /// 2 write), or None when it is not watched: for transport reprs.
-    fn _fd_events(slf: &Bound<'_, Self>, fd: i64) -> Option<u8> {
-        let st = slf.get().state.borrow(slf.py());
-        let w = st.watches.get(&RawFd::try_from(fd).ok()?)?;
-        Some(u8::from(w.reader.is_some()) | (u8::from(w.writer.is_some()) << 1))
     }
 }

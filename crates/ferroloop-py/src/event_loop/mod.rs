@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ferroloop_core::{monotonic, sys, Poller, SignalChannel, TimerQueue};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
@@ -217,7 +217,7 @@ impl Loop {
         }
         let core = Self::new_core(slf, callback, args, context, trim)?;
         let timer = new_handle(py, TimerHandle::new(core, when, when_obj), false)?;
-        this.state.borrow_mut(py).timers.push(when, Queued(timer.clone_ref(py)));
+        this.state.borrow_mut(py).timers.push(when, Queued::new(timer.clone_ref(py)));
         Ok(timer)
     }
 }
@@ -329,7 +329,7 @@ impl Loop {
         }
         let handle =
             new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
-        this.push_ready(py, Callback::Plain(Queued(handle.clone_ref(py))));
+        this.push_ready(py, Callback::Plain(Queued::new(handle.clone_ref(py))));
         Ok(handle)
     }
 
@@ -348,7 +348,7 @@ impl Loop {
         }
         let handle =
             new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
-        this.push_ready(py, Callback::Plain(Queued(handle.clone_ref(py))));
+        this.push_ready(py, Callback::Plain(Queued::new(handle.clone_ref(py))));
         this.poller.notifier().notify().map_err(|e| os_error(&e))?;
         Ok(handle)
     }
@@ -402,6 +402,140 @@ impl Loop {
 
     fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         tasks::call_with_loop(slf, future_type(slf.py())?, None)
+    }
+
+    // ---- running (run.rs) ------------------------------------------------
+
+    /// The body of `run_forever`; the Python layer does the asyncio
+    /// bookkeeping (running-loop registration, asyncgen hooks) around it.
+    fn _run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_forever_native(slf)
+    }
+
+    /// One iteration, for tests and for code that drives the loop by hand.
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_once(slf)
+    }
+
+    // ---- tasks (tasks.rs) ------------------------------------------------
+
+    #[pyo3(signature = (coro, **kwargs))]
+    fn create_task(
+        slf: &Bound<'_, Self>,
+        coro: Bound<'_, PyAny>,
+        kwargs: Option<Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::create_task_impl(slf, coro, kwargs)
+    }
+
+    fn _set_has_task_factory(&self, value: bool) {
+        self.has_task_factory.store(value, Ordering::Relaxed);
+    }
+
+    // ---- fd watching (fdwatch.rs) ----------------------------------------
+    /// asyncio's `_add_reader`: no transport check (the Python layer's
+    /// `add_reader` makes it); returns the new handle.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(
+        slf: &Bound<'_, Self>,
+        fd: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::watch(slf, &fd, callback, args, true)
+    }
+
+    fn _remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::unwatch_py(slf, &fd, true)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(
+        slf: &Bound<'_, Self>,
+        fd: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::watch(slf, &fd, callback, args, false)
+    }
+
+    fn _remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::unwatch_py(slf, &fd, false)
+    }
+
+    /// The events an fd is watched for, as a `selectors` mask (1 read,
+    /// 2 write), or None when it is not watched: for transport reprs.
+    fn _fd_events(slf: &Bound<'_, Self>, fd: i64) -> Option<u8> {
+        let st = slf.get().state.borrow(slf.py());
+        let w = st.watches.get(&RawFd::try_from(fd).ok()?)?;
+        Some(u8::from(w.reader.is_some()) | (u8::from(w.writer.is_some()) << 1))
+    }
+    // ---- signals (signals.rs) --------------------------------------------
+    /// The fd CPython's signal handler writes to (`signal.set_wakeup_fd`).
+    fn _signal_wakeup_fd(&self) -> i32 {
+        self.signals.write_fd()
+    }
+
+    #[pyo3(signature = (sig, callback, *args))]
+    fn _set_signal_handle(
+        slf: &Bound<'_, Self>,
+        sig: i32,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? }, true)?;
+        let old = slf.get().state.borrow_mut(py).signal_handlers.insert(sig, handle);
+        drop(old);
+        Ok(())
+    }
+
+    /// Forgets the handler of `sig`; returns whether there was one.
+    fn _pop_signal_handle(slf: &Bound<'_, Self>, sig: i32) -> bool {
+        let py = slf.py();
+        let old = slf.get().state.borrow_mut(py).signal_handlers.remove(&sig);
+        old.is_some()
+    }
+
+    fn _signal_handle_sigs(slf: &Bound<'_, Self>) -> Vec<i32> {
+        slf.get().state.borrow(slf.py()).signal_handlers.keys().copied().collect()
+    }
+    // ---- sock_* (sockops.rs) ---------------------------------------------
+
+    /// The body of `sock_recv`: the bytes, or a future to await, or
+    /// `NotImplemented` when the fd is in other use (then asyncio's own path
+    /// is taken).
+    fn _sock_recv_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        n: usize,
+    ) -> PyResult<PyObject> {
+        Self::sock_recv_native(slf, sock, fd, n)
+    }
+
+    fn _sock_recv_into_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        buf: Bound<'_, PyAny>,
+    ) -> PyResult<PyObject> {
+        Self::sock_recv_into_native(slf, sock, fd, buf)
+    }
+
+    /// The body of `sock_sendall`: sends straight from the caller's buffer and
+    /// copies only what the socket did not take.
+    fn _sock_sendall_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        data: Bound<'_, PyAny>,
+    ) -> PyResult<PyObject> {
+        Self::sock_sendall_native(slf, sock, fd, data)
+    }
+
+    fn _sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<PyObject> {
+        Self::sock_accept_native(slf, sock)
     }
 
     // ---- introspection used by tests and the Python layer -----------------

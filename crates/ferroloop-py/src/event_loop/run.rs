@@ -25,7 +25,7 @@ use crate::pyimports::helper;
 use crate::transports::stream::{StreamCore, StreamEvent};
 
 impl Loop {
-    fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let (timeout, mut events, watching) = this.prepare_poll(py)?;
@@ -137,7 +137,7 @@ impl Loop {
                 if h.get().core.is_cancelled() {
                     stale.push((fd, is_reader));
                 } else {
-                    st.ready.push_back(Callback::Plain(Queued(h.clone_ref(py))));
+                    st.ready.push_back(Callback::Plain(Queued::new(h.clone_ref(py))));
                     queued = true;
                 }
             }
@@ -201,11 +201,10 @@ impl Loop {
     }
 }
 
-#[pymethods]
 impl Loop {
     /// The body of `run_forever`; the Python layer does the asyncio
     /// bookkeeping (running-loop registration, asyncgen hooks) around it.
-    fn _run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(super) fn run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         this.running.store(true, Ordering::Relaxed);
         this.thread_id.store(sys::thread_id(), Ordering::Relaxed);
@@ -221,10 +220,5 @@ impl Loop {
         this.running.store(false, Ordering::Relaxed);
         this.thread_id.store(0, Ordering::Relaxed);
         result
-    }
-
-    /// One iteration, for tests and for code that drives the loop by hand.
-    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::run_once(slf)
     }
 }

@@ -284,12 +284,11 @@ impl Loop {
     }
 }
 
-#[pymethods]
 impl Loop {
     /// The body of `sock_recv`: the bytes, or a future to await, or
     /// `NotImplemented` when the fd is in other use (then asyncio's own path
     /// is taken).
-    fn _sock_recv_native(
+    pub(super) fn sock_recv_native(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,
         fd: RawFd,
@@ -298,7 +297,7 @@ impl Loop {
         Self::start_op(slf, &sock, fd, false, OpKind::Recv { n })
     }
 
-    fn _sock_recv_into_native(
+    pub(super) fn sock_recv_into_native(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,
         fd: RawFd,
@@ -309,7 +308,7 @@ impl Loop {
 
     /// The body of `sock_sendall`: sends straight from the caller's buffer and
     /// copies only what the socket did not take.
-    fn _sock_sendall_native(
+    pub(super) fn sock_sendall_native(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,
         fd: RawFd,
@@ -335,7 +334,7 @@ impl Loop {
         }
     }
 
-    fn _sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<PyObject> {
+    pub(super) fn sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<PyObject> {
         let fd: RawFd = sock.call_method0(pyo3::intern!(slf.py(), "fileno"))?.extract()?;
         Self::start_op(slf, &sock, fd, false, OpKind::Accept { sock: sock.clone().unbind() })
     }

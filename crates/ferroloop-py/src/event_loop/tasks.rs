@@ -62,10 +62,9 @@ pub(super) fn call_with_loop(
     Ok(unsafe { Bound::from_owned_ptr_or_err(py, obj)? }.unbind())
 }
 
-#[pymethods]
 impl Loop {
-    #[pyo3(signature = (coro, **kwargs))]
-    fn create_task(
+    /// The body of `create_task`.
+    pub(super) fn create_task_impl(
         slf: &Bound<'_, Self>,
         coro: Bound<'_, PyAny>,
         kwargs: Option<Bound<'_, PyDict>>,
@@ -88,9 +87,5 @@ impl Loop {
             return Ok(task_type.call((coro,), Some(&kw))?.unbind());
         }
         call_with_loop(slf, task_type, Some(&coro))
-    }
-
-    fn _set_has_task_factory(&self, value: bool) {
-        self.has_task_factory.store(value, Ordering::Relaxed);
     }
 }
