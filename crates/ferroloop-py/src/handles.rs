@@ -67,6 +67,8 @@ impl HandleCore {
                 // with an exception set, which from_owned_ptr_or_err turns
                 // into Err. The fresh copy is tracked and only we hold it.
                 let ctx = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
+                // SAFETY: a live, tracked Context; HandleCore's drop tracks it
+                // again before the last reference can go.
                 unsafe { ffi::PyObject_GC_UnTrack(ctx.as_ptr().cast()) };
                 ctx.unbind()
             }
