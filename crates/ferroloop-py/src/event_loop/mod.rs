@@ -13,6 +13,7 @@
 //! objects to drop are moved out first. Flags read from other threads
 //! (`call_soon_threadsafe`, `stop` from a callback) are atomics.
 
+mod fast;
 mod fdwatch;
 mod run;
 mod signals;
@@ -35,7 +36,8 @@ use crate::pyimports::{future_type, helper};
 use crate::transports::stream::{StreamCore, StreamEvent};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Loop>()
+    m.add_class::<Loop>()?;
+    fast::install(&m.py().get_type::<Loop>())
 }
 
 /// Token of the signal channel in the poller (0 is the notifier's).
@@ -150,6 +152,25 @@ impl Loop {
     ) -> PyResult<HandleCore> {
         let debug = slf.get().debug().then_some(trim);
         HandleCore::new(slf.as_any(), callback, args, context, debug)
+    }
+
+    fn call_soon_impl(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug() {
+            this.check_thread()?;
+            this.check_callback(&callback, "call_soon")?;
+        }
+        let handle =
+            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
+        this.push_ready(py, Callback::Plain(Queued::new(handle.clone_ref(py))));
+        Ok(handle)
     }
 
     fn push_ready(&self, py: Python<'_>, cb: Callback) {
@@ -313,6 +334,8 @@ impl Loop {
         monotonic()
     }
 
+    /// Replaced at import by [`fast::call_soon`], which takes the common calls
+    /// and hands the rest (odd keywords, missing arguments) to this one.
     #[pyo3(signature = (callback, *args, context=None))]
     fn call_soon(
         slf: &Bound<'_, Self>,
@@ -320,17 +343,7 @@ impl Loop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let this = slf.get();
-        this.check_closed()?;
-        if this.debug() {
-            this.check_thread()?;
-            this.check_callback(&callback, "call_soon")?;
-        }
-        let handle =
-            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
-        this.push_ready(py, Callback::Plain(Queued::new(handle.clone_ref(py))));
-        Ok(handle)
+        Self::call_soon_impl(slf, callback, args, context)
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
