@@ -2,18 +2,20 @@
 //!
 //! The C `Task` schedules every step with `loop.call_soon(step, context=ctx)`
 //! and the C `Future` every done callback the same way, so `call_soon` is the
-//! hottest call into the loop. PyO3's generated wrapper for it (trampoline,
-//! generic argument parsing into `*args`/`context`, a second type check of
-//! `self`) cost about as much as the work itself. Here the method is a plain
-//! `METH_FASTCALL | METH_KEYWORDS` function installed on the type in place of
-//! PyO3's: it takes the shapes real callers use (`callback, *args` with or
-//! without `context=`) and passes any other call to PyO3's method, kept as
-//! `_call_soon_generic`, so errors keep their wording.
+//! hottest call into the loop. PyO3's generated wrapper (trampoline, generic
+//! parsing into `*args`/`context`, a second type check of `self`) cost about
+//! as much as the work itself. So `call_soon`, `call_soon_threadsafe`,
+//! `call_later`, `call_at` and `create_future` are plain `METH_FASTCALL`
+//! (`METH_NOARGS`) functions installed on the type in place of PyO3's. They
+//! take the shapes real callers use (`[delay,] callback, *args` with or
+//! without `context=`) and pass any other call to PyO3's method, kept as
+//! `_<name>_generic`, so errors keep their wording.
 //!
-//! Invariants: the descriptor only calls us with `self` an instance of `Loop`
-//! (CPython's method descriptors check that), the GIL held, and `args`
-//! holding `nargs` positional arguments followed by one per name in `kwnames`.
+//! Invariants: CPython's method descriptors only call us with `self` an
+//! instance of `Loop` and the GIL held, and `args` holds `nargs` positional
+//! arguments followed by one per name in `kwnames`.
 
+use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::ffi;
@@ -23,82 +25,187 @@ use pyo3::types::{PyString, PyTuple, PyType};
 
 use super::Loop;
 
-/// Replaces PyO3's `call_soon` on the type with [`call_soon`].
-pub(super) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
-    let py = ty.py();
-    let generic = ty.getattr("call_soon")?;
-    ty.setattr("_call_soon_generic", generic)?;
-    let def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"call_soon".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: call_soon },
-        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: c"call_soon($self, callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible.".as_ptr(),
-    }));
-    // SAFETY: ty is a live type object and def lives for the rest of the
-    // process; the result is a new reference or NULL with an exception set.
-    let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
-    ty.setattr("call_soon", descr)
+/// The scheduling methods: `name(<leading...>, callback, *args, context=None)`.
+struct Scheduler {
+    name: &'static str,
+    doc: &'static CStr,
+    entry: ffi::PyCFunctionFastWithKeywords,
 }
 
-/// `call_soon(callback, *args, context=None)`.
-unsafe extern "C" fn call_soon(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
+const SCHEDULERS: [Scheduler; 4] = [
+    Scheduler {
+        name: "call_soon",
+        doc: c"call_soon($self, callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible.",
+        entry: call_soon,
+    },
+    Scheduler {
+        name: "call_soon_threadsafe",
+        doc: c"call_soon_threadsafe($self, callback, *args, context=None)\n--\n\nLike call_soon(), but thread-safe.",
+        entry: call_soon_threadsafe,
+    },
+    Scheduler {
+        name: "call_later",
+        doc: c"call_later($self, delay, callback, *args, context=None)\n--\n\nArrange for a callback to be called at a given time.",
+        entry: call_later,
+    },
+    Scheduler {
+        name: "call_at",
+        doc: c"call_at($self, when, callback, *args, context=None)\n--\n\nLike call_later(), but uses an absolute time.",
+        entry: call_at,
+    },
+];
+
+/// Replaces PyO3's scheduling methods and `create_future` on the type with
+/// the entries below; PyO3's stay reachable as `_<name>_generic`.
+pub(super) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    for s in &SCHEDULERS {
+        let def = ffi::PyMethodDef {
+            ml_name: leak_name(s.name),
+            ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: s.entry },
+            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: s.doc.as_ptr(),
+        };
+        replace(ty, s.name, def)?;
+    }
+    let def = ffi::PyMethodDef {
+        ml_name: c"create_future".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: create_future },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: c"create_future($self, /)\n--\n\nCreate a Future object attached to the loop.".as_ptr(),
+    };
+    replace(ty, "create_future", def)
+}
+
+fn leak_name(name: &str) -> *const std::ffi::c_char {
+    let owned = std::ffi::CString::new(name).unwrap_or_default();
+    Box::leak(owned.into_boxed_c_str()).as_ptr()
+}
+
+fn replace(ty: &Bound<'_, PyType>, name: &str, def: ffi::PyMethodDef) -> PyResult<()> {
+    let generic = ty.getattr(name)?;
+    ty.setattr(format!("_{name}_generic").as_str(), generic)?;
+    // The descriptor keeps a pointer to its definition for the rest of the
+    // process (the module is never unloaded).
+    let def = Box::leak(Box::new(def));
+    // SAFETY: ty is a live type object and def outlives it; the result is a
+    // new reference or NULL with an exception set.
+    let descr =
+        unsafe { Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
+    ty.setattr(name, descr)
+}
+
+/// What a scheduling method does with its parsed arguments.
+type Body = for<'py> fn(
+    &Bound<'py, Loop>,
+    Option<Bound<'py, PyAny>>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyTuple>,
+    Option<Bound<'py, PyAny>>,
+) -> PyResult<*mut ffi::PyObject>;
+
+macro_rules! scheduler_entry {
+    ($entry:ident, $generic:literal, $leading:literal, $body:expr) => {
+        unsafe extern "C" fn $entry(
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: CPython calls us as the module invariants say.
+            unsafe { scheduler(slf, args, nargs, kwnames, $leading, $generic, $body) }
+        }
+    };
+}
+
+scheduler_entry!(call_soon, "_call_soon_generic", false, |lp, _, cb, rest, ctx| {
+    Ok(Loop::call_soon_impl(lp, cb, rest, ctx)?.into_ptr())
+});
+scheduler_entry!(call_soon_threadsafe, "_call_soon_threadsafe_generic", false, |lp, _, cb, rest, ctx| {
+    Ok(Loop::call_soon_threadsafe_impl(lp, cb, rest, ctx)?.into_ptr())
+});
+scheduler_entry!(call_later, "_call_later_generic", true, |lp, delay, cb, rest, ctx| {
+    let delay = delay.unwrap_or_else(|| lp.py().None().into_bound(lp.py()));
+    Ok(Loop::call_later_impl(lp, delay, cb, rest, ctx)?.into_ptr())
+});
+scheduler_entry!(call_at, "_call_at_generic", true, |lp, when, cb, rest, ctx| {
+    let when = when.unwrap_or_else(|| lp.py().None().into_bound(lp.py()));
+    Ok(Loop::call_at_impl(lp, when, cb, rest, ctx)?.into_ptr())
+});
+
+/// `create_future()`.
+unsafe extern "C" fn create_future(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls us as the module invariants say.
+    unsafe {
+        guarded("create_future", |py| {
+            let slf = Bound::from_borrowed_ptr(py, slf);
+            Ok(Loop::create_future_impl(slf.downcast_unchecked::<Loop>())?.into_ptr())
+        })
+    }
+}
+
+/// Runs `f` with the GIL token, turning its error, or a panic, into a raised
+/// exception and NULL.
+///
+/// # Safety
+/// The GIL is held.
+unsafe fn guarded(
+    what: &str,
+    f: impl FnOnce(Python<'_>) -> PyResult<*mut ffi::PyObject>,
 ) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython with the GIL held (module invariant).
+    // SAFETY: the caller holds the GIL.
     let py = unsafe { Python::assume_gil_acquired() };
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: the module invariants: args holds nargs positionals then
-        // one value per keyword name; self is a Loop.
-        unsafe { call_soon_body(py, slf, args, nargs, kwnames) }
-    }));
-    match result {
+    match catch_unwind(AssertUnwindSafe(|| f(py))) {
         Ok(Ok(obj)) => obj,
         Ok(Err(err)) => {
             err.restore(py);
             std::ptr::null_mut()
         }
         Err(_) => {
-            PanicException::new_err("ferroloop: internal error in call_soon").restore(py);
+            PanicException::new_err(format!("ferroloop: internal error in {what}")).restore(py);
             std::ptr::null_mut()
         }
     }
 }
 
-unsafe fn call_soon_body(
-    py: Python<'_>,
+/// Parses `(<leading>, callback, *args, context=None)` and runs `body`; any
+/// other shape of call goes to PyO3's method named `generic`.
+///
+/// # Safety
+/// The module invariants.
+unsafe fn scheduler(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    let nargs_u = usize::try_from(nargs).unwrap_or(0);
-    // SAFETY: see the caller.
-    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
-    let context = if kwnames.is_null() {
-        None
-    } else {
-        // SAFETY: kwnames is a tuple of str (vectorcall protocol).
-        let names = unsafe { Bound::from_borrowed_ptr(py, kwnames).downcast_into_unchecked::<PyTuple>() };
-        if names.len() != 1 || !is_context(&names.get_item(0)?) {
-            return generic(py, &slf, args, nargs, kwnames);
-        }
-        // SAFETY: the one keyword value follows the positionals.
-        Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(nargs_u)) })
-    };
-    if nargs_u == 0 {
-        return generic(py, &slf, args, nargs, kwnames);
+    leading: bool,
+    generic_name: &'static str,
+    body: Body,
+) -> *mut ffi::PyObject {
+    // SAFETY: the caller's guarantees (module invariants).
+    unsafe {
+        guarded(generic_name, |py| {
+            let nargs_u = usize::try_from(nargs).unwrap_or(0);
+            let slf = Bound::from_borrowed_ptr(py, slf);
+            let context = if kwnames.is_null() {
+                None
+            } else {
+                let names = Bound::from_borrowed_ptr(py, kwnames).downcast_into_unchecked::<PyTuple>();
+                if names.len() != 1 || !is_context(&names.get_item(0)?) {
+                    return generic(py, &slf, generic_name, args, nargs, kwnames);
+                }
+                Some(Bound::from_borrowed_ptr(py, *args.add(nargs_u)))
+            };
+            let first = usize::from(leading);
+            if nargs_u <= first {
+                return generic(py, &slf, generic_name, args, nargs, kwnames);
+            }
+            let positional = std::slice::from_raw_parts(args, nargs_u);
+            let lead = leading.then(|| Bound::from_borrowed_ptr(py, positional[0]));
+            let callback = Bound::from_borrowed_ptr(py, positional[first]);
+            let rest = tuple_of(py, &positional[first + 1..])?;
+            body(slf.downcast_unchecked::<Loop>(), lead, callback, rest, context)
+        })
     }
-    // SAFETY: args[0..nargs] are live borrowed references.
-    let (callback, rest) = unsafe {
-        let positional = std::slice::from_raw_parts(args, nargs_u);
-        (Bound::from_borrowed_ptr(py, positional[0]), tuple_of(py, &positional[1..])?)
-    };
-    // SAFETY: the descriptor checked that self is a Loop.
-    let this = unsafe { slf.downcast_unchecked::<Loop>() };
-    Ok(Loop::call_soon_impl(this, callback, rest, context)?.into_ptr())
 }
 
 /// A new tuple of borrowed references (the empty tuple is CPython's shared one).
@@ -129,11 +236,12 @@ fn is_context(name: &Bound<'_, PyAny>) -> bool {
 fn generic(
     py: Python<'_>,
     slf: &Bound<'_, PyAny>,
+    name: &str,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
-    let method = slf.getattr(pyo3::intern!(py, "_call_soon_generic"))?;
+    let method = slf.getattr(name)?;
     let nargsf = usize::try_from(nargs).unwrap_or(0);
     // SAFETY: args holds nargs positionals and one value per keyword name
     // (vectorcall protocol); the result is a new reference or NULL with an

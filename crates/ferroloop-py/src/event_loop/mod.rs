@@ -154,7 +154,7 @@ impl Loop {
         HandleCore::new(slf.as_any(), callback, args, context, debug)
     }
 
-    fn call_soon_impl(
+    pub(super) fn call_soon_impl(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
@@ -171,6 +171,68 @@ impl Loop {
             new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
         this.push_ready(py, Callback::Plain(Queued::new(handle.clone_ref(py))));
         Ok(handle)
+    }
+
+    pub(super) fn call_soon_threadsafe_impl(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if this.debug() {
+            this.check_callback(&callback, "call_soon_threadsafe")?;
+        }
+        let handle =
+            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
+        this.push_ready(py, Callback::Plain(Queued::new(handle.clone_ref(py))));
+        this.poller.notifier().notify().map_err(|e| os_error(&e))?;
+        Ok(handle)
+    }
+
+    pub(super) fn call_later_impl(
+        slf: &Bound<'_, Self>,
+        delay: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let now = monotonic();
+        let exact = delay.is_exact_instance_of::<pyo3::types::PyFloat>()
+            || delay.is_exact_instance_of::<pyo3::types::PyInt>();
+        let when = if exact {
+            now + delay.extract::<f64>()?
+        } else {
+            // asyncio computes `self.time() + delay`: Python's `+` gives its
+            // exact result or error (Fraction works, Decimal raises TypeError).
+            now.into_pyobject(slf.py())?.add(&delay)?.extract::<f64>()?
+        };
+        Self::schedule_timer(slf, 3, when, None, callback, args, context)
+    }
+
+    pub(super) fn call_at_impl(
+        slf: &Bound<'_, Self>,
+        when: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let value = when.extract::<f64>()?;
+        let when_obj =
+            if when.is_exact_instance_of::<pyo3::types::PyFloat>() { None } else { Some(when.unbind()) };
+        Self::schedule_timer(slf, 2, value, when_obj, callback, args, context)
+    }
+
+    pub(super) fn create_future_impl(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        tasks::call_with_loop(slf, future_type(slf.py())?, None)
     }
 
     fn push_ready(&self, py: Python<'_>, cb: Callback) {
@@ -334,8 +396,10 @@ impl Loop {
         monotonic()
     }
 
-    /// Replaced at import by [`fast::call_soon`], which takes the common calls
-    /// and hands the rest (odd keywords, missing arguments) to this one.
+    // call_soon, call_soon_threadsafe, call_later, call_at and create_future
+    // are replaced at import by direct entries (fast.rs), which hand any call
+    // they do not take (odd keywords, missing arguments) to these.
+
     #[pyo3(signature = (callback, *args, context=None))]
     fn call_soon(
         slf: &Bound<'_, Self>,
@@ -353,17 +417,7 @@ impl Loop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let this = slf.get();
-        this.check_closed()?;
-        if this.debug() {
-            this.check_callback(&callback, "call_soon_threadsafe")?;
-        }
-        let handle =
-            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
-        this.push_ready(py, Callback::Plain(Queued::new(handle.clone_ref(py))));
-        this.poller.notifier().notify().map_err(|e| os_error(&e))?;
-        Ok(handle)
+        Self::call_soon_threadsafe_impl(slf, callback, args, context)
     }
 
     #[pyo3(signature = (delay, callback, *args, context=None))]
@@ -374,20 +428,7 @@ impl Loop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
-        if delay.is_none() {
-            return Err(PyTypeError::new_err("delay must not be None"));
-        }
-        let now = monotonic();
-        let exact = delay.is_exact_instance_of::<pyo3::types::PyFloat>()
-            || delay.is_exact_instance_of::<pyo3::types::PyInt>();
-        let when = if exact {
-            now + delay.extract::<f64>()?
-        } else {
-            // asyncio computes `self.time() + delay`: Python's `+` gives its
-            // exact result or error (Fraction works, Decimal raises TypeError).
-            now.into_pyobject(slf.py())?.add(&delay)?.extract::<f64>()?
-        };
-        Self::schedule_timer(slf, 3, when, None, callback, args, context)
+        Self::call_later_impl(slf, delay, callback, args, context)
     }
 
     #[pyo3(signature = (when, callback, *args, context=None))]
@@ -398,13 +439,7 @@ impl Loop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
-        if when.is_none() {
-            return Err(PyTypeError::new_err("when cannot be None"));
-        }
-        let value = when.extract::<f64>()?;
-        let when_obj =
-            if when.is_exact_instance_of::<pyo3::types::PyFloat>() { None } else { Some(when.unbind()) };
-        Self::schedule_timer(slf, 2, value, when_obj, callback, args, context)
+        Self::call_at_impl(slf, when, callback, args, context)
     }
 
     fn _timer_handle_cancelled(&self, py: Python<'_>, _handle: Bound<'_, PyAny>) {
@@ -414,7 +449,7 @@ impl Loop {
     // ---- futures ---------------------------------------------------------
 
     fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        tasks::call_with_loop(slf, future_type(slf.py())?, None)
+        Self::create_future_impl(slf)
     }
 
     // ---- running (run.rs) ------------------------------------------------
