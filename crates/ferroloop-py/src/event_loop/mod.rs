@@ -68,6 +68,9 @@ struct State {
     read_buffer: Vec<u8>,
     /// Scratch buffers reused by every iteration.
     events: Vec<ferroloop_core::Readiness>,
+    /// Native I/O events of this iteration, completed before the ready queue
+    /// runs (run.rs).
+    io: Vec<Callback>,
     signums: Vec<u8>,
 }
 

@@ -6,7 +6,13 @@
 //! 3. turn readiness into ready callbacks (readers, writers, signal handlers),
 //!    then let Python run its own signal handlers (Ctrl-C raises here);
 //! 4. move due timers (`when < now + resolution`) to the ready queue;
-//! 5. run the callbacks that were ready at this point, FIFO, one at a time, so
+//! 5. complete the native I/O that became ready (stream transports' reads and
+//!    flushes, parked `sock_*` operations) at once, as uvloop does from its
+//!    poll phase: what they wake (a task awaiting `sock_recv`, a stream
+//!    reader's waiter) is queued behind the callbacks already ready and the
+//!    due timers, in the order asyncio would queue it, but runs in this
+//!    iteration instead of after another (zero-timeout) poll;
+//! 6. run the callbacks that were ready at this point, FIFO, one at a time, so
 //!    that `KeyboardInterrupt`/`SystemExit` leave the rest queued.
 
 use std::io;
@@ -50,14 +56,51 @@ impl Loop {
                 return Err(os_error(&e));
             }
         }
-        let signalled = this.dispatch_events(py, &mut events);
+        let mut io = std::mem::take(&mut this.state.borrow_mut(py).io);
+        let signalled = this.dispatch_events(py, &mut events, &mut io);
         this.state.borrow_mut(py).events = events;
-        if signalled {
-            Self::dispatch_signals(slf)?;
+        let early = if signalled { Self::dispatch_signals(slf) } else { Ok(()) };
+        if let Err(err) = early.and_then(|()| py.check_signals()) {
+            this.requeue(py, &mut io);
+            return Err(err);
         }
-        py.check_signals()?;
         this.move_due_timers(py);
+        Self::complete_io(slf, &mut io)?;
         Self::run_ready(slf)
+    }
+
+    /// Runs the native I/O events of this iteration; on an exception the
+    /// events not yet run go to the ready queue, so none is lost.
+    fn complete_io(slf: &Bound<'_, Self>, io: &mut Vec<Callback>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut result = Ok(());
+        let mut pending = io.drain(..);
+        for cb in pending.by_ref() {
+            result = match &cb {
+                Callback::Stream(stream, event) => StreamCore::run_event(stream.bind(py), *event),
+                Callback::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write),
+                Callback::Plain(_) | Callback::Timer(_) => Ok(()),
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        let rest: Vec<Callback> = pending.collect();
+        if !rest.is_empty() {
+            this.state.borrow_mut(py).ready.extend(rest);
+        }
+        let scratch = std::mem::take(io);
+        this.state.borrow_mut(py).io = scratch;
+        result
+    }
+
+    /// Puts this iteration's native I/O events in the ready queue (an
+    /// exception left the iteration before they ran).
+    fn requeue(&self, py: Python<'_>, io: &mut Vec<Callback>) {
+        let mut st = self.state.borrow_mut(py);
+        st.ready.extend(io.drain(..));
+        st.io = std::mem::take(io);
     }
 
     /// The poll timeout, the event buffer, and whether any fd or signal
@@ -97,8 +140,9 @@ impl Loop {
         Ok((timeout, events, watching))
     }
 
-    /// Queues the handles of ready fds; returns whether a signal arrived.
-    fn dispatch_events(&self, py: Python<'_>, events: &mut Vec<Readiness>) -> bool {
+    /// Queues the handles of ready fds, and puts native I/O events in `io`;
+    /// returns whether a signal arrived.
+    fn dispatch_events(&self, py: Python<'_>, events: &mut Vec<Readiness>, io: &mut Vec<Callback>) -> bool {
         let mut signalled = false;
         let mut stale = Vec::new();
         let mut guard = self.state.borrow_mut(py);
@@ -114,7 +158,7 @@ impl Loop {
                     let (read, write) = (ev.readable && sw.read.is_some(), ev.writable && sw.write.is_some());
                     for (wanted, write) in [(read, false), (write, true)] {
                         if wanted {
-                            st.ready.push_back(Callback::Sock(fd, write));
+                            io.push(Callback::Sock(fd, write));
                         }
                     }
                     continue;
@@ -123,7 +167,7 @@ impl Loop {
                     let (read, write) = stream.get().wants(py, ev.readable, ev.writable, ev.closed);
                     for (wanted, event) in [(read, StreamEvent::Read), (write, StreamEvent::Write)] {
                         if wanted {
-                            st.ready.push_back(Callback::Stream(stream.clone_ref(py), event));
+                            io.push(Callback::Stream(stream.clone_ref(py), event));
                         }
                     }
                 }
