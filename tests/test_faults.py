@@ -25,7 +25,7 @@ from _net_support import (
     recv_exactly,
     recv_until_eof,
 )
-from _support import run
+from _support import run, run_forever_guarded
 
 RESET_ERRORS = (ConnectionResetError, BrokenPipeError)
 RESET_ERRNOS = (errno.ECONNRESET, errno.EPIPE)
@@ -416,3 +416,44 @@ def test_open_close_cycles_do_not_leak(loop):
     fds_before, fds_after, tasks_before, tasks_after = run(loop, main(), timeout=28)
     assert fds_after == fds_before
     assert tasks_after == tasks_before
+
+
+class _InterruptOnce(asyncio.Protocol):
+    """Records what arrives; its first data_received raises KeyboardInterrupt (Ctrl-C)."""
+
+    def __init__(self, log: list, name: str) -> None:
+        self.log, self.name, self.armed = log, name, True
+
+    def data_received(self, data: bytes) -> None:
+        self.log.append((self.name, data))
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_in_data_received_loses_no_read(loop):
+    """Two connections readable in one poll, each protocol raising Ctrl-C once: run_forever
+    leaves twice, once per protocol, and each connection's bytes are delivered exactly once."""
+    log: list = []
+    pairs = [socket.socketpair() for _ in range(2)]
+    transports = []
+    for name, (mine, _) in zip("ab", pairs):
+        tr, _ = loop.run_until_complete(
+            loop.create_connection(lambda name=name: _InterruptOnce(log, name), sock=mine)
+        )
+        transports.append(tr)
+    for name, (_, peer) in zip("ab", pairs):
+        peer.sendall(name.encode())
+    for _ in range(2):
+        guard = loop.call_later(5, loop.stop)
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_forever()
+        guard.cancel()
+    assert sorted(log) == [("a", b"a"), ("b", b"b")]
+    for tr in transports:
+        tr.close()
+    loop.call_soon(loop.stop)
+    run_forever_guarded(loop)
+    for mine, peer in pairs:
+        mine.close()
+        peer.close()
