@@ -437,12 +437,12 @@ def test_keyboard_interrupt_in_data_received_loses_no_read(loop):
     log: list = []
     pairs = [socket.socketpair() for _ in range(2)]
     transports = []
-    for name, (mine, _) in zip("ab", pairs):
+    for name, (mine, _) in zip("ab", pairs, strict=True):
         tr, _ = loop.run_until_complete(
             loop.create_connection(lambda name=name: _InterruptOnce(log, name), sock=mine)
         )
         transports.append(tr)
-    for name, (_, peer) in zip("ab", pairs):
+    for name, (_, peer) in zip("ab", pairs, strict=True):
         peer.sendall(name.encode())
     for _ in range(2):
         guard = loop.call_later(5, loop.stop)
