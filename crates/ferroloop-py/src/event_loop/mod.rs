@@ -312,6 +312,7 @@ impl Loop {
 impl Loop {
     #[new]
     fn new() -> PyResult<Self> {
+        crate::transports::stream::prime_allocator();
         let poller = Poller::new().map_err(|e| os_error(&e))?;
         let signals = SignalChannel::new().map_err(|e| os_error(&e))?;
         poller
