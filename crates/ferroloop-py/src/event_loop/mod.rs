@@ -485,6 +485,7 @@ impl Loop {
     }
 
     // ---- fd watching (fdwatch.rs) ----------------------------------------
+
     /// asyncio's `_add_reader`: no transport check (the Python layer's
     /// `add_reader` makes it); returns the new handle.
     #[pyo3(signature = (fd, callback, *args))]
@@ -523,6 +524,7 @@ impl Loop {
         Some(u8::from(w.reader.is_some()) | (u8::from(w.writer.is_some()) << 1))
     }
     // ---- signals (signals.rs) --------------------------------------------
+
     /// The fd CPython's signal handler writes to (`signal.set_wakeup_fd`).
     fn _signal_wakeup_fd(&self) -> i32 {
         self.signals.write_fd()
