@@ -401,7 +401,7 @@ impl<T: HasCore> Drop for Queued<T> {
 }
 
 /// A callback scheduled with `call_soon`, a reader/writer or a signal handler.
-#[pyclass(module = "ferroloop._ferroloop", name = "Handle", frozen, weakref, freelist = 256)]
+#[pyclass(module = "ferroloop._ferroloop", name = "Handle", frozen, weakref, freelist = 4096)]
 pub(crate) struct Handle {
     pub(crate) core: HandleCore,
 }
@@ -413,7 +413,7 @@ handle_methods!(Handle, {
 });
 
 /// A callback scheduled with `call_later` or `call_at`.
-#[pyclass(module = "ferroloop._ferroloop", name = "TimerHandle", frozen, weakref, freelist = 256)]
+#[pyclass(module = "ferroloop._ferroloop", name = "TimerHandle", frozen, weakref, freelist = 4096)]
 pub(crate) struct TimerHandle {
     pub(crate) core: HandleCore,
     pub(crate) when: f64,
