@@ -27,7 +27,7 @@ _ATTACH_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).para
 
 
 class SocketTransport(transports._FlowControlMixin, transports.Transport):
-    max_size = 64 * 1024  # the native core's read size (asyncio's is 256 KiB)
+    max_size = 256 * 1024  # the native core's read size, as asyncio's
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     _sock = None

@@ -7,7 +7,8 @@
 //! does the cold paths: close, abort, errors, `connection_lost`, extra info.
 //!
 //! Semantics follow asyncio's `_SelectorSocketTransport`: one read per loop
-//! iteration (of up to [`MAX_READ`] bytes), dispatched in ready-queue order; `write()` sends
+//! iteration (of up to [`MAX_READ`] bytes), run right after the poll (see
+//! `event_loop/run.rs`; a re-read is queued in ready-queue order); `write()` sends
 //! at once when nothing is queued and buffers the rest; the protocol is paused
 //! above the high-water mark. Edge-triggered readiness is made level-like: a
 //! read that filled the buffer schedules another read next iteration, and
