@@ -27,29 +27,29 @@ use super::Loop;
 
 /// The scheduling methods: `name(<leading...>, callback, *args, context=None)`.
 struct Scheduler {
-    name: &'static str,
+    name: &'static CStr,
     doc: &'static CStr,
     entry: ffi::PyCFunctionFastWithKeywords,
 }
 
 const SCHEDULERS: [Scheduler; 4] = [
     Scheduler {
-        name: "call_soon",
+        name: c"call_soon",
         doc: c"call_soon($self, callback, *args, context=None)\n--\n\nArrange for a callback to be called as soon as possible.",
         entry: call_soon,
     },
     Scheduler {
-        name: "call_soon_threadsafe",
+        name: c"call_soon_threadsafe",
         doc: c"call_soon_threadsafe($self, callback, *args, context=None)\n--\n\nLike call_soon(), but thread-safe.",
         entry: call_soon_threadsafe,
     },
     Scheduler {
-        name: "call_later",
+        name: c"call_later",
         doc: c"call_later($self, delay, callback, *args, context=None)\n--\n\nArrange for a callback to be called at a given time.",
         entry: call_later,
     },
     Scheduler {
-        name: "call_at",
+        name: c"call_at",
         doc: c"call_at($self, when, callback, *args, context=None)\n--\n\nLike call_later(), but uses an absolute time.",
         entry: call_at,
     },
@@ -59,39 +59,38 @@ const SCHEDULERS: [Scheduler; 4] = [
 /// the entries below; PyO3's stay reachable as `_<name>_generic`.
 pub(super) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
     for s in &SCHEDULERS {
-        let def = ffi::PyMethodDef {
-            ml_name: leak_name(s.name),
-            ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: s.entry },
-            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-            ml_doc: s.doc.as_ptr(),
-        };
-        replace(ty, s.name, def)?;
+        let entry = ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: s.entry };
+        replace(ty, s.name, entry, ffi::METH_FASTCALL | ffi::METH_KEYWORDS, s.doc)?;
     }
-    let def = ffi::PyMethodDef {
-        ml_name: c"create_future".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunction: create_future },
-        ml_flags: ffi::METH_NOARGS,
-        ml_doc: c"create_future($self, /)\n--\n\nCreate a Future object attached to the loop.".as_ptr(),
-    };
-    replace(ty, "create_future", def)
+    let doc = c"create_future($self, /)\n--\n\nCreate a Future object attached to the loop.";
+    let entry = ffi::PyMethodDefPointer { PyCFunction: create_future };
+    replace(ty, c"create_future", entry, ffi::METH_NOARGS, doc)
 }
 
-fn leak_name(name: &str) -> *const std::ffi::c_char {
-    let owned = std::ffi::CString::new(name).unwrap_or_default();
-    Box::leak(owned.into_boxed_c_str()).as_ptr()
-}
-
-fn replace(ty: &Bound<'_, PyType>, name: &str, def: ffi::PyMethodDef) -> PyResult<()> {
-    let generic = ty.getattr(name)?;
-    ty.setattr(format!("_{name}_generic").as_str(), generic)?;
+/// Moves PyO3's method `name` to `_<name>_generic` and puts `entry` in its place.
+fn replace(
+    ty: &Bound<'_, PyType>,
+    name: &'static CStr,
+    entry: ffi::PyMethodDefPointer,
+    flags: std::ffi::c_int,
+    doc: &'static CStr,
+) -> PyResult<()> {
+    let text = name.to_str().map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    let generic = ty.getattr(text)?;
+    ty.setattr(format!("_{text}_generic").as_str(), generic)?;
     // The descriptor keeps a pointer to its definition for the rest of the
     // process (the module is never unloaded).
-    let def = Box::leak(Box::new(def));
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: entry,
+        ml_flags: flags,
+        ml_doc: doc.as_ptr(),
+    }));
     // SAFETY: ty is a live type object and def outlives it; the result is a
     // new reference or NULL with an exception set.
     let descr =
         unsafe { Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
-    ty.setattr(name, descr)
+    ty.setattr(text, descr)
 }
 
 /// What a scheduling method does with its parsed arguments.
