@@ -73,30 +73,27 @@ impl Loop {
     /// events not yet run go to the ready queue, so none is lost.
     fn complete_io(slf: &Bound<'_, Self>, io: &mut Vec<Callback>) -> PyResult<()> {
         let py = slf.py();
-        let this = slf.get();
         let mut result = Ok(());
-        let mut pending = io.drain(..);
-        for cb in pending.by_ref() {
-            result = match &cb {
+        let mut ran = 0;
+        for cb in io.iter() {
+            result = match cb {
                 Callback::Stream(stream, event) => StreamCore::run_event(stream.bind(py), *event),
                 Callback::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write),
                 Callback::Plain(_) | Callback::Timer(_) => Ok(()),
             };
+            ran += 1;
             if result.is_err() {
                 break;
             }
         }
-        let rest: Vec<Callback> = pending.collect();
-        if !rest.is_empty() {
-            this.state.borrow_mut(py).ready.extend(rest);
-        }
-        let scratch = std::mem::take(io);
-        this.state.borrow_mut(py).io = scratch;
+        io.drain(..ran);
+        slf.get().requeue(py, io);
         result
     }
 
-    /// Puts this iteration's native I/O events in the ready queue (an
-    /// exception left the iteration before they ran).
+    /// Puts the native I/O events left in `io` in the ready queue (an
+    /// exception left the iteration before they ran) and gives the emptied
+    /// scratch vector back to the state.
     fn requeue(&self, py: Python<'_>, io: &mut Vec<Callback>) {
         let mut st = self.state.borrow_mut(py);
         st.ready.extend(io.drain(..));
