@@ -187,21 +187,8 @@ impl StreamCore {
             _ => None,
         };
         this.loop_.get().put_read_buffer(py, scratch);
-        match res {
-            Ok(0) => this.on_eof(py),
-            Ok(n) => {
-                if n == MAX_READ || this.st.borrow(py).peer_closed {
-                    // Maybe more is waiting (or the end of stream): read
-                    // again next iteration, as level triggering would.
-                    Self::queue_read(slf);
-                }
-                if let Err(err) = data_received.bind(py).call1((data,)) {
-                    return this.fatal(py, err, "Fatal error: protocol.data_received() call failed.");
-                }
-                Ok(())
-            }
-            Err(e) => Self::read_error(slf, &e),
-        }
+        let deliver = |_| data_received.bind(py).call1((data,)).map(drop);
+        Self::after_read(slf, res, MAX_READ, deliver, "Fatal error: protocol.data_received() call failed.")
     }
 
     fn read_buffered(
@@ -230,17 +217,31 @@ impl StreamCore {
         let capacity = slice.len();
         let res = net::recv(this.fd, slice);
         drop(buf);
+        let deliver = |n: usize| buffer_updated.bind(py).call1((n,)).map(drop);
+        Self::after_read(slf, res, capacity, deliver, "Fatal error: protocol.buffer_updated() call failed.")
+    }
+
+    /// What follows a read of at most `capacity` bytes: the end of stream, or
+    /// the protocol's callback `deliver(n)` (after queueing another read when
+    /// more may be waiting), or the error.
+    fn after_read(
+        slf: &Bound<'_, Self>,
+        res: io::Result<usize>,
+        capacity: usize,
+        deliver: impl FnOnce(usize) -> PyResult<()>,
+        failed: &str,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
         match res {
             Ok(0) => this.on_eof(py),
             Ok(n) => {
                 if n == capacity || this.st.borrow(py).peer_closed {
-                    // The buffer filled (or the peer closed): read again.
+                    // Maybe more is waiting (or the end of stream): read
+                    // again next iteration, as level triggering would.
                     Self::queue_read(slf);
                 }
-                if let Err(err) = buffer_updated.bind(py).call1((n,)) {
-                    return this.fatal(py, err, "Fatal error: protocol.buffer_updated() call failed.");
-                }
-                Ok(())
+                deliver(n).or_else(|err| this.fatal(py, err, failed))
             }
             Err(e) => Self::read_error(slf, &e),
         }
