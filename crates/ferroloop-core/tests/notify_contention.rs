@@ -142,9 +142,8 @@ fn timed_poll(poller: &Poller, timeout: Duration) -> Duration {
     start.elapsed()
 }
 
-#[test]
-fn burst_while_awake_makes_the_next_poll_return_promptly() {
-    let poller = Arc::new(Poller::new().unwrap());
+/// 8 threads notify 1,000 times each; returns when all are done.
+fn notify_burst(poller: &Poller) {
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let notifier = Arc::clone(poller.notifier());
@@ -154,6 +153,12 @@ fn burst_while_awake_makes_the_next_poll_return_promptly() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+#[test]
+fn burst_while_awake_makes_the_next_poll_return_promptly() {
+    let poller = Arc::new(Poller::new().unwrap());
+    notify_burst(&poller);
     assert!(timed_poll(&poller, Duration::from_secs(30)) < Duration::from_secs(5));
     // The burst coalesced into that one early return: the next poll sleeps.
     assert!(timed_poll(&poller, Duration::from_millis(50)) >= Duration::from_millis(50));
@@ -167,15 +172,7 @@ fn burst_while_asleep_leaves_at_most_one_spurious_wake_up() {
         thread::spawn(move || poller.poll(None, &mut Vec::new()).unwrap())
     };
     thread::sleep(Duration::from_millis(20));
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let notifier = Arc::clone(poller.notifier());
-            thread::spawn(move || (0..1_000).for_each(|_| notifier.notify().unwrap()))
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    notify_burst(&poller);
     within("the sleeper woken by a burst", move || sleeper.join().unwrap());
     // Notifications that landed after the sleeper woke may cut one more poll
     // short; two polls in a row cannot both be cut short.
