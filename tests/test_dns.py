@@ -146,23 +146,8 @@ def test_numeric_ipv6(loop):
         assert peer[0] == "::1"
 
 
-def test_ipv6_with_scope_id(loop):
-    scoped = scoped_ipv6()
-    if scoped is None:
-        pytest.skip("no bindable IPv6 address with a scope id here")
-    addr, ifname, index = scoped
-    listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    listener.bind((addr, 0, 0, index))
-    listener.listen()
-    listener.setblocking(False)
-    with listener:
-        host = f"{addr}%{ifname}"
-        port = listener.getsockname()[1]
-        peer, sock_peer = run(loop, _connect_both_ways(loop, socket.AF_INET6, host, listener))
-    assert peer == sock_peer == (addr, port, 0, index)
-
-
-def test_ipv6_scope_id_as_tuple(loop):
+def _scoped_listener():
+    """A listening socket on an IPv6 address with a scope id, and (addr, ifname, index)."""
     scoped = scoped_ipv6()
     if scoped is None:
         pytest.skip("no bindable IPv6 address with a scope id here")
@@ -171,6 +156,20 @@ def test_ipv6_scope_id_as_tuple(loop):
     listener.bind((addr, 0, 0, index))
     listener.listen()
     listener.setblocking(False)
+    return listener, scoped
+
+
+def test_ipv6_with_scope_id(loop):
+    listener, (addr, ifname, index) = _scoped_listener()
+    with listener:
+        host = f"{addr}%{ifname}"
+        port = listener.getsockname()[1]
+        peer, sock_peer = run(loop, _connect_both_ways(loop, socket.AF_INET6, host, listener))
+    assert peer == sock_peer == (addr, port, 0, index)
+
+
+def test_ipv6_scope_id_as_tuple(loop):
+    listener, (addr, _, index) = _scoped_listener()
 
     async def main():
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
