@@ -286,6 +286,15 @@ def test_task_cancel(loop):
     assert seen == [("stop it",)]
 
 
+async def _sleep_until_cancelled(cancelled: list) -> None:
+    """Sleeps long; records its cancellation in ``cancelled`` and lets it propagate."""
+    try:
+        await asyncio.sleep(10)
+    except asyncio.CancelledError:
+        cancelled.append(True)
+        raise
+
+
 @pytest.mark.skipif(not PY311, reason="TaskGroup added in 3.11")
 def test_task_group(loop):
     cancelled = []
@@ -298,20 +307,13 @@ def test_task_group(loop):
         await asyncio.sleep(0.001)
         raise ValueError("in group")
 
-    async def blocked():
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.append(True)
-            raise
-
     async def main():
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(ok(i)) for i in range(3)]
         results = [t.result() for t in tasks]
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(blocked())
+                tg.create_task(_sleep_until_cancelled(cancelled))
                 tg.create_task(fail())
         except ExceptionGroup as eg:  # noqa: F821 - builtin on 3.11+ (the test skips on 3.10)
             errors = [str(e) for e in eg.exceptions]
@@ -324,16 +326,9 @@ def test_task_group(loop):
 def test_wait_for_timeout(loop):
     cancelled = []
 
-    async def slow():
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.append(True)
-            raise
-
     async def main():
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(slow(), 0.01)
+            await asyncio.wait_for(_sleep_until_cancelled(cancelled), 0.01)
         return await asyncio.wait_for(asyncio.sleep(0, "fast"), 10)
 
     assert run(loop, main()) == "fast"
