@@ -11,6 +11,7 @@ import contextvars
 import gc
 import signal
 import socket
+import sys
 import weakref
 
 from _support import run_forever_guarded
@@ -255,3 +256,32 @@ def test_transport_protocol_cycle_is_collected(loop_factory):
         lp.close()
         del lp
         assert all(_collected(r) for r in refs)
+
+
+def _churn_handles(loop, rounds: int = 3, batch: int = 5000) -> None:
+    for _ in range(rounds):
+        for _ in range(batch):
+            loop.call_soon(int)
+        for _ in range(batch // 10):
+            loop.call_later(0, int).cancel()
+            loop.call_at(0, int)
+        loop.call_soon(loop.stop)
+        run_forever_guarded(loop)
+
+
+def test_handle_reuse_keeps_type_references_balanced(loop):
+    # Released handles are kept for reuse; each live one holds one reference
+    # to its type, and a reused one must not take a second.
+    plain, timer = type(loop.call_soon(int)), type(loop.call_later(0, int))
+    _churn_handles(loop)
+    before = sys.getrefcount(plain), sys.getrefcount(timer)
+    _churn_handles(loop)
+    assert (sys.getrefcount(plain), sys.getrefcount(timer)) == before
+
+
+def test_weak_reference_to_a_released_handle_stays_dead(loop):
+    refs = [weakref.ref(loop.call_soon(int)), weakref.ref(loop.call_later(0, int))]
+    _churn_handles(loop, rounds=1)
+    assert [r() for r in refs] == [None, None]
+    _churn_handles(loop, rounds=1)  # their memory is reused by new handles
+    assert [r() for r in refs] == [None, None]

@@ -19,13 +19,44 @@ use pyo3::types::{PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::Loop;
+use crate::freelist::FreeList;
 use crate::gil_cell::{GilCell, GilPy};
 use crate::pyimports::helper;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
+    let py = m.py();
+    // SAFETY: both types are GC types (they define __traverse__), final in
+    // Python, and have no instance yet; the slots call their own list.
+    unsafe {
+        HANDLES.install::<Handle>(py, handle_alloc, handle_free);
+        TIMERS.install::<TimerHandle>(py, timer_alloc, timer_free);
+    }
     Ok(())
+}
+
+static HANDLES: FreeList = FreeList::new();
+static TIMERS: FreeList = FreeList::new();
+
+unsafe extern "C" fn handle_alloc(ty: *mut ffi::PyTypeObject, n: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls tp_alloc with the GIL held and a live type.
+    unsafe { HANDLES.alloc(ty, n) }
+}
+
+unsafe extern "C" fn handle_free(obj: *mut std::ffi::c_void) {
+    // SAFETY: CPython calls tp_free with the GIL held, from Handle's dealloc.
+    unsafe { HANDLES.free(obj) }
+}
+
+unsafe extern "C" fn timer_alloc(ty: *mut ffi::PyTypeObject, n: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    // SAFETY: as handle_alloc.
+    unsafe { TIMERS.alloc(ty, n) }
+}
+
+unsafe extern "C" fn timer_free(obj: *mut std::ffi::c_void) {
+    // SAFETY: as handle_free, from TimerHandle's dealloc.
+    unsafe { TIMERS.free(obj) }
 }
 
 pub(crate) struct Call {
@@ -337,7 +368,7 @@ where
         obj.get().core().track_context();
     }
     // SAFETY: obj is a live, fully initialised object of a GC type (it defines
-    // __traverse__); PyO3's freelist hands back untracked objects, a fresh
+    // __traverse__); our free list hands back untracked objects, a fresh
     // allocation is tracked: we put it in the state wanted.
     unsafe {
         let is_tracked = ffi::PyObject_GC_IsTracked(obj.as_ptr()) != 0;
@@ -401,7 +432,7 @@ impl<T: HasCore> Drop for Queued<T> {
 }
 
 /// A callback scheduled with `call_soon`, a reader/writer or a signal handler.
-#[pyclass(module = "ferroloop._ferroloop", name = "Handle", frozen, weakref, freelist = 4096)]
+#[pyclass(module = "ferroloop._ferroloop", name = "Handle", frozen, weakref)]
 pub(crate) struct Handle {
     pub(crate) core: HandleCore,
 }
@@ -413,7 +444,7 @@ handle_methods!(Handle, {
 });
 
 /// A callback scheduled with `call_later` or `call_at`.
-#[pyclass(module = "ferroloop._ferroloop", name = "TimerHandle", frozen, weakref, freelist = 4096)]
+#[pyclass(module = "ferroloop._ferroloop", name = "TimerHandle", frozen, weakref)]
 pub(crate) struct TimerHandle {
     pub(crate) core: HandleCore,
     pub(crate) when: f64,

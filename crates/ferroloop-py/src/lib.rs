@@ -8,6 +8,7 @@
 //! borrow of loop state while calling into Python (see `gil_cell`).
 
 mod errors;
+mod freelist;
 mod event_loop;
 mod gil_cell;
 mod handles;

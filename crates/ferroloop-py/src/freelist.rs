@@ -1,0 +1,108 @@
+//! Free lists for the handle types: `tp_alloc`/`tp_free` slots of our own.
+//!
+//! Every `call_soon` makes a `Handle` and every timer a `TimerHandle`, so
+//! their allocation is on the hottest path of the loop. PyO3's
+//! `#[pyclass(freelist = N)]` takes a mutex and looks the type object up on
+//! each allocation and each release; these lists are guarded by the GIL
+//! instead and keep the type pointer they serve.
+//!
+//! The slots are installed on the type object once, when the module is
+//! loaded ([`install`]); PyO3 reads `tp_alloc` and `tp_free` from the type
+//! each time, so it goes through them from then on.
+//!
+//! Invariants: the slots are only called with the GIL held (CPython's
+//! contract for them); a list only holds released objects of its own type,
+//! whose memory came from `PyType_GenericAlloc` (a GC allocation: both handle
+//! types define `__traverse__`), untracked by the type's `tp_dealloc`.
+
+use std::cell::UnsafeCell;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::PyTypeInfo;
+
+/// Released objects kept for reuse per type. A burst of queued callbacks
+/// larger than this allocates afresh.
+const CAPACITY: usize = 4096;
+
+pub(crate) struct FreeList {
+    /// The type this list serves (set by [`install`]).
+    ty: AtomicPtr<ffi::PyTypeObject>,
+    items: UnsafeCell<Vec<*mut ffi::PyObject>>,
+}
+
+// SAFETY: `items` is only touched from the slots below, which CPython calls
+// with the GIL held (module invariant), so two threads never meet in it.
+unsafe impl Sync for FreeList {}
+
+impl FreeList {
+    pub(crate) const fn new() -> Self {
+        Self { ty: AtomicPtr::new(std::ptr::null_mut()), items: UnsafeCell::new(Vec::new()) }
+    }
+
+    /// `tp_alloc`: a released object of our type if one is kept, else a new one.
+    ///
+    /// # Safety
+    /// The GIL is held; `subtype` is a live type object.
+    pub(crate) unsafe fn alloc(&self, subtype: *mut ffi::PyTypeObject, nitems: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+        if nitems == 0 && std::ptr::eq(subtype, self.ty.load(Ordering::Relaxed)) {
+            // SAFETY: GIL held (see the Sync impl); no other borrow is live.
+            let items = unsafe { &mut *self.items.get() };
+            if let Some(obj) = items.pop() {
+                // SAFETY: a released object of this very type (list
+                // invariant); PyObject_Init sets its type, takes a reference
+                // to the (heap) type and makes the reference count one, as a
+                // fresh allocation would. PyO3 then writes every field.
+                return unsafe { ffi::PyObject_Init(obj, subtype) };
+            }
+        }
+        // SAFETY: the caller's guarantees.
+        unsafe { ffi::PyType_GenericAlloc(subtype, nitems) }
+    }
+
+    /// `tp_free`: keeps the memory for the next [`FreeList::alloc`] while there is room.
+    ///
+    /// # Safety
+    /// The GIL is held; `obj` is an object of this list's type whose
+    /// `tp_dealloc` has run.
+    pub(crate) unsafe fn free(&self, obj: *mut c_void) {
+        let obj = obj.cast::<ffi::PyObject>();
+        // SAFETY: obj's header is still valid: tp_dealloc is releasing it.
+        let ty = unsafe { ffi::Py_TYPE(obj) };
+        // SAFETY: GIL held (see the Sync impl); no other borrow is live.
+        let items = unsafe { &mut *self.items.get() };
+        if items.len() < CAPACITY {
+            items.push(obj);
+        } else {
+            // SAFETY: GC memory from PyType_GenericAlloc (list invariant).
+            unsafe { ffi::PyObject_GC_Del(obj.cast()) };
+        }
+        // Each object holds a reference to its heap type (PyObject_Init or
+        // PyType_GenericAlloc took it); the type stays alive in the module.
+        // SAFETY: a live heap type, GIL held.
+        unsafe { ffi::Py_DECREF(ty.cast()) };
+    }
+
+    /// Puts `alloc`/`free` in `T`'s type slots.
+    ///
+    /// # Safety
+    /// `alloc` and `free` call this list's methods, and `T` is a GC type not
+    /// subclassable from Python; called once, before any object of `T` exists.
+    pub(crate) unsafe fn install<T: PyTypeInfo>(
+        &self,
+        py: Python<'_>,
+        alloc: ffi::allocfunc,
+        free: ffi::freefunc,
+    ) {
+        let ty = T::type_object_raw(py);
+        self.ty.store(ty, Ordering::Relaxed);
+        // SAFETY: a heap type we created; its slots may be changed before
+        // use, and CPython re-reads tp_alloc/tp_free on every call.
+        unsafe {
+            (*ty).tp_alloc = Some(alloc);
+            (*ty).tp_free = Some(free);
+        }
+    }
+}
