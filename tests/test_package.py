@@ -242,3 +242,42 @@ def test_python_m_ferroloop_usage(tmp_path):
     proc = _python_m_ferroloop(tmp_path)
     assert proc.returncode == 2
     assert "usage" in proc.stderr
+
+
+async def _ping_pong_over_a_socketpair(rounds: int) -> int:
+    import socket
+
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+
+    async def echo() -> None:
+        while data := await loop.sock_recv(b, 64):
+            await loop.sock_sendall(b, data)
+
+    with a, b:
+        echoer = loop.create_task(echo())
+        done = 0
+        for i in range(rounds):
+            await loop.sock_sendall(a, b"%d" % i)
+            assert await loop.sock_recv(a, 64) == b"%d" % i
+            await asyncio.sleep(0.0001 if i % 50 == 0 else 0)  # idle gaps: timer-woken polls
+            done += 1
+        a.shutdown(socket.SHUT_WR)
+        await echoer
+    return done
+
+
+@pytest.mark.parametrize("value", ["0", "1", "200", " 50 "])
+def test_busy_poll_setting(monkeypatch, value):
+    # The busy-poll window only changes when the loop sleeps, never what it delivers.
+    monkeypatch.setenv("FERROLOOP_BUSY_POLL_US", value)
+    assert ferroloop.run(_ping_pong_over_a_socketpair(300)) == 300
+
+
+@pytest.mark.parametrize("value", ["", "abc", "-1", "1.5", "1000001"])
+def test_busy_poll_setting_is_validated(monkeypatch, value):
+    monkeypatch.setenv("FERROLOOP_BUSY_POLL_US", value)
+    with pytest.raises(ValueError, match="FERROLOOP_BUSY_POLL_US"):
+        ferroloop.new_event_loop()

@@ -53,6 +53,11 @@ impl Notifier {
         self.state.compare_exchange(AWAKE, SLEEPING, Ordering::AcqRel, Ordering::Acquire).is_err()
     }
 
+    /// Whether a notification is waiting: the loop must not sleep.
+    pub fn is_pending(&self) -> bool {
+        self.state.load(Ordering::Acquire) == NOTIFIED
+    }
+
     /// Called by the loop after the poll returns.
     pub fn end_sleep(&self) {
         self.state.store(AWAKE, Ordering::Release);

@@ -23,9 +23,10 @@ mod tasks;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use ferroloop_core::{monotonic, sys, Poller, SignalChannel, TimerQueue};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
@@ -308,12 +309,32 @@ impl Loop {
     }
 }
 
+/// The largest busy-poll window (see `ferroloop_core::poller`): 200 µs, as
+/// Linux guests poll before halting, unless
+/// `FERROLOOP_BUSY_POLL_US` says otherwise; 0 turns busy polling off.
+fn busy_poll_max() -> PyResult<Duration> {
+    const DEFAULT_US: u64 = 200;
+    let Some(raw) = std::env::var_os("FERROLOOP_BUSY_POLL_US") else {
+        return Ok(Duration::from_micros(DEFAULT_US));
+    };
+    raw.to_str()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|us| *us <= 1_000_000)
+        .map(Duration::from_micros)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "FERROLOOP_BUSY_POLL_US must be a whole number of microseconds from 0 to 1000000, not {raw:?}"
+            ))
+        })
+}
+
 #[pymethods]
 impl Loop {
     #[new]
     fn new() -> PyResult<Self> {
         crate::transports::stream::prime_allocator();
         let poller = Poller::new().map_err(|e| os_error(&e))?;
+        poller.set_busy_poll(busy_poll_max()?);
         let signals = SignalChannel::new().map_err(|e| os_error(&e))?;
         poller
             .register(signals.read_fd(), SIGNAL_TOKEN, ferroloop_core::Interest { read: true, write: false })
