@@ -205,7 +205,7 @@ impl Poller {
                 st.busy.update(started.elapsed(), !st.events.is_empty());
             }
         }
-        for ev in st.events.iter() {
+        for ev in &st.events {
             let token = ev.token().0;
             if token == NOTIFY_TOKEN {
                 continue;

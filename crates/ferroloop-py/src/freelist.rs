@@ -46,7 +46,11 @@ impl FreeList {
     ///
     /// # Safety
     /// The GIL is held; `subtype` is a live type object.
-    pub(crate) unsafe fn alloc(&self, subtype: *mut ffi::PyTypeObject, nitems: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    pub(crate) unsafe fn alloc(
+        &self,
+        subtype: *mut ffi::PyTypeObject,
+        nitems: ffi::Py_ssize_t,
+    ) -> *mut ffi::PyObject {
         if nitems == 0 && std::ptr::eq(subtype, self.ty.load(Ordering::Relaxed)) {
             // SAFETY: GIL held (see the Sync impl); no other borrow is live.
             let items = unsafe { &mut *self.items.get() };

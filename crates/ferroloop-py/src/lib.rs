@@ -8,8 +8,8 @@
 //! borrow of loop state while calling into Python (see `gil_cell`).
 
 mod errors;
-mod freelist;
 mod event_loop;
+mod freelist;
 mod gil_cell;
 mod handles;
 mod pyimports;
