@@ -6,9 +6,10 @@
 //! each allocation and each release; these lists are guarded by the GIL
 //! instead and keep the type pointer they serve.
 //!
-//! The slots are installed on the type object once, when the module is
-//! loaded ([`install`]); PyO3 reads `tp_alloc` and `tp_free` from the type
-//! each time, so it goes through them from then on.
+//! A type opts in by naming its list ([`Pooled`]); the slots are installed
+//! on the type object once, when the module is loaded ([`install`]). PyO3
+//! reads `tp_alloc` and `tp_free` from the type each time, so it goes
+//! through them from then on.
 //!
 //! Invariants: the slots are only called with the GIL held (CPython's
 //! contract for them); a list only holds released objects of its own type,
@@ -26,6 +27,43 @@ use pyo3::PyTypeInfo;
 /// Released objects kept for reuse per type. A burst of queued callbacks
 /// larger than this allocates afresh.
 const CAPACITY: usize = 4096;
+
+/// A pyclass whose instances come from a free list of its own.
+///
+/// # Safety
+/// The type is a GC type (it defines `__traverse__`), cannot be subclassed
+/// from Python, and no other type returns the same list.
+pub(crate) unsafe trait Pooled: PyTypeInfo {
+    fn free_list() -> &'static FreeList;
+}
+
+/// Puts the free-list slots in `T`'s type object.
+///
+/// # Safety
+/// Called once, before any object of `T` exists.
+pub(crate) unsafe fn install<T: Pooled>(py: Python<'_>) {
+    let ty = T::type_object_raw(py);
+    T::free_list().ty.store(ty, Ordering::Relaxed);
+    // SAFETY: a heap type we created; its slots may be changed before use,
+    // and CPython re-reads tp_alloc/tp_free on every call.
+    unsafe {
+        (*ty).tp_alloc = Some(alloc_slot::<T>);
+        (*ty).tp_free = Some(free_slot::<T>);
+    }
+}
+
+unsafe extern "C" fn alloc_slot<T: Pooled>(
+    ty: *mut ffi::PyTypeObject,
+    n: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls tp_alloc with the GIL held and a live type.
+    unsafe { T::free_list().alloc(ty, n) }
+}
+
+unsafe extern "C" fn free_slot<T: Pooled>(obj: *mut c_void) {
+    // SAFETY: CPython calls tp_free with the GIL held, from T's dealloc.
+    unsafe { T::free_list().free(obj) }
+}
 
 pub(crate) struct FreeList {
     /// The type this list serves (set by [`install`]).
@@ -46,11 +84,7 @@ impl FreeList {
     ///
     /// # Safety
     /// The GIL is held; `subtype` is a live type object.
-    pub(crate) unsafe fn alloc(
-        &self,
-        subtype: *mut ffi::PyTypeObject,
-        nitems: ffi::Py_ssize_t,
-    ) -> *mut ffi::PyObject {
+    unsafe fn alloc(&self, subtype: *mut ffi::PyTypeObject, nitems: ffi::Py_ssize_t) -> *mut ffi::PyObject {
         if nitems == 0 && std::ptr::eq(subtype, self.ty.load(Ordering::Relaxed)) {
             // SAFETY: GIL held (see the Sync impl); no other borrow is live.
             let items = unsafe { &mut *self.items.get() };
@@ -71,7 +105,7 @@ impl FreeList {
     /// # Safety
     /// The GIL is held; `obj` is an object of this list's type whose
     /// `tp_dealloc` has run.
-    pub(crate) unsafe fn free(&self, obj: *mut c_void) {
+    unsafe fn free(&self, obj: *mut c_void) {
         let obj = obj.cast::<ffi::PyObject>();
         // SAFETY: obj's header is still valid: tp_dealloc is releasing it.
         let ty = unsafe { ffi::Py_TYPE(obj) };
@@ -87,26 +121,5 @@ impl FreeList {
         // PyType_GenericAlloc took it); the type stays alive in the module.
         // SAFETY: a live heap type, GIL held.
         unsafe { ffi::Py_DECREF(ty.cast()) };
-    }
-
-    /// Puts `alloc`/`free` in `T`'s type slots.
-    ///
-    /// # Safety
-    /// `alloc` and `free` call this list's methods, and `T` is a GC type not
-    /// subclassable from Python; called once, before any object of `T` exists.
-    pub(crate) unsafe fn install<T: PyTypeInfo>(
-        &self,
-        py: Python<'_>,
-        alloc: ffi::allocfunc,
-        free: ffi::freefunc,
-    ) {
-        let ty = T::type_object_raw(py);
-        self.ty.store(ty, Ordering::Relaxed);
-        // SAFETY: a heap type we created; its slots may be changed before
-        // use, and CPython re-reads tp_alloc/tp_free on every call.
-        unsafe {
-            (*ty).tp_alloc = Some(alloc);
-            (*ty).tp_free = Some(free);
-        }
     }
 }

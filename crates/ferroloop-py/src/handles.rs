@@ -19,19 +19,17 @@ use pyo3::types::{PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::Loop;
-use crate::freelist::FreeList;
+use crate::freelist::{self, FreeList, Pooled};
 use crate::gil_cell::{GilCell, GilPy};
 use crate::pyimports::helper;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
-    let py = m.py();
-    // SAFETY: both types are GC types (they define __traverse__), final in
-    // Python, and have no instance yet; the slots call their own list.
+    // SAFETY: neither type has an instance yet.
     unsafe {
-        HANDLES.install::<Handle>(py, handle_alloc, handle_free);
-        TIMERS.install::<TimerHandle>(py, timer_alloc, timer_free);
+        freelist::install::<Handle>(m.py());
+        freelist::install::<TimerHandle>(m.py());
     }
     Ok(())
 }
@@ -39,24 +37,19 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 static HANDLES: FreeList = FreeList::new();
 static TIMERS: FreeList = FreeList::new();
 
-unsafe extern "C" fn handle_alloc(ty: *mut ffi::PyTypeObject, n: ffi::Py_ssize_t) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls tp_alloc with the GIL held and a live type.
-    unsafe { HANDLES.alloc(ty, n) }
+// SAFETY: both are GC types (they define __traverse__), final in Python,
+// and each has its own list.
+unsafe impl Pooled for Handle {
+    fn free_list() -> &'static FreeList {
+        &HANDLES
+    }
 }
 
-unsafe extern "C" fn handle_free(obj: *mut std::ffi::c_void) {
-    // SAFETY: CPython calls tp_free with the GIL held, from Handle's dealloc.
-    unsafe { HANDLES.free(obj) }
-}
-
-unsafe extern "C" fn timer_alloc(ty: *mut ffi::PyTypeObject, n: ffi::Py_ssize_t) -> *mut ffi::PyObject {
-    // SAFETY: as handle_alloc.
-    unsafe { TIMERS.alloc(ty, n) }
-}
-
-unsafe extern "C" fn timer_free(obj: *mut std::ffi::c_void) {
-    // SAFETY: as handle_free, from TimerHandle's dealloc.
-    unsafe { TIMERS.free(obj) }
+// SAFETY: as for Handle.
+unsafe impl Pooled for TimerHandle {
+    fn free_list() -> &'static FreeList {
+        &TIMERS
+    }
 }
 
 pub(crate) struct Call {
