@@ -9,18 +9,12 @@ use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ferroloop_core::{Interest, Poller, Readiness};
+mod common;
 
-const READ: Interest = Interest { read: true, write: false };
-const PATIENCE: Duration = Duration::from_secs(10);
+use common::{pair, PATIENCE, READ};
+use ferroloop_core::{Poller, Readiness};
+
 const TOKEN: usize = 5;
-
-fn pair() -> (UnixStream, UnixStream) {
-    let (a, b) = UnixStream::pair().unwrap();
-    a.set_nonblocking(true).unwrap();
-    b.set_nonblocking(true).unwrap();
-    (a, b)
-}
 
 /// Opens the window: a blocking poll that finds data at once was woken well
 /// within `max`. Returns the reader and writer used.

@@ -4,26 +4,19 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+mod common;
+
+use common::{pair, PATIENCE, READ};
 use ferroloop_core::{sys, syscall, Interest, Poller, Readiness};
 
-const READ: Interest = Interest { read: true, write: false };
 const WRITE: Interest = Interest { read: false, write: true };
 const BOTH: Interest = Interest { read: true, write: true };
 const NONE: Interest = Interest { read: false, write: false };
 
 /// Long enough for any pending event to show up; nothing here waits on a timer.
 const SETTLE: Duration = Duration::from_millis(50);
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn pair() -> (UnixStream, UnixStream) {
-    let (a, b) = UnixStream::pair().unwrap();
-    a.set_nonblocking(true).unwrap();
-    b.set_nonblocking(true).unwrap();
-    (a, b)
-}
 
 /// One poll; the reports for `token` only.
 fn poll_token(poller: &Poller, timeout: Duration, token: usize) -> Vec<Readiness> {
