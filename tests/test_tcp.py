@@ -253,6 +253,53 @@ def test_write_bytes_like_and_writelines(loop, listener):
     assert run(loop, main())
 
 
+def test_queued_writes_send_the_data_as_it_was_when_written(loop, listener):
+    # The peer reads nothing at first, so most of this is queued: bytes by reference (after a
+    # partial send), bytearrays and memoryviews by copy, since the caller may change them.
+    async def main():
+        tr, proto, peer = await connect(loop, listener)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        tr.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        first = pattern(200_000, seed=1)
+        tr.write(first)
+        mutable = bytearray(pattern(100_000, seed=2))
+        tr.write(mutable)
+        view_of = bytearray(pattern(50_000, seed=3))
+        tr.write(memoryview(view_of)[1:])
+        listed = bytearray(b"listed")
+        tr.writelines([pattern(30_000, seed=4), listed])
+        expected = first + mutable + view_of[1:] + pattern(30_000, seed=4) + b"listed"
+        queued = tr.get_write_buffer_size()
+        mutable[:] = b"x" * len(mutable)
+        view_of[:] = b"y" * len(view_of)
+        listed[:] = b"zzzzzz"
+        assert 0 < queued <= len(expected)
+        got = await recv_exactly(loop, peer, len(expected))
+        await settle()
+        left = tr.get_write_buffer_size()
+        await finish(tr, proto, peer)
+        return got == expected, left
+
+    assert run(loop, main()) == (True, 0)
+
+
+def test_reads_of_every_size_arrive_whole(loop, listener):
+    # Large reads and small ones after them (the transport reads differently after large ones).
+    async def main():
+        tr, proto, peer = await connect(loop, listener)
+        sizes = [300_000, 5, 70_000, 1, 20_000, 3, 1_000_000, 17]
+        expected = b""
+        for i, size in enumerate(sizes):
+            chunk = pattern(size, seed=i)
+            expected += chunk
+            await loop.sock_sendall(peer, chunk)
+            await proto.wait_bytes(len(expected))
+        await finish(tr, proto, peer)
+        return bytes(proto.data) == expected
+
+    assert run(loop, main())
+
+
 def test_write_rejects_non_bytes(loop, listener):
     async def main():
         tr, proto, peer = await connect(loop, listener)

@@ -54,6 +54,62 @@ pub(crate) fn prime_allocator() {
     });
 }
 
+/// A piece of queued outgoing data. `bytes` cannot change, so it is queued
+/// by reference (asyncio copies every write into one bytearray); a
+/// bytearray or memoryview can, so its bytes are copied.
+enum Chunk {
+    Copied(Vec<u8>),
+    Shared(Py<PyBytes>),
+}
+
+impl Chunk {
+    fn bytes<'a>(&'a self, py: Python<'_>) -> &'a [u8] {
+        match self {
+            Self::Copied(v) => v,
+            Self::Shared(b) => b.as_bytes(py),
+        }
+    }
+}
+
+/// From this size on, the next read goes straight into a new bytes object
+/// (`recv_bytes`) instead of the loop's scratch buffer: copying that much
+/// costs more than the large allocation shrunk to size that saves the copy.
+const LARGE_READ: usize = 16 * 1024;
+
+/// Receives up to `MAX_READ` bytes into a new bytes object, then shrinks it
+/// to what came, as CPython's `socket.recv` does: one copy fewer than
+/// reading into a scratch buffer. The object is None at the end of stream
+/// or on an error.
+fn recv_bytes(py: Python<'_>, fd: RawFd) -> PyResult<(io::Result<usize>, Option<Bound<'_, PyBytes>>)> {
+    let size = isize::try_from(MAX_READ).expect("MAX_READ fits in Py_ssize_t");
+    // SAFETY: a null source makes an uninitialised bytes object of `size`
+    // bytes (or NULL with an exception set); it is ours alone until
+    // returned, so writing into it and resizing it are sound.
+    unsafe {
+        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let buf = std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj).cast::<u8>(), MAX_READ);
+        let res = net::recv(fd, buf);
+        match res {
+            Ok(n) if n > 0 => {
+                // On failure _PyBytes_Resize frees the object and sets the error.
+                // n < MAX_READ, which fits in Py_ssize_t (above).
+                #[allow(clippy::cast_possible_wrap)]
+                if n < MAX_READ && ffi::_PyBytes_Resize(&raw mut obj, n as isize) < 0 {
+                    return Err(PyErr::fetch(py));
+                }
+                Ok((res, Some(Bound::from_owned_ptr(py, obj).downcast_into_unchecked())))
+            }
+            _ => {
+                ffi::Py_DECREF(obj);
+                Ok((res, None))
+            }
+        }
+    }
+}
+
 enum Proto {
     Plain { data_received: Py<PyAny> },
     Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
@@ -65,7 +121,7 @@ struct State {
     transport: Option<Py<PyAny>>,
     protocol: Option<Py<PyAny>>,
     proto: Option<Proto>,
-    buf: VecDeque<Vec<u8>>,
+    buf: VecDeque<Chunk>,
     /// Bytes of `buf[0]` already sent.
     head_sent: usize,
     buf_size: usize,
@@ -83,6 +139,8 @@ struct State {
     /// The poller saw the peer close (or an error): keep reading until the
     /// end of stream shows, since no new edge will announce it.
     peer_closed: bool,
+    /// The last read brought at least `LARGE_READ` bytes.
+    large_reads: bool,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "StreamCore", frozen, weakref)]
@@ -177,16 +235,24 @@ impl StreamCore {
     fn read_plain(slf: &Bound<'_, Self>, data_received: &Py<PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let mut scratch = this.loop_.get().take_read_buffer(py);
-        if scratch.len() < MAX_READ {
-            scratch.resize(MAX_READ, 0);
-        }
-        let res = net::recv(this.fd, &mut scratch);
-        let data = match &res {
-            Ok(n) if *n > 0 => Some(PyBytes::new(py, &scratch[..*n])),
-            _ => None,
+        let (res, data) = if this.st.borrow(py).large_reads {
+            recv_bytes(py, this.fd)?
+        } else {
+            let mut scratch = this.loop_.get().take_read_buffer(py);
+            if scratch.len() < MAX_READ {
+                scratch.resize(MAX_READ, 0);
+            }
+            let res = net::recv(this.fd, &mut scratch);
+            let data = match &res {
+                Ok(n) if *n > 0 => Some(PyBytes::new(py, &scratch[..*n])),
+                _ => None,
+            };
+            this.loop_.get().put_read_buffer(py, scratch);
+            (res, data)
         };
-        this.loop_.get().put_read_buffer(py, scratch);
+        if let Ok(n) = res {
+            this.st.borrow_mut(py).large_reads = n >= LARGE_READ;
+        }
         let deliver = |_| data_received.bind(py).call1((data,)).map(drop);
         Self::after_read(slf, res, MAX_READ, deliver, "Fatal error: protocol.data_received() call failed.")
     }
@@ -298,7 +364,7 @@ impl StreamCore {
                 let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(st.buf.len().min(64));
                 for (i, chunk) in st.buf.iter().take(64).enumerate() {
                     let start = if i == 0 { st.head_sent } else { 0 };
-                    slices.push(IoSlice::new(&chunk[start..]));
+                    slices.push(IoSlice::new(&chunk.bytes(py)[start..]));
                 }
                 match net::send_vectored(self.fd, &slices) {
                     Ok(n) => n,
@@ -307,7 +373,7 @@ impl StreamCore {
                     Err(e) => return Err(e),
                 }
             };
-            st.consume(sent);
+            st.consume(py, sent);
         }
         Ok(())
     }
@@ -380,13 +446,25 @@ impl StreamCore {
         Ok(true)
     }
 
-    /// Appends to the buffer (the socket was full or data is queued), then
-    /// pauses the protocol above the high-water mark.
-    fn buffer_rest(&self, py: Python<'_>, rest: Vec<u8>) -> PyResult<()> {
+    /// Appends to the buffer (the socket was full or data is queued) what
+    /// `send` left of `data`, then pauses the protocol above the high-water
+    /// mark.
+    fn buffer_rest(&self, py: Python<'_>, data: &Bound<'_, PyAny>, sent: usize) -> PyResult<()> {
+        let chunk = match data.downcast::<PyBytes>() {
+            Ok(b) => Chunk::Shared(b.clone().unbind()),
+            Err(_) => Chunk::Copied(Self::with_bytes(data, |bytes| bytes[sent..].to_vec())?),
+        };
         {
             let mut st = self.st.borrow_mut(py);
-            st.buf_size += rest.len();
-            st.buf.push_back(rest);
+            let head = match chunk {
+                Chunk::Shared(_) => sent,
+                Chunk::Copied(_) => 0,
+            };
+            if st.buf.is_empty() {
+                st.head_sent = head;
+            }
+            st.buf_size += chunk.bytes(py).len() - head;
+            st.buf.push_back(chunk);
         }
         match self.transport(py) {
             Some(t) => t.call_method0(pyo3::intern!(py, "_maybe_pause_protocol")).map(drop),
@@ -404,11 +482,11 @@ impl State {
         self.started && !self.paused && !self.closing && !self.read_eof && self.conn_lost == 0
     }
 
-    fn consume(&mut self, mut n: usize) {
+    fn consume(&mut self, py: Python<'_>, mut n: usize) {
         self.buf_size -= n;
         while n > 0 {
             let Some(front) = self.buf.front() else { break };
-            let left = front.len() - self.head_sent;
+            let left = front.bytes(py).len() - self.head_sent;
             if n >= left {
                 n -= left;
                 self.buf.pop_front();
@@ -420,7 +498,7 @@ impl State {
         }
     }
 
-    fn clear_buffer(&mut self) -> VecDeque<Vec<u8>> {
+    fn clear_buffer(&mut self) -> VecDeque<Chunk> {
         self.buf_size = 0;
         self.head_sent = 0;
         std::mem::take(&mut self.buf)
@@ -455,6 +533,7 @@ impl StreamCore {
                 read_queued: false,
                 sendfile: false,
                 peer_closed: false,
+                large_reads: false,
             }),
         })
     }
@@ -511,29 +590,28 @@ impl StreamCore {
     }
 
     fn write(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
-        let (rest, res) =
-            Self::with_bytes(&data, |bytes| -> PyResult<(Option<Vec<u8>>, Option<io::Error>)> {
-                if !self.check_writable(py, bytes.is_empty())? {
-                    return Ok((None, None));
+        // How much of `data` went out now: all, a part (the rest is queued)
+        // or nothing because of an error.
+        let sent = Self::with_bytes(&data, |bytes| -> PyResult<io::Result<Option<usize>>> {
+            if !self.check_writable(py, bytes.is_empty())? {
+                return Ok(Ok(None));
+            }
+            if !self.st.borrow(py).buf.is_empty() {
+                return Ok(Ok(Some(0)));
+            }
+            Ok(match net::send(self.fd, bytes) {
+                Ok(n) if n == bytes.len() => Ok(None),
+                Ok(n) => Ok(Some(n)),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                    Ok(Some(0))
                 }
-                if !self.st.borrow(py).buf.is_empty() {
-                    return Ok((Some(bytes.to_vec()), None));
-                }
-                match net::send(self.fd, bytes) {
-                    Ok(n) if n == bytes.len() => Ok((None, None)),
-                    Ok(n) => Ok((Some(bytes[n..].to_vec()), None)),
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
-                        Ok((Some(bytes.to_vec()), None))
-                    }
-                    Err(e) => Ok((None, Some(e))),
-                }
-            })??;
-        if let Some(e) = res {
-            return self.write_error(py, &e);
-        }
-        match rest {
-            Some(rest) => self.buffer_rest(py, rest),
-            None => Ok(()),
+                Err(e) => Err(e),
+            })
+        })??;
+        match sent {
+            Ok(Some(n)) => self.buffer_rest(py, &data, n),
+            Ok(None) => Ok(()),
+            Err(e) => self.write_error(py, &e),
         }
     }
 
@@ -544,15 +622,19 @@ impl StreamCore {
         let mut any = false;
         for item in list_of_data.try_iter()? {
             let item = item?;
-            let chunk = Self::with_bytes(&item, <[u8]>::to_vec)?;
-            if !self.check_writable(py, chunk.is_empty())? {
-                if chunk.is_empty() {
+            let chunk = match item.downcast::<PyBytes>() {
+                Ok(b) => Chunk::Shared(b.clone().unbind()),
+                Err(_) => Chunk::Copied(Self::with_bytes(&item, <[u8]>::to_vec)?),
+            };
+            let len = chunk.bytes(py).len();
+            if !self.check_writable(py, len == 0)? {
+                if len == 0 {
                     continue;
                 }
                 return Ok(());
             }
             let mut st = self.st.borrow_mut(py);
-            st.buf_size += chunk.len();
+            st.buf_size += len;
             st.buf.push_back(chunk);
             any = true;
         }
