@@ -16,7 +16,8 @@
 //! The window follows the traffic, as Linux's guest halt-polling does: it
 //! grows when a blocking poll was woken within the maximum window (spinning
 //! would have caught it), and halves when the poll slept longer, so an idle
-//! or sparsely used loop stops spinning after a few polls.
+//! or sparsely used loop stops spinning after a few polls. It is off unless
+//! [`Poller::set_busy_poll`] turns it on: every spin is a run of system calls.
 
 use std::io;
 use std::os::fd::RawFd;
