@@ -83,6 +83,26 @@ def test_sock_recv_ready_data_limit_and_eof(loop, pair):
     assert run(loop, main()) == (b"0123", b"456789", b"")
 
 
+def test_sock_recv_sizes(loop, pair):
+    # Each result is a bytes object of its own, sized to what came, whatever the limit.
+    a, b = pair
+    big = pattern(300_000)
+
+    async def main():
+        b.send(b"xyz")
+        got = [await loop.sock_recv(a, n) for n in (0, 1, 1 << 20)]
+        sender = asyncio.ensure_future(loop.sock_sendall(b, big))
+        received = b""
+        while len(received) < len(big):
+            received += await loop.sock_recv(a, 1 << 20)
+        await sender
+        return got, received
+
+    got, received = run(loop, main())
+    assert got == [b"", b"x", b"yz"] and all(type(x) is bytes for x in got)
+    assert received == big
+
+
 def test_sock_recv_into(loop, pair):
     a, b = pair
     buf = bytearray(8)

@@ -7,6 +7,7 @@
 //! Must not: call libc directly (that is `ferroloop_core::sys`'s job) or hold a
 //! borrow of loop state while calling into Python (see `gil_cell`).
 
+mod bytes_io;
 mod errors;
 mod event_loop;
 mod freelist;

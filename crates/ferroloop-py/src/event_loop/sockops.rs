@@ -29,13 +29,14 @@ use pyo3::types::{PyBytes, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::{Loop, State, FD_TOKEN_BASE};
+use crate::bytes_io::{recv_bytes, Unsent};
 use crate::errors::os_error;
 
 /// An operation, without its future.
 pub(super) enum OpKind {
     Recv { n: usize },
     RecvInto { buf: Py<PyAny> },
-    SendAll { data: Vec<u8>, pos: usize },
+    SendAll { data: Unsent, pos: usize },
     Accept { sock: Py<PyAny> },
 }
 
@@ -99,14 +100,13 @@ fn send_from(py: Python<'_>, fd: RawFd, data: &[u8], mut pos: usize) -> Result<O
 
 fn attempt(py: Python<'_>, fd: RawFd, kind: OpKind) -> Outcome {
     match kind {
-        OpKind::Recv { n } => {
-            let mut buf = vec![0u8; n];
-            match net::recv(fd, &mut buf) {
-                Ok(k) => Outcome::Done(PyBytes::new(py, &buf[..k]).into_any().unbind()),
-                Err(e) if again(&e) => Outcome::Again(OpKind::Recv { n }),
-                Err(e) => Outcome::Failed(os_error(&e)),
-            }
-        }
+        OpKind::Recv { n } => match recv_bytes(py, fd, n) {
+            Ok((Ok(_), Some(data))) => Outcome::Done(data.into_any().unbind()),
+            Ok((Ok(_), None)) => Outcome::Done(PyBytes::new(py, b"").into_any().unbind()),
+            Ok((Err(e), _)) if again(&e) => Outcome::Again(OpKind::Recv { n }),
+            Ok((Err(e), _)) => Outcome::Failed(os_error(&e)),
+            Err(e) => Outcome::Failed(e),
+        },
         OpKind::RecvInto { buf } => {
             let res = PyBuffer::<u8>::get(buf.bind(py)).and_then(|view| {
                 if view.readonly() || !view.is_c_contiguous() {
@@ -128,7 +128,7 @@ fn attempt(py: Python<'_>, fd: RawFd, kind: OpKind) -> Outcome {
                 Err(e) => Outcome::Failed(e),
             }
         }
-        OpKind::SendAll { data, pos } => match send_from(py, fd, &data, pos) {
+        OpKind::SendAll { data, pos } => match send_from(py, fd, data.bytes(py), pos) {
             Ok(None) => Outcome::Done(py.None()),
             Ok(Some(pos)) => Outcome::Again(OpKind::SendAll { data, pos }),
             Err(e) => Outcome::Failed(e),
@@ -326,8 +326,8 @@ impl Loop {
         let bytes = unsafe { std::slice::from_raw_parts(view.buf_ptr().cast::<u8>(), view.len_bytes()) };
         match send_from(py, fd, bytes, 0)? {
             None => Ok(py.None()),
-            Some(pos) => {
-                let rest = bytes.to_vec();
+            Some(sent) => {
+                let (rest, pos) = Unsent::rest(&data, bytes, sent);
                 drop(view);
                 Self::park(slf, &sock, fd, true, OpKind::SendAll { data: rest, pos })
             }

@@ -28,6 +28,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::bytes_io::{recv_bytes, Unsent};
 use crate::errors::os_error;
 use crate::event_loop::Loop;
 use crate::gil_cell::GilCell;
@@ -54,61 +55,10 @@ pub(crate) fn prime_allocator() {
     });
 }
 
-/// A piece of queued outgoing data. `bytes` cannot change, so it is queued
-/// by reference (asyncio copies every write into one bytearray); a
-/// bytearray or memoryview can, so its bytes are copied.
-enum Chunk {
-    Copied(Vec<u8>),
-    Shared(Py<PyBytes>),
-}
-
-impl Chunk {
-    fn bytes<'a>(&'a self, py: Python<'_>) -> &'a [u8] {
-        match self {
-            Self::Copied(v) => v,
-            Self::Shared(b) => b.as_bytes(py),
-        }
-    }
-}
-
 /// From this size on, the next read goes straight into a new bytes object
 /// (`recv_bytes`) instead of the loop's scratch buffer: copying that much
 /// costs more than the large allocation shrunk to size that saves the copy.
 const LARGE_READ: usize = 16 * 1024;
-
-/// Receives up to `MAX_READ` bytes into a new bytes object, then shrinks it
-/// to what came, as CPython's `socket.recv` does: one copy fewer than
-/// reading into a scratch buffer. The object is None at the end of stream
-/// or on an error.
-fn recv_bytes(py: Python<'_>, fd: RawFd) -> PyResult<(io::Result<usize>, Option<Bound<'_, PyBytes>>)> {
-    let size = isize::try_from(MAX_READ).expect("MAX_READ fits in Py_ssize_t");
-    // SAFETY: a null source makes an uninitialised bytes object of `size`
-    // bytes (or NULL with an exception set); it is ours alone until
-    // returned, so writing into it and resizing it are sound.
-    unsafe {
-        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
-        if obj.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        let buf = std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj).cast::<u8>(), MAX_READ);
-        let res = net::recv(fd, buf);
-        match res {
-            Ok(n) if n > 0 => {
-                // On failure _PyBytes_Resize frees the object and sets the error.
-                // n < MAX_READ, which fits in Py_ssize_t (above).
-                #[allow(clippy::cast_possible_wrap)]
-                if n < MAX_READ && ffi::_PyBytes_Resize(&raw mut obj, n as isize) < 0 {
-                    return Err(PyErr::fetch(py));
-                }
-                Ok((res, Some(Bound::from_owned_ptr(py, obj).downcast_into_unchecked())))
-            }
-            _ => {
-                ffi::Py_DECREF(obj);
-                Ok((res, None))
-            }
-        }
-    }
-}
 
 enum Proto {
     Plain { data_received: Py<PyAny> },
@@ -121,7 +71,7 @@ struct State {
     transport: Option<Py<PyAny>>,
     protocol: Option<Py<PyAny>>,
     proto: Option<Proto>,
-    buf: VecDeque<Chunk>,
+    buf: VecDeque<Unsent>,
     /// Bytes of `buf[0]` already sent.
     head_sent: usize,
     buf_size: usize,
@@ -236,7 +186,7 @@ impl StreamCore {
         let py = slf.py();
         let this = slf.get();
         let (res, data) = if this.st.borrow(py).large_reads {
-            recv_bytes(py, this.fd)?
+            recv_bytes(py, this.fd, MAX_READ)?
         } else {
             let mut scratch = this.loop_.get().take_read_buffer(py);
             if scratch.len() < MAX_READ {
@@ -446,20 +396,12 @@ impl StreamCore {
         Ok(true)
     }
 
-    /// Appends to the buffer (the socket was full or data is queued) what
-    /// `send` left of `data`, then pauses the protocol above the high-water
-    /// mark.
-    fn buffer_rest(&self, py: Python<'_>, data: &Bound<'_, PyAny>, sent: usize) -> PyResult<()> {
-        let chunk = match data.downcast::<PyBytes>() {
-            Ok(b) => Chunk::Shared(b.clone().unbind()),
-            Err(_) => Chunk::Copied(Self::with_bytes(data, |bytes| bytes[sent..].to_vec())?),
-        };
+    /// Appends to the buffer what `send` left of a write (the socket was
+    /// full or data is queued), `head` bytes of it sent already, then pauses
+    /// the protocol above the high-water mark.
+    fn buffer_rest(&self, py: Python<'_>, chunk: Unsent, head: usize) -> PyResult<()> {
         {
             let mut st = self.st.borrow_mut(py);
-            let head = match chunk {
-                Chunk::Shared(_) => sent,
-                Chunk::Copied(_) => 0,
-            };
             if st.buf.is_empty() {
                 st.head_sent = head;
             }
@@ -498,7 +440,7 @@ impl State {
         }
     }
 
-    fn clear_buffer(&mut self) -> VecDeque<Chunk> {
+    fn clear_buffer(&mut self) -> VecDeque<Unsent> {
         self.buf_size = 0;
         self.head_sent = 0;
         std::mem::take(&mut self.buf)
@@ -590,26 +532,26 @@ impl StreamCore {
     }
 
     fn write(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
-        // How much of `data` went out now: all, a part (the rest is queued)
-        // or nothing because of an error.
-        let sent = Self::with_bytes(&data, |bytes| -> PyResult<io::Result<Option<usize>>> {
+        // What `send` left of `data` (to queue), or nothing (all went out,
+        // or it is dropped), or an error.
+        let unsent = Self::with_bytes(&data, |bytes| -> PyResult<io::Result<Option<(Unsent, usize)>>> {
             if !self.check_writable(py, bytes.is_empty())? {
                 return Ok(Ok(None));
             }
-            if !self.st.borrow(py).buf.is_empty() {
-                return Ok(Ok(Some(0)));
-            }
-            Ok(match net::send(self.fd, bytes) {
-                Ok(n) if n == bytes.len() => Ok(None),
-                Ok(n) => Ok(Some(n)),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
-                    Ok(Some(0))
+            let sent = if self.st.borrow(py).buf.is_empty() {
+                match net::send(self.fd, bytes) {
+                    Ok(n) if n == bytes.len() => return Ok(Ok(None)),
+                    Ok(n) => n,
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => 0,
+                    Err(e) => return Ok(Err(e)),
                 }
-                Err(e) => Err(e),
-            })
+            } else {
+                0
+            };
+            Ok(Ok(Some(Unsent::rest(&data, bytes, sent))))
         })??;
-        match sent {
-            Ok(Some(n)) => self.buffer_rest(py, &data, n),
+        match unsent {
+            Ok(Some((chunk, head))) => self.buffer_rest(py, chunk, head),
             Ok(None) => Ok(()),
             Err(e) => self.write_error(py, &e),
         }
@@ -622,10 +564,7 @@ impl StreamCore {
         let mut any = false;
         for item in list_of_data.try_iter()? {
             let item = item?;
-            let chunk = match item.downcast::<PyBytes>() {
-                Ok(b) => Chunk::Shared(b.clone().unbind()),
-                Err(_) => Chunk::Copied(Self::with_bytes(&item, <[u8]>::to_vec)?),
-            };
+            let (chunk, _) = Self::with_bytes(&item, |bytes| Unsent::rest(&item, bytes, 0))?;
             let len = chunk.bytes(py).len();
             if !self.check_writable(py, len == 0)? {
                 if len == 0 {

@@ -1,0 +1,79 @@
+//! Bytes between sockets and Python without needless copies: reading
+//! straight into a new `bytes` object, and keeping unsent outgoing data.
+//!
+//! Used by the stream transports and by the native `sock_*` operations.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use ferroloop_core::net;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+/// Receives up to `max` bytes into a new bytes object, then shrinks it to
+/// what came, as CPython's `socket.recv` does: no scratch buffer to copy
+/// from and no zero-filling. The object is None at the end of stream or on
+/// an error (the second element of the result says which).
+pub(crate) fn recv_bytes(
+    py: Python<'_>,
+    fd: RawFd,
+    max: usize,
+) -> PyResult<(io::Result<usize>, Option<Bound<'_, PyBytes>>)> {
+    let size = isize::try_from(max)
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("buffer size too large"))?;
+    // SAFETY: a null source makes an uninitialised bytes object of `size`
+    // bytes (or NULL with an exception set); it is ours alone until
+    // returned, so writing into it and resizing it are sound.
+    unsafe {
+        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let buf = std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj).cast::<u8>(), max);
+        let res = net::recv(fd, buf);
+        match res {
+            Ok(n) if n > 0 => {
+                // n <= max, which fits in Py_ssize_t (above). On failure
+                // _PyBytes_Resize frees the object and sets the error.
+                #[allow(clippy::cast_possible_wrap)]
+                if n < max && ffi::_PyBytes_Resize(&raw mut obj, n as isize) < 0 {
+                    return Err(PyErr::fetch(py));
+                }
+                Ok((res, Some(Bound::from_owned_ptr(py, obj).downcast_into_unchecked())))
+            }
+            _ => {
+                ffi::Py_DECREF(obj);
+                Ok((res, None))
+            }
+        }
+    }
+}
+
+/// Outgoing data the socket has not taken yet. `bytes` cannot change, so it
+/// is kept by reference (asyncio copies every write into one bytearray); a
+/// bytearray, memoryview or other buffer can, so what is left of it is
+/// copied.
+pub(crate) enum Unsent {
+    Copied(Vec<u8>),
+    Shared(Py<PyBytes>),
+}
+
+impl Unsent {
+    /// What is left of `data`, whose contents are `bytes`, after its first
+    /// `sent` bytes went out, and how many bytes at the front of the result
+    /// count as sent already (`sent` for a kept `bytes`, 0 for a copy).
+    pub(crate) fn rest(data: &Bound<'_, PyAny>, bytes: &[u8], sent: usize) -> (Self, usize) {
+        match data.downcast::<PyBytes>() {
+            Ok(b) => (Self::Shared(b.clone().unbind()), sent),
+            Err(_) => (Self::Copied(bytes[sent..].to_vec()), 0),
+        }
+    }
+
+    pub(crate) fn bytes<'a>(&'a self, py: Python<'_>) -> &'a [u8] {
+        match self {
+            Self::Copied(v) => v,
+            Self::Shared(b) => b.as_bytes(py),
+        }
+    }
+}
