@@ -73,6 +73,9 @@ struct State {
     /// runs (run.rs).
     io: Vec<Callback>,
     signums: Vec<u8>,
+    /// `{"loop": self}`, the keyword arguments of every `Future`/`Task` the
+    /// fast paths make (tasks.rs); made on first use.
+    loop_kwargs: Option<Py<PyDict>>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "Loop", subclass, frozen)]
@@ -103,6 +106,7 @@ impl Loop {
             let watches = std::mem::take(&mut st.watches);
             let handlers = std::mem::take(&mut st.signal_handlers);
             st.rearm.clear();
+            st.loop_kwargs = None;
             (ready, timers, watches, handlers, streams, socks)
         };
         for fd in streams.keys().chain(socks.keys()) {
@@ -115,6 +119,18 @@ impl Loop {
             t.0.get().unschedule();
         }
         drop((ready, timers, watches, handlers, streams, socks));
+    }
+
+    /// The shared `{"loop": self}` dict (see `tasks::call_with_loop`).
+    fn loop_kwargs<'py>(&self, slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let py = slf.py();
+        if let Some(kw) = &self.state.borrow(py).loop_kwargs {
+            return Ok(kw.bind(py).clone());
+        }
+        let kw = PyDict::new(py);
+        kw.set_item(pyo3::intern!(py, "loop"), slf)?;
+        self.state.borrow_mut(py).loop_kwargs = Some(kw.clone().unbind());
+        Ok(kw)
     }
 
     pub(crate) fn debug(&self) -> bool {
@@ -648,6 +664,9 @@ impl Loop {
             op.traverse(&visit)?;
         }
         st.timers.for_each(|t| Callback::traverse_timer(t, &visit))?;
+        if let Some(kw) = &st.loop_kwargs {
+            visit.call(kw)?;
+        }
         Ok(())
     }
 

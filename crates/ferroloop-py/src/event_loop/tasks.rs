@@ -3,7 +3,7 @@
 //! asyncio's `create_task` is `Task(coro, loop=self, name=..., context=...)`
 //! plus checks. With no task factory, no debug mode and only keyword
 //! arguments that the running Python's `create_task` accepts, we call the C
-//! `Task` type directly (vectorcall, no dict); everything else goes to the
+//! `Task` type directly; everything else goes to the
 //! interpreter's own `BaseEventLoop.create_task`, so errors and factory
 //! semantics are asyncio's on every version.
 
@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::Loop;
@@ -28,36 +27,26 @@ fn accepted_kwarg(py: Python<'_>, key: &Bound<'_, PyAny>) -> bool {
     }
 }
 
-fn loop_kwnames(py: Python<'_>) -> &Bound<'_, PyTuple> {
-    static KWNAMES: GILOnceCell<Py<PyTuple>> = GILOnceCell::new();
-    KWNAMES.get_or_init(py, || PyTuple::new(py, [pyo3::intern!(py, "loop")]).unwrap().unbind()).bind(py)
-}
-
-/// `callable(arg, loop=loop)` (or `callable(loop=loop)`) through vectorcall,
-/// without building a kwargs dict.
+/// `callable(arg, loop=loop)` (or `callable(loop=loop)`).
+///
+/// The C `Future` and `Task` types have no vectorcall entry, so a vectorcall
+/// with keyword names would make the interpreter build a kwargs dict per
+/// call; instead the loop keeps one `{"loop": loop}` dict (neither type's
+/// `__init__` changes its kwargs) and passes it through `tp_call`.
 pub(super) fn call_with_loop(
     slf: &Bound<'_, Loop>,
     callable: &Bound<'_, PyAny>,
     arg: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let py = slf.py();
-    // Slot 0 is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET).
+    let kwargs = slf.get().loop_kwargs(slf)?;
     let args = match arg {
-        Some(a) => [std::ptr::null_mut(), a.as_ptr(), slf.as_ptr()],
-        None => [std::ptr::null_mut(), slf.as_ptr(), std::ptr::null_mut()],
+        Some(a) => PyTuple::new(py, [a])?,
+        None => PyTuple::empty(py),
     };
-    let nargs = usize::from(arg.is_some());
-    // SAFETY: the argument pointers are borrowed live objects for the duration
-    // of the call; kwnames is a 1-tuple naming the last argument; the result
-    // is a new reference or NULL with an exception set.
-    let obj = unsafe {
-        ffi::PyObject_Vectorcall(
-            callable.as_ptr(),
-            args.as_ptr().add(1),
-            nargs | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
-            loop_kwnames(py).as_ptr(),
-        )
-    };
+    // SAFETY: callable, args and kwargs are live objects borrowed for the
+    // call; the result is a new reference or NULL with an exception set.
+    let obj = unsafe { ffi::PyObject_Call(callable.as_ptr(), args.as_ptr(), kwargs.as_ptr()) };
     // SAFETY: see above.
     Ok(unsafe { Bound::from_owned_ptr_or_err(py, obj)? }.unbind())
 }
