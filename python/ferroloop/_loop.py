@@ -49,10 +49,12 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         self._init_net()
         self._set_debug_flag(coroutines._is_debug_mode())
         if sys.version_info < (3, 12):
-            # The C Future and Task of 3.10-3.11 fetch ``loop.call_soon`` as an
-            # attribute for every callback they schedule, which makes a new bound
-            # method each time; one kept on the instance is found instead.
+            # The C Future and Task of 3.10-3.11 fetch ``loop.call_soon`` (each
+            # callback scheduled) and ``loop.get_debug`` (each future made) as
+            # attributes, which makes a new bound method each time; ones kept
+            # on the instance are found instead.
             self.call_soon = self.call_soon
+            self.get_debug = self.get_debug
 
     # ---- taken from the interpreter's asyncio ---------------------------------
 
