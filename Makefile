@@ -18,7 +18,8 @@ help: ## list targets
 $(STAMP): Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.5,<2" pytest ruff uvloop matplotlib httptools
+	$(PY) -m pip install -q "maturin>=1.5,<2" pytest ruff uvloop matplotlib httptools \
+	  aiohttp uvicorn websockets httpx anyio
 	touch $@
 
 .PHONY: venv
