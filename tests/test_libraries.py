@@ -115,9 +115,8 @@ async def _asgi_app(scope, receive, send):
         await send({"type": "http.response.body", "body": b""})
         return
     text = f"{scope['method']} {scope['path']} {len(body)} {_digest(body)}".encode()
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
-    )
+    headers = [(b"content-type", b"text/plain")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": text})
 
 
