@@ -11,6 +11,10 @@ import asyncio
 import contextlib
 import hashlib
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 from _support import run
@@ -154,6 +158,60 @@ def test_uvicorn_with_httpx(loop, http):
             sock.close()
 
     run(loop, main())
+
+
+_WORKER_APP = """
+import asyncio, os
+
+async def app(scope, receive, send):
+    loop = type(asyncio.get_running_loop())
+    body = f"{os.getpid()} {loop.__module__}.{loop.__qualname__}".encode()
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+@pytest.mark.parametrize(
+    ("loop_option", "loop_class"),
+    [
+        ("asyncio", "asyncio.unix_events._UnixSelectorEventLoop"),
+        ("ferroloop:new_event_loop", "ferroloop._loop.Loop"),
+    ],
+    ids=["asyncio", "ferroloop"],
+)
+def test_uvicorn_workers_with_loop_option(tmp_path, loop_option, loop_class):
+    """`uvicorn --loop ferroloop:new_event_loop --workers 2`: each worker process runs the loop."""
+    pytest.importorskip("uvicorn")
+    if loop_option.startswith("ferroloop"):
+        pytest.importorskip("ferroloop")
+    (tmp_path / "workerapp.py").write_text(_WORKER_APP)
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "uvicorn", "workerapp:app", "--app-dir", str(tmp_path)]
+    command += ["--host", HOST, "--port", str(port), "--workers", "2", "--loop", loop_option]
+    command += ["--lifespan", "off", "--log-level", "warning"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        replies = []
+        while len(replies) < 10:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "uvicorn did not answer"
+            try:
+                with urllib.request.urlopen(f"http://{HOST}:{port}/", timeout=10) as reply:
+                    replies.append(reply.read().decode())
+            except OSError:
+                time.sleep(0.1)  # not listening yet
+        for text in replies:
+            pid, served_by = text.split()
+            assert int(pid) != proc.pid  # a worker, not the supervisor
+            assert served_by == loop_class
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()
 
 
 # ---- websockets ------------------------------------------------------------------------------

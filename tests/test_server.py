@@ -10,6 +10,7 @@ import asyncio
 import errno
 import socket
 import struct
+import subprocess
 import sys
 
 import pytest
@@ -403,3 +404,67 @@ def test_close_and_abort_clients(loop, how):
     assert all(data in (b"queued", b"") for data in received[1:])
     if how == "close_clients":
         assert received[1:] == [b"queued", b"queued"]  # close() flushes first
+
+
+# A server process for the multi-process test: serves on the port given with reuse_port,
+# answering each connection with its pid, until its stdin closes.
+_REUSE_PORT_SERVER = """
+import asyncio, os, sys
+kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if kind == "ferroloop":
+    import ferroloop
+    lp = ferroloop.new_event_loop()
+else:
+    lp = asyncio.SelectorEventLoop()
+
+class Pid(asyncio.Protocol):
+    def connection_made(self, transport):
+        transport.write(b"%d\\n" % os.getpid())
+        transport.close()
+
+server = lp.run_until_complete(lp.create_server(Pid, host, port, reuse_port=True))
+lp.add_reader(sys.stdin.fileno(), lp.stop)
+print("READY", flush=True)
+lp.run_forever()
+server.close()
+lp.run_until_complete(server.wait_closed())
+lp.close()
+"""
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="no SO_REUSEPORT")
+def test_reuse_port_spreads_connections_over_processes(loop_kind):
+    """Scaling past one core: several processes serve one port, the kernel spreads clients."""
+    if loop_kind == "ferroloop":
+        pytest.importorskip("ferroloop")
+    # Hold the port (bound, not listening, so it takes no connections) while the servers start.
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((LOCALHOST, 0))
+    port = holder.getsockname()[1]
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _REUSE_PORT_SERVER, loop_kind, LOCALHOST, str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for proc in servers:
+            assert proc.stdout.readline().strip() == "READY"
+        holder.close()
+        pids = set()
+        # The kernel picks a listener by a hash of the client's address: 64 connections all
+        # landing on one of two processes has probability 2**-63.
+        for _ in range(64):
+            with socket.create_connection((LOCALHOST, port), timeout=10) as client:
+                pids.add(int(client.makefile().readline()))
+        assert pids == {proc.pid for proc in servers}
+    finally:
+        holder.close()
+        for proc in servers:
+            proc.stdin.close()
+        for proc in servers:
+            assert proc.wait(timeout=30) == 0
