@@ -180,17 +180,7 @@ impl Loop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let this = slf.get();
-        this.check_closed()?;
-        if this.debug() {
-            this.check_thread()?;
-            this.check_callback(&callback, "call_soon")?;
-        }
-        let handle =
-            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
-        this.push_ready(py, Callback::Plain(Queued::new(handle.clone_ref(py))));
-        Ok(handle)
+        Self::queue_soon(slf, callback, args, context, "call_soon", true)
     }
 
     pub(super) fn call_soon_threadsafe_impl(
@@ -199,16 +189,34 @@ impl Loop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
+        let handle = Self::queue_soon(slf, callback, args, context, "call_soon_threadsafe", false)?;
+        slf.get().poller.notifier().notify().map_err(|e| os_error(&e))?;
+        Ok(handle)
+    }
+
+    /// The body `call_soon` and `call_soon_threadsafe` share: asyncio's checks
+    /// (in debug mode; the thread check only where `loop_thread_only`), then a
+    /// new handle at the back of the ready queue.
+    fn queue_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        method: &str,
+        loop_thread_only: bool,
+    ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
         if this.debug() {
-            this.check_callback(&callback, "call_soon_threadsafe")?;
+            if loop_thread_only {
+                this.check_thread()?;
+            }
+            this.check_callback(&callback, method)?;
         }
         let handle =
             new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
         this.push_ready(py, Callback::Plain(Queued::new(handle.clone_ref(py))));
-        this.poller.notifier().notify().map_err(|e| os_error(&e))?;
         Ok(handle)
     }
 
