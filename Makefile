@@ -19,8 +19,24 @@ $(STAMP): Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.5,<2" pytest ruff uvloop matplotlib httptools \
-	  aiohttp uvicorn websockets httpx anyio
+	  aiohttp uvicorn websockets httpx anyio asyncpg redis
 	touch $@
+
+# The database servers of tests/test_databases.py, from Debian's packages when missing (as root
+# with apt-get; otherwise those tests skip and say why). A missing package is not an error here.
+.PHONY: services
+services: ## install PostgreSQL and Redis servers for the client-library tests, if missing
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	{ command -v postgres || ls /usr/lib/postgresql/*/bin/postgres; } >/dev/null 2>&1 \
+	  || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q$$missing >/dev/null \
+	    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q$$missing >/dev/null; } \
+	    || echo "could not install$$missing: their tests will skip"; \
+	else echo "not installed:$$missing (their tests will skip)"; fi
 
 .PHONY: venv
 venv: $(STAMP) ## create .venv with the build and test dependencies
@@ -38,7 +54,7 @@ test-rust: ## cargo test of the pure-Rust core
 	cargo test -q -p ferroloop-core
 
 .PHONY: test-python
-test-python: build ## pytest on asyncio and ferroloop, then again with PYTHONASYNCIODEBUG=1
+test-python: build services ## pytest on asyncio and ferroloop, then again with PYTHONASYNCIODEBUG=1
 	$(PY) -m pytest -q tests
 	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -q -x tests
 
