@@ -56,6 +56,14 @@ impl Loop {
                 return Err(os_error(&e));
             }
         }
+        if events.is_empty() {
+            // Nothing was polled (or nothing is ready): the common case of
+            // callback-only iterations skips the I/O bookkeeping.
+            this.state.borrow_mut(py).events = events;
+            py.check_signals()?;
+            this.move_due_timers(py);
+            return Self::run_ready(slf);
+        }
         let mut io = std::mem::take(&mut this.state.borrow_mut(py).io);
         let signalled = this.dispatch_events(py, &mut events, &mut io);
         this.state.borrow_mut(py).events = events;
@@ -65,7 +73,11 @@ impl Loop {
             return Err(err);
         }
         this.move_due_timers(py);
-        Self::complete_io(slf, &mut io)?;
+        if io.is_empty() {
+            this.state.borrow_mut(py).io = io;
+        } else {
+            Self::complete_io(slf, &mut io)?;
+        }
         Self::run_ready(slf)
     }
 
