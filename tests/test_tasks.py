@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import re
 
 import pytest
-from _support import PY311, PY312, run
+from _support import PY311, PY312, noaddr, run
 
 # -- create_future / create_task -----------------------------------------------------------------
 
@@ -406,3 +407,68 @@ def test_pending_task_destroyed_is_reported(loop, exc_calls):
     gc.collect()
     assert [c["message"] for c in exc_calls] == ["Task was destroyed but it is pending!"]
     exc_calls.clear()
+
+
+# -- the C Task's own callbacks ------------------------------------------------------------------
+
+
+def _finished_task_step():
+    """A step callable of a finished C Task, as the Task hands it to ``loop.call_soon``."""
+    calls = []
+
+    class StandIn:
+        def get_debug(self):
+            return False
+
+        def call_soon(self, callback, *args, context=None):
+            calls.append((callback, args, context))
+
+    async def nothing():
+        pass
+
+    task = asyncio.Task(nothing(), loop=StandIn())
+    ((step, args, context),) = calls
+    step(*args)  # the task finishes
+    assert task.done()
+    return step, context
+
+
+def test_stale_task_step_is_reported_like_any_callback(loop, exc_calls, ref_loop, ref_exc_calls):
+    # A step of a task that is done raises InvalidStateError: the exception handler gets it
+    # with a handle naming the callback, as for any callback, and the loop goes on.
+    for lp in (loop, ref_loop):
+        step, context = _finished_task_step()
+        lp.call_soon(step, context=context)
+        assert run(lp, asyncio.sleep(0, "after")) == "after"
+    ((mine,), (theirs,)) = (exc_calls, ref_exc_calls)
+    assert isinstance(mine["exception"], asyncio.InvalidStateError)
+    assert noaddr(mine["message"]) == noaddr(theirs["message"])
+    unnamed = [re.sub(r"Task-\d+", "Task-?", noaddr(str(c["exception"]))) for c in (mine, theirs)]
+    assert unnamed[0] == unnamed[1]
+    assert noaddr(repr(mine["handle"])) == noaddr(repr(theirs["handle"]))
+    assert sorted(mine) == sorted(theirs)
+    exc_calls.clear()
+    ref_exc_calls.clear()
+
+
+def test_task_callbacks_are_queued_without_a_handle(loop, loop_kind, exc_calls):
+    # ferroloop queues the C Task's own steps and wake-ups without a handle (the Task drops it
+    # unread); README, "Differences from asyncio". In debug mode they get one, as elsewhere.
+    if loop_kind != "ferroloop":
+        pytest.skip("ferroloop's own difference")
+    import ferroloop._loop
+
+    assert ferroloop._loop.TASK_CALLBACKS_REGISTERED
+    loop.set_debug(False)  # the suite also runs with PYTHONASYNCIODEBUG=1
+    step, context = _finished_task_step()
+    assert loop.call_soon(step, context=context) is None
+    loop.call_soon(loop.stop)
+    loop.set_debug(True)
+    handle = loop.call_soon(step, context=context)
+    assert handle is not None and not handle.cancelled()
+    handle.cancel()
+    loop.set_debug(False)
+    loop.run_forever()  # runs the stale step queued without a handle, then stops
+    assert [type(c["exception"]) for c in exc_calls] == [asyncio.InvalidStateError]
+    assert type(exc_calls.pop()["handle"]).__name__ == "Handle"
+    assert run(loop, asyncio.sleep(0, "still runs")) == "still runs"

@@ -21,6 +21,7 @@ from asyncio import base_events, constants, coroutines, events
 
 from . import _compat, _net
 from ._ferroloop import Loop as _NativeLoop
+from ._ferroloop import _register_task_callbacks
 
 _Base = asyncio.BaseEventLoop
 _UNSET = object()
@@ -216,6 +217,61 @@ for _name, _fn in _net.borrowed().items():
     if not any(_name in vars(c) for c in Loop.__mro__[:-3]):
         setattr(Loop, _name, _fn)
 del _name, _fn
+
+
+class _StandIn:
+    """Just enough of a loop for one C Task to run on (see _learn_task_callbacks)."""
+
+    def __init__(self) -> None:
+        self.calls: list = []
+
+    def get_debug(self) -> bool:
+        return False
+
+    def call_soon(self, callback, *args, context=None):
+        self.calls.append((callback, args))
+
+    def call_exception_handler(self, context) -> None:
+        pass
+
+
+def _learn_task_callbacks() -> bool:
+    """Shows the native loop the callables CPython's C Task schedules for itself.
+
+    The C Task queues each step and each wake-up with ``loop.call_soon`` and
+    drops the handle unread, so the native loop queues those two (private)
+    callables without making a handle (crates/ferroloop-py/src/task_calls.rs).
+    One task run by hand on a stand-in loop shows which they are on this
+    version. Returns whether they were registered.
+    """
+    try:
+        from _asyncio import Future as CFuture
+        from _asyncio import Task as CTask
+    except ImportError:  # pragma: no cover - CPython always builds _asyncio
+        return False
+    stand_in = _StandIn()
+    try:
+        fut = CFuture(loop=stand_in)
+
+        async def waits() -> None:
+            await fut
+
+        task = CTask(waits(), loop=stand_in)
+        (step, step_args), *more = stand_in.calls
+        stand_in.calls.clear()
+        step(*step_args)  # runs to `await fut`
+        fut.set_result(None)
+        (wakeup, wakeup_args), *more2 = stand_in.calls
+        stand_in.calls.clear()
+        wakeup(*wakeup_args)  # the task finishes
+        if more or more2 or step_args or len(wakeup_args) != 1 or not task.done():
+            return False
+        return _register_task_callbacks(step, wakeup)
+    except Exception:  # noqa: BLE001 - any surprise: every callback keeps its handle
+        return False
+
+
+TASK_CALLBACKS_REGISTERED = _learn_task_callbacks()
 
 assert constants.DEBUG_STACK_DEPTH  # keep the import: _set_coroutine_origin_tracking uses it
 __all__ = ["Loop", "_compat"]

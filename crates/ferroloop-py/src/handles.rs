@@ -547,6 +547,8 @@ pub(crate) enum Callback {
     Stream(Py<crate::transports::stream::StreamCore>, crate::transports::stream::StreamEvent),
     /// A parked `sock_*` operation of an fd is ready (write direction or not).
     Sock(std::os::fd::RawFd, bool),
+    /// A C `Task`'s own step or wake-up, queued without a handle.
+    Task(crate::task_calls::TaskCall),
 }
 
 impl Callback {
@@ -555,7 +557,7 @@ impl Callback {
         match self {
             Callback::Plain(h) => Some(&h.0.get().core),
             Callback::Timer(t) => Some(&t.0.get().core),
-            Callback::Stream(..) | Callback::Sock(..) => None,
+            Callback::Stream(..) | Callback::Sock(..) | Callback::Task(_) => None,
         }
     }
 
@@ -565,7 +567,7 @@ impl Callback {
             Callback::Plain(h) => Some(h.0.as_any()),
             Callback::Timer(t) => Some(t.0.as_any()),
             Callback::Stream(s, _) => Some(s.as_any()),
-            Callback::Sock(..) => None,
+            Callback::Sock(..) | Callback::Task(_) => None,
         }
     }
 
@@ -586,6 +588,7 @@ impl Callback {
             Callback::Timer(t) => t.is_tracked(),
             Callback::Stream(..) => true,
             Callback::Sock(..) => return Ok(()),
+            Callback::Task(t) => return t.traverse(visit),
         };
         match (self.core(), self.as_any()) {
             (Some(core), _) if !tracked => core.traverse(visit),

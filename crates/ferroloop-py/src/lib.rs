@@ -14,6 +14,7 @@ mod freelist;
 mod gil_cell;
 mod handles;
 mod pyimports;
+mod task_calls;
 mod transports;
 
 use pyo3::prelude::*;
@@ -24,5 +25,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     handles::register(m)?;
     event_loop::register(m)?;
     transports::register(m)?;
+    task_calls::register(m)?;
     Ok(())
 }

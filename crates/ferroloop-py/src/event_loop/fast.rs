@@ -24,6 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple, PyType};
 
 use super::Loop;
+use crate::task_calls::TaskCall;
 
 /// The scheduling methods: `name(<leading...>, callback, *args, context=None)`.
 struct Scheduler {
@@ -116,9 +117,59 @@ macro_rules! scheduler_entry {
     };
 }
 
-scheduler_entry!(call_soon, "_call_soon_generic", false, |lp, _, cb, rest, ctx| {
-    Ok(Loop::call_soon_impl(lp, cb, rest, ctx)?.into_ptr())
-});
+/// `call_soon(callback, *args, context=None)`: a C `Task`'s own callback is
+/// queued without a handle (see `task_calls`), anything else as usual.
+unsafe extern "C" fn call_soon(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls us as the module invariants say.
+    unsafe {
+        if queue_task_call(slf, args, nargs, kwnames) {
+            return ffi::Py_NewRef(ffi::Py_None());
+        }
+        scheduler(slf, args, nargs, kwnames, false, "_call_soon_generic", |lp, _, cb, rest, ctx| {
+            Ok(Loop::call_soon_impl(lp, cb, rest, ctx)?.into_ptr())
+        })
+    }
+}
+
+/// The C `Task`'s shape of call, `call_soon(cb[, arg], context=ctx)` with its
+/// own callback and a real context: queued at once; false for any other call.
+///
+/// # Safety
+/// The module invariants.
+unsafe fn queue_task_call(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> bool {
+    if kwnames.is_null() || !(1..=2).contains(&nargs) {
+        return false;
+    }
+    // SAFETY: the caller holds the GIL; args holds nargs positionals and one
+    // value per keyword name; kwnames is a tuple (vectorcall protocol).
+    unsafe {
+        let py = Python::assume_gil_acquired();
+        let names = Bound::from_borrowed_ptr(py, kwnames).downcast_into_unchecked::<PyTuple>();
+        if names.len() != 1 || !names.get_item(0).is_ok_and(|n| is_context(&n)) {
+            return false;
+        }
+        let nargs = usize::try_from(nargs).unwrap_or(0);
+        let callback = Bound::from_borrowed_ptr(py, *args);
+        let context = Bound::from_borrowed_ptr(py, *args.add(nargs));
+        if ffi::PyContext_CheckExact(context.as_ptr()) == 0 || !crate::task_calls::is_task_callback(&callback)
+        {
+            return false;
+        }
+        let arg = (nargs == 2).then(|| Bound::from_borrowed_ptr(py, *args.add(1)));
+        let lp = Bound::from_borrowed_ptr(py, slf);
+        lp.downcast_unchecked::<Loop>().get().queue_task_call(py, || TaskCall::new(callback, arg, context))
+    }
+}
 scheduler_entry!(call_soon_threadsafe, "_call_soon_threadsafe_generic", false, |lp, _, cb, rest, ctx| {
     Ok(Loop::call_soon_threadsafe_impl(lp, cb, rest, ctx)?.into_ptr())
 });

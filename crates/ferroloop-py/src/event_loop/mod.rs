@@ -34,6 +34,7 @@ use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::handles::{new_handle, Callback, Handle, HandleCore, Queued, QueuedTimer, TimerHandle};
 use crate::pyimports::{future_type, helper};
+use crate::task_calls::TaskCall;
 use crate::transports::stream::{StreamCore, StreamEvent};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -261,6 +262,18 @@ impl Loop {
 
     pub(super) fn create_future_impl(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         tasks::call_with_loop(slf, future_type(slf.py())?, None)
+    }
+
+    /// `call_soon` of a C `Task`'s own callback (see `task_calls`): queued
+    /// without a handle, unless the loop is closed or in debug mode, where
+    /// the general path gives the error or the handle. Returns whether it
+    /// was queued.
+    pub(super) fn queue_task_call(&self, py: Python<'_>, call: impl FnOnce() -> TaskCall) -> bool {
+        if self.closed.load(Ordering::Relaxed) || self.debug() {
+            return false;
+        }
+        self.push_ready(py, Callback::Task(call()));
+        true
     }
 
     fn push_ready(&self, py: Python<'_>, cb: Callback) {

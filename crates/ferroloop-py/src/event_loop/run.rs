@@ -91,7 +91,7 @@ impl Loop {
             result = match cb {
                 Callback::Stream(stream, event) => StreamCore::run_event(stream.bind(py), *event),
                 Callback::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write),
-                Callback::Plain(_) | Callback::Timer(_) => Ok(()),
+                Callback::Plain(_) | Callback::Timer(_) | Callback::Task(_) => Ok(()),
             };
             ran += 1;
             if result.is_err() {
@@ -233,6 +233,7 @@ impl Loop {
             let Some(cb) = this.state.borrow_mut(py).ready.pop_front() else { break };
             let Some(core) = cb.core() else {
                 match &cb {
+                    Callback::Task(call) => call.run(slf.as_any())?,
                     Callback::Stream(stream, event) => StreamCore::run_event(stream.bind(py), *event)?,
                     Callback::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write)?,
                     _ => {}
