@@ -58,11 +58,11 @@ fn _register_task_callbacks(step: Bound<'_, PyAny>, wakeup: Bound<'_, PyAny>) ->
         // Private C types only: never a Python function, method or class.
         let ty = obj.get_type();
         // SAFETY: reading the flags of a live type object.
-        let heap_or_static = unsafe { (*ty.as_type_ptr()).tp_flags };
+        let flags = unsafe { (*ty.as_type_ptr()).tp_flags };
         !builtin(obj)
             && !obj.is_instance_of::<pyo3::types::PyFunction>()
             && ty.qualname().is_ok_and(|n| n.to_string().starts_with("Task"))
-            && heap_or_static & ffi::Py_TPFLAGS_BASETYPE == 0
+            && flags & ffi::Py_TPFLAGS_BASETYPE == 0
     };
     if SAMPLES.get(py).is_some() || !plain(&step) {
         return false;
