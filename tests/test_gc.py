@@ -231,6 +231,30 @@ def test_unclosed_loop_with_pending_cycles_is_collected(loop_factory):
         assert all(_collected(r) for r in refs)
 
 
+def test_unclosed_loop_with_queued_task_steps_is_collected(loop_factory):
+    """A task's queued step and wake-up (held without handles by ferroloop) keep no cycle alive."""
+    import asyncio
+    import warnings
+
+    lp = loop_factory()
+    lp.set_exception_handler(lambda loop, context: None)  # "Task was destroyed but it is pending!"
+
+    async def waits(loop, fut):  # the frame refers back to the loop
+        await fut
+
+    fut = lp.create_future()
+    woken = lp.create_task(waits(lp, fut))
+    lp.run_until_complete(asyncio.sleep(0))  # woken now waits on fut
+    fut.set_result(None)  # queues woken's wake-up
+    stepping = lp.create_task(waits(lp, lp.create_future()))  # queues its first step
+    refs = [weakref.ref(x) for x in (lp, fut, woken, stepping)]
+    del lp, fut, woken, stepping
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the unclosed loop
+        warnings.simplefilter("ignore", RuntimeWarning)  # the coroutine that never started
+        assert all(_collected(r) for r in refs)
+
+
 def test_transport_protocol_cycle_is_collected(loop_factory):
     """An open connection dropped without close(): transport <-> protocol (and the native core)
     form a cycle that the collector frees once the loop is closed."""
