@@ -234,6 +234,35 @@ def test_run_until_complete_base_exception_leaves_loop(loop):
     assert loop.run_until_complete(asyncio.sleep(0, "again")) == "again"
 
 
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_base_exception_in_a_task_loses_no_queued_step(loop, ref_loop, exc_type):
+    # Task steps and wake-ups queued behind the one that raises stay queued, in order.
+    def scenario(lp):
+        order = []
+
+        async def worker(i):
+            for step in range(3):
+                order.append((i, step))
+                await asyncio.sleep(0)
+
+        async def interrupter():
+            await asyncio.sleep(0)
+            order.append("raise")
+            raise exc_type
+
+        workers = [lp.create_task(worker(i)) for i in range(3)]
+        bad = lp.create_task(interrupter())
+        with pytest.raises(exc_type):
+            lp.run_until_complete(bad)
+        assert isinstance(bad.exception(), exc_type)
+        lp.run_until_complete(asyncio.gather(*workers))
+        return order
+
+    order = scenario(loop)
+    assert order == scenario(ref_loop)
+    assert sorted(x for x in order if x != "raise") == [(i, s) for i in range(3) for s in range(3)]
+
+
 # -- close -------------------------------------------------------------------------------------
 
 
