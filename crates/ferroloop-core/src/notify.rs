@@ -8,6 +8,11 @@
 //! system call, not N. No wake-up is lost: `begin_sleep` returns true when a
 //! notification raced in before the sleep, and the poller then does not block.
 //!
+//! The work must be published under a lock that the loop also takes to read
+//! it (ferroloop's GIL, the tests' mutex): the lock orders a `notify` that
+//! finds a wake-up already pending (and so writes nothing) before the loop's
+//! next read of its work.
+//!
 //! This is the one type of the core touched from other threads.
 
 use std::io;
@@ -36,6 +41,12 @@ impl Notifier {
 
     /// Wakes the loop if it sleeps; cheap (one atomic) when it is awake.
     pub fn notify(&self) -> io::Result<()> {
+        // Already notified and not yet consumed: the loop will not block
+        // before it has run what the caller published (under the GIL, before
+        // this call). Reading first keeps the line shared between posters.
+        if self.state.load(Ordering::Acquire) == NOTIFIED {
+            return Ok(());
+        }
         // One swap, so no `begin_sleep` can slip between reading the state and
         // marking it (a load-then-CAS lost the wake-up when it did). From
         // SLEEPING we own the kernel wake-up; from AWAKE the mark alone keeps
