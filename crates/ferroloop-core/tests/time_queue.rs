@@ -373,3 +373,19 @@ fn random_operations_match_a_naive_model() {
     want.sort_unstable();
     assert_eq!(rest, want);
 }
+
+#[test]
+fn compaction_starts_once_cancelled_entries_pass_a_quarter() {
+    const N: usize = 400;
+    let mut f = Fixture::default();
+    let flags: Vec<_> = (0..N).map(|id| f.push(id as f64, id)).collect();
+    // Cancel from the back, so that no cancelled entry reaches the top.
+    for flag in flags.iter().rev().take(N / 4) {
+        f.cancel(flag);
+    }
+    assert_eq!((f.q.len(), f.q.cancelled()), (N, N / 4), "a quarter exactly: kept");
+    f.cancel(&flags[N - N / 4 - 1]);
+    assert_eq!((f.q.len(), f.q.cancelled()), (N - N / 4 - 1, 0), "one more: compacted");
+    assert_eq!(f.bury(), N / 4 + 1);
+    assert_eq!(f.drain_due(f64::INFINITY), (0..N - N / 4 - 1).collect::<Vec<_>>());
+}
