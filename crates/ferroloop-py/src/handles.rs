@@ -238,14 +238,32 @@ fn call_in_context(
         ctx.call_method1(pyo3::intern!(py, "run"), PyTuple::new(py, call_args)?)?;
         return Ok(());
     }
-    // SAFETY: ctx is a live contextvars.Context (asyncio semantics); Enter
-    // returns -1 with an exception set if it is already entered.
-    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
+    // SAFETY: ctx is an exact Context (checked above); cb and args are live
+    // objects owned by this frame; the result is a new reference or NULL with
+    // an exception set.
+    unsafe {
+        call_in_exact_context(py, ctx.as_ptr(), || {
+            ffi::PyObject_Call(cb.as_ptr(), args.as_ptr(), std::ptr::null_mut())
+        })
+    }
+}
+
+/// Enters `ctx`, makes the call `call` (which returns a new reference or NULL
+/// with an exception set), drops its result and leaves `ctx`.
+///
+/// # Safety
+/// `ctx` is a live, exact `contextvars.Context`; `call` upholds the contract above.
+#[inline]
+pub(crate) unsafe fn call_in_exact_context(
+    py: Python<'_>,
+    ctx: *mut ffi::PyObject,
+    call: impl FnOnce() -> *mut ffi::PyObject,
+) -> PyResult<()> {
+    // SAFETY: Enter returns -1 with an exception set if ctx is already entered.
+    if unsafe { ffi::PyContext_Enter(ctx) } < 0 {
         return Err(PyErr::fetch(py));
     }
-    // SAFETY: cb and args are live objects owned by this frame; the result is
-    // a new reference or NULL with an exception set.
-    let res = unsafe { ffi::PyObject_Call(cb.as_ptr(), args.as_ptr(), std::ptr::null_mut()) };
+    let res = call();
     let out = if res.is_null() {
         Err(PyErr::fetch(py))
     } else {
@@ -254,7 +272,7 @@ fn call_in_context(
         Ok(())
     };
     // SAFETY: ctx was entered above on this thread; exiting cannot fail then.
-    unsafe { ffi::PyContext_Exit(ctx.as_ptr()) };
+    unsafe { ffi::PyContext_Exit(ctx) };
     out
 }
 

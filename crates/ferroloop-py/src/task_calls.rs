@@ -28,7 +28,7 @@ use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::gil_cell::GilPy;
-use crate::handles::{is_exit, new_handle, Handle, HandleCore};
+use crate::handles::{call_in_exact_context, is_exit, new_handle, Handle, HandleCore};
 use crate::pyimports::helper;
 
 /// The step's type (`TaskStepMethWrapper`).
@@ -132,28 +132,16 @@ impl TaskCall {
     /// with a handle made for the report, as for any callback.
     pub(crate) fn run(&self, loop_: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = loop_.py();
-        let ctx = self.context.as_ptr();
-        // SAFETY: ctx is a live Context (checked when queued); Enter returns
-        // -1 with an exception set if it is already entered.
-        if unsafe { ffi::PyContext_Enter(ctx) } < 0 {
-            return Err(PyErr::fetch(py));
-        }
         let args = [self.arg.as_ref().map_or(std::ptr::null_mut(), |a| a.as_ptr())];
         let nargs = usize::from(self.arg.is_some());
-        // SAFETY: callback and arg are live (this entry owns them for the
-        // call); the result is a new reference or NULL with an exception set.
-        let res = unsafe {
-            ffi::PyObject_Vectorcall(self.callback.as_ptr(), args.as_ptr(), nargs, std::ptr::null_mut())
+        // SAFETY: the context is an exact Context (checked when queued);
+        // callback and arg are live (this entry owns them for the call); the
+        // result is a new reference or NULL with an exception set.
+        let out = unsafe {
+            call_in_exact_context(py, self.context.as_ptr(), || {
+                ffi::PyObject_Vectorcall(self.callback.as_ptr(), args.as_ptr(), nargs, std::ptr::null_mut())
+            })
         };
-        let out = if res.is_null() {
-            Err(PyErr::fetch(py))
-        } else {
-            // SAFETY: a new reference we own.
-            unsafe { ffi::Py_DECREF(res) };
-            Ok(())
-        };
-        // SAFETY: entered above on this thread.
-        unsafe { ffi::PyContext_Exit(ctx) };
         match out {
             Ok(()) => Ok(()),
             Err(err) if is_exit(py, &err) => Err(err),
