@@ -10,7 +10,7 @@
 //! objects a task step used to cost.
 //!
 //! Which callables they are is learnt once, when `ferroloop` is imported, by
-//! running one task on a stand-in loop (`ferroloop._compat`), and differs by
+//! running one task on a stand-in loop (`ferroloop._loop`), and differs by
 //! version: 3.10-3.11 have a private type for each, 3.12+ a private type for
 //! the step and a builtin function (identified by its method definition) for
 //! the wake-up. When the probe finds anything else (a Python `Task`), nothing
@@ -45,7 +45,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// Registers a step and a wake-up callback as the C `Task` passes them to
-/// `call_soon` (called once, by `ferroloop._compat`); returns whether both
+/// `call_soon` (called once, by `ferroloop._loop`); returns whether both
 /// were recognised.
 #[pyfunction]
 fn _register_task_callbacks(step: Bound<'_, PyAny>, wakeup: Bound<'_, PyAny>) -> bool {
