@@ -98,9 +98,8 @@ def _stop(proc: subprocess.Popen, sig: int) -> None:
 @contextlib.contextmanager
 def postgres() -> Iterator[Server]:
     """A PostgreSQL server with trust authentication for the user ``postgres``."""
-    pattern = ("/usr/lib/postgresql/*/bin/{}",)
-    initdb = _find("initdb", tuple(p.format("initdb") for p in pattern))
-    server = _find("postgres", tuple(p.format("postgres") for p in pattern))
+    initdb = _find("initdb", ("/usr/lib/postgresql/*/bin/initdb",))
+    server = _find("postgres", ("/usr/lib/postgresql/*/bin/postgres",))
     if not (initdb and server):
         pytest.skip("no PostgreSQL server installed (`make services` installs Debian's)")
     user: dict = {}
