@@ -85,7 +85,9 @@ test-all-pythons: ## on every Python in PYTHONS (default 3.10-3.13) present: bui
 	echo "== all Pythons passed"
 
 .PHONY: bench
-bench: build ## side-by-side micro and network benchmarks: asyncio, uvloop, ferroloop (benchmarks/results/)
+bench: build ## side-by-side micro and network benchmarks: asyncio, uvloop, ferroloop, rloop (benchmarks/results/)
+	@$(PY) -m pip install -q "rloop>=0.5,<0.6" 2>/dev/null \
+	  || echo "rloop could not be installed: the reports compare the other loops"
 	$(PY) benchmarks/run.py
 
 .PHONY: demo

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from harness import RESULTS, SECTIONS, Results, Section, machine, probe_loops, run_section
-from loops import LOOPS
+from loops import DEMO_LOOPS
 from report import errors, header, results_table, targets_table
 
 LOG_ABOVE = 12.0  # switch the chart to a log scale past this ratio
@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies each demo size")
-    parser.add_argument("--loops", default=",".join(LOOPS), help="default: %(default)s")
+    parser.add_argument("--loops", default=",".join(DEMO_LOOPS), help="default: %(default)s")
     parser.add_argument("--out", default=str(RESULTS / "demo.png"), help="chart path")
     return parser.parse_args(argv)
 

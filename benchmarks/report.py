@@ -53,11 +53,13 @@ def ratio_text(value: float | None) -> str:
 
 
 def ratio_columns(loops: Sequence[str]) -> list[tuple[str, str]]:
-    """(loop, base) pairs worth a column: every loop vs asyncio, newer loops vs uvloop too."""
+    """(loop, base) pairs worth a column: every loop vs asyncio, newer loops vs uvloop too, and
+    ferroloop vs any other newer loop (rloop)."""
     pairs = [(lp, "asyncio") for lp in loops if lp != "asyncio" and "asyncio" in loops]
-    pairs += [
-        (lp, "uvloop") for lp in loops if lp not in ("asyncio", "uvloop") and "uvloop" in loops
-    ]
+    newer = [lp for lp in loops if lp not in ("asyncio", "uvloop")]
+    pairs += [(lp, "uvloop") for lp in newer if "uvloop" in loops]
+    if TARGET_LOOP in loops:
+        pairs += [(TARGET_LOOP, lp) for lp in newer if lp != TARGET_LOOP]
     return pairs
 
 
