@@ -10,6 +10,7 @@ import threading
 PY311 = sys.version_info >= (3, 11)
 PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
+PY314 = sys.version_info >= (3, 14)
 
 # Generous hang guard for one scenario; never a timing assertion.
 GUARD_S = 10.0

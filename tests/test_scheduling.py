@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import math
@@ -232,6 +233,48 @@ def test_call_soon_threadsafe_handle_cancel(loop):
     run_forever_guarded(loop)
     assert out == []
     assert h.cancelled()
+
+
+THREADSAFE_HANDLE = getattr(asyncio.events, "_ThreadSafeHandle", None)
+
+
+@pytest.mark.parametrize("ask", ["cancel", "cancelled"])
+def test_threadsafe_handle_waits_for_its_running_callback(loop, ask):
+    # Where asyncio has _ThreadSafeHandle (3.14), another thread's cancel() or cancelled()
+    # returns only once the running callback has returned; before, it does not wait.
+    started, finished, seen = threading.Event(), threading.Event(), []
+
+    def callback():
+        started.set()
+        time.sleep(0.2)  # the GIL is free: the other thread asks meanwhile
+        finished.set()
+
+    def other_thread():
+        handle = loop.call_soon_threadsafe(callback)
+        started.wait(GUARD_S)
+        answer = getattr(handle, ask)()
+        seen.append((finished.is_set(), answer, handle))
+        loop.call_soon_threadsafe(loop.stop)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    run_forever_guarded(loop)
+    t.join(GUARD_S)
+    ((done_first, answer, handle),) = seen
+    assert answer is (False if ask == "cancelled" else None)
+    if THREADSAFE_HANDLE is not None:
+        assert done_first
+        assert isinstance(handle, THREADSAFE_HANDLE)
+        assert handle.cancelled() is (ask == "cancel")
+
+
+def test_threadsafe_handle_cancelled_from_its_own_callback(loop):
+    # The loop's own thread never waits (asyncio's lock is re-entrant).
+    handles = []
+    loop.call_soon(lambda: handles.append(loop.call_soon_threadsafe(lambda: handles[0].cancel())))
+    loop.call_later(0.01, loop.stop)
+    run_forever_guarded(loop)
+    assert handles[0].cancelled()
 
 
 # -- handles -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the loop returns a coroutine (asyncio) or a future.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import ssl
 
@@ -368,6 +369,48 @@ def test_cancel_sock_accept(loop, listener):
             return addr == client.getsockname()
 
     assert run(loop, main())
+
+
+async def _cancel_queued_before_ready(op, make_ready) -> None:
+    """Cancels ``op`` through a callback queued before the poll that finds its socket ready:
+    the callback runs first, so nothing is taken from the socket for the cancelled call."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(op)
+    await asyncio.sleep(0)  # parked on the socket
+    ready = make_ready()
+    assert select.select([ready], [], [], 10)[0] == [ready]
+    loop.call_soon(task.cancel)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_cancelled_sock_recv_leaves_the_data(loop, pair):
+    a, b = pair
+
+    async def main():
+        await _cancel_queued_before_ready(loop.sock_recv(a, 100), lambda: b.send(b"kept") and a)
+        return await loop.sock_recv(a, 100)
+
+    assert run(loop, main()) == b"kept"
+
+
+def test_cancelled_sock_accept_leaves_the_connection(loop, listener):
+    client = socket.socket()
+
+    def connect():
+        client.connect(listener.getsockname())
+        return listener
+
+    async def main():
+        await _cancel_queued_before_ready(loop.sock_accept(listener), connect)
+        conn, addr = await loop.sock_accept(listener)
+        conn.close()
+        return addr == client.getsockname()
+
+    with client:
+        assert run(loop, main())
 
 
 def test_cancel_sock_sendall(loop, pair):

@@ -14,10 +14,30 @@ PY314 = sys.version_info >= (3, 14)
 
 _T = TypeVar("_T")
 
+# asyncio's own check, without the DeprecationWarning 3.14's public one gives.
+iscoroutinefunction = getattr(
+    asyncio.coroutines, "_iscoroutinefunction", asyncio.coroutines.iscoroutinefunction
+)
+
 if PY314:
     BasePolicy = asyncio.events._BaseDefaultEventLoopPolicy  # type: ignore[attr-defined]
 else:
     BasePolicy = asyncio.DefaultEventLoopPolicy
+
+
+_can_use_pidfd: bool | None = None
+
+
+def child_watcher() -> Any:  # pragma: no cover - 3.14 only
+    """The child watcher 3.14's own loop makes for itself: pidfd where the kernel allows."""
+    global _can_use_pidfd
+    from asyncio import unix_events
+
+    if _can_use_pidfd is None:
+        _can_use_pidfd = unix_events.can_use_pidfd()
+    if _can_use_pidfd:
+        return unix_events._PidfdChildWatcher()
+    return unix_events._ThreadedChildWatcher()
 
 
 def run(

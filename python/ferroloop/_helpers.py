@@ -11,7 +11,7 @@ import sys
 from asyncio import base_events, constants, coroutines, format_helpers
 from typing import Any
 
-from ._compat import PY312
+from ._compat import PY312, PY314, iscoroutinefunction
 
 if sys.version_info >= (3, 13):
 
@@ -34,7 +34,7 @@ def extract_stack(trim: int) -> Any:
 
 
 def handle_repr(handle: Any) -> str:
-    info = [type(handle).__name__]
+    info = [handle.__class__.__name__]
     if handle._cancelled:
         info.append("cancelled")
     when = getattr(handle, "_when", None)
@@ -62,7 +62,7 @@ def report_callback_error(handle: Any, callback: Any, args: Any, exc: BaseExcept
 
 
 def check_callback(callback: Any, method: str) -> None:
-    if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+    if coroutines.iscoroutine(callback) or iscoroutinefunction(callback):
         raise TypeError(f"coroutines cannot be used with {method}()")
     if not callable(callback):
         raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
@@ -89,6 +89,12 @@ def warn_send_after_lost() -> None:
     base_events.logger.warning("socket.send() raised exception.")
 
 
+def write_type_error(data: Any) -> TypeError:
+    """asyncio's error for a transport write of something that is not bytes-like."""
+    kinds = "a bytes, bytearray, or memoryview" if PY314 else "a bytes-like"
+    return TypeError(f"data argument must be {kinds} object, not {type(data).__name__!r}")
+
+
 def fileobj_to_fd(fileobj: Any) -> int:
     """asyncio's conversion of a file object to an fd, with its errors."""
     if isinstance(fileobj, int):
@@ -113,4 +119,5 @@ __all__ = [
     "report_callback_error",
     "run_handle_debug",
     "warn_send_after_lost",
+    "write_type_error",
 ]

@@ -27,6 +27,23 @@ _Base = asyncio.BaseEventLoop
 _UNSET = object()
 
 
+try:
+    from _asyncio import _set_running_loop as _c_set_running_loop
+except ImportError:  # pragma: no cover - CPython always builds _asyncio
+    _c_set_running_loop = None
+
+
+def _set_running_loop(loop) -> None:
+    """asyncio's ``events._set_running_loop``, and the C one where that was replaced.
+
+    The loop's tasks are C Tasks, which (3.14) step only on the loop the C module knows
+    as running, even when code (CPython's own tests) swaps in the Python implementation.
+    """
+    events._set_running_loop(loop)
+    if _c_set_running_loop is not None and events._set_running_loop is not _c_set_running_loop:
+        _c_set_running_loop(loop)
+
+
 def _sighandler_noop(signum, frame):
     """Python-level handler so that CPython writes the signal to our fd."""
 
@@ -48,6 +65,10 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         self._wakeup_fd_saved = _UNSET
         self._clock_resolution = time.get_clock_info("monotonic").resolution
         self._init_net()
+        if _compat.PY314:
+            # 3.14's subprocess code (borrowed from asyncio) asks the loop for its
+            # watcher, which asyncio's own loop makes here.
+            self._watcher = _compat.child_watcher()
         self._set_debug_flag(coroutines._is_debug_mode())
         if sys.version_info < (3, 12):
             # The C Future and Task of 3.10-3.11 fetch ``loop.call_soon`` (each
@@ -106,12 +127,12 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
             sys.set_asyncgen_hooks(
                 firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
             )
-            events._set_running_loop(self)
+            _set_running_loop(self)
             self._install_wakeup_fd()
             self._run_forever_native()
         finally:
             self._restore_wakeup_fd()
-            events._set_running_loop(None)
+            _set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*old_agen_hooks)
 
@@ -169,7 +190,7 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
             raise ValueError(f"invalid signal number {sig}")
 
     def add_signal_handler(self, sig, callback, *args) -> None:
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or _compat.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()
@@ -250,13 +271,17 @@ def _learn_task_callbacks() -> bool:
     except ImportError:  # pragma: no cover - CPython always builds _asyncio
         return False
     stand_in = _StandIn()
+    fut = CFuture(loop=stand_in)
+
+    async def waits() -> None:
+        await fut
+
+    coro = waits()
+    # 3.14's C Task steps only on the loop registered as running (its enter_task checks).
+    outer = events._get_running_loop()
+    events._set_running_loop(stand_in)
     try:
-        fut = CFuture(loop=stand_in)
-
-        async def waits() -> None:
-            await fut
-
-        task = CTask(waits(), loop=stand_in)
+        task = CTask(coro, loop=stand_in)
         (step, step_args), *more = stand_in.calls
         stand_in.calls.clear()
         step(*step_args)  # runs to `await fut`
@@ -269,6 +294,9 @@ def _learn_task_callbacks() -> bool:
         return _register_task_callbacks(step, wakeup)
     except Exception:  # noqa: BLE001 - any surprise: every callback keeps its handle
         return False
+    finally:
+        events._set_running_loop(outer)
+        coro.close()  # already finished unless something above failed
 
 
 TASK_CALLBACKS_REGISTERED = _learn_task_callbacks()

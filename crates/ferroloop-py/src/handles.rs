@@ -21,7 +21,8 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::event_loop::Loop;
 use crate::freelist::{self, FreeList, Pooled};
 use crate::gil_cell::{GilCell, GilPy};
-use crate::pyimports::helper;
+use crate::pyimports::{helper, threadsafe_handle_type};
+use crate::run_guard::RunGuard;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Handle>()?;
@@ -73,6 +74,8 @@ pub(crate) struct HandleCore {
     source_traceback: Option<Py<PyAny>>,
     /// asyncio keeps the repr of a handle cancelled in debug mode.
     repr: GilCell<Option<Py<PyString>>>,
+    /// Whether `cancel()`/`cancelled()` wait for a running callback.
+    guard: RunGuard,
 }
 
 impl HandleCore {
@@ -111,7 +114,15 @@ impl HandleCore {
             cancelled: AtomicBool::new(false),
             source_traceback,
             repr: GilCell::new(None),
+            guard: RunGuard::plain(),
         })
+    }
+
+    /// Makes `cancel()` and `cancelled()` from other threads wait while the
+    /// callback runs, as asyncio's `_ThreadSafeHandle` (see run_guard.rs).
+    pub(crate) fn into_threadsafe(mut self) -> Self {
+        self.guard = RunGuard::threadsafe();
+        self
     }
 
     /// Lets the collector see the context (it is escaping, or the handle is
@@ -143,6 +154,7 @@ impl HandleCore {
     /// args are released after the flag is set and the borrow dropped.
     fn cancel(&self, slf: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = slf.py();
+        self.guard.wait_idle(py);
         if self.cancelled.load(Ordering::Relaxed) {
             return Ok(false);
         }
@@ -168,7 +180,9 @@ impl HandleCore {
         else {
             return Ok(());
         };
+        let running = self.guard.enter();
         let result = call_in_context(py, self.context.bind(py), &callback, &args);
+        drop(running);
         match result {
             Ok(()) => Ok(()),
             Err(err) if is_exit(py, &err) => Err(err),
@@ -296,7 +310,8 @@ macro_rules! handle_methods {
         impl $ty {
             $($own)*
 
-            fn cancelled(&self) -> bool {
+            fn cancelled(&self, py: Python<'_>) -> bool {
+                self.core.guard.wait_idle(py);
                 self.core.is_cancelled()
             }
 
@@ -451,6 +466,20 @@ pub(crate) struct Handle {
 handle_methods!(Handle, {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         slf.get().core.cancel(slf.as_any()).map(drop)
+    }
+
+    /// asyncio's `_ThreadSafeHandle` for a `call_soon_threadsafe` handle
+    /// where the running Python has that class, so that `isinstance` and the
+    /// repr answer as there (README, "Differences from asyncio").
+    #[getter(__class__)]
+    fn class(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if slf.get().core.guard.is_threadsafe() {
+            if let Some(cls) = threadsafe_handle_type(py)? {
+                return Ok(cls.clone().unbind());
+            }
+        }
+        Ok(slf.get_type().into_any().unbind())
     }
 });
 

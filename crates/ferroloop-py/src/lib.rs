@@ -14,6 +14,7 @@ mod freelist;
 mod gil_cell;
 mod handles;
 mod pyimports;
+mod run_guard;
 mod task_calls;
 mod transports;
 

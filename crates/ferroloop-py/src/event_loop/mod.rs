@@ -33,7 +33,7 @@ use pyo3::types::{PyDict, PyTuple};
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::handles::{new_handle, Callback, Handle, HandleCore, Queued, QueuedTimer, TimerHandle};
-use crate::pyimports::{future_type, helper};
+use crate::pyimports::{future_type, helper, threadsafe_handle_type};
 use crate::task_calls::TaskCall;
 use crate::transports::stream::{StreamCore, StreamEvent};
 
@@ -215,8 +215,11 @@ impl Loop {
             }
             this.check_callback(&callback, method)?;
         }
-        let handle =
-            new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 2)? }, false)?;
+        let mut core = Self::new_core(slf, callback, args, context, 2)?;
+        if !loop_thread_only && threadsafe_handle_type(py)?.is_some() {
+            core = core.into_threadsafe();
+        }
+        let handle = new_handle(py, Handle { core }, false)?;
         this.push_ready(py, Callback::Plain(Queued::new(handle.clone_ref(py))));
         Ok(handle)
     }
@@ -261,7 +264,7 @@ impl Loop {
     }
 
     pub(super) fn create_future_impl(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        tasks::call_with_loop(slf, future_type(slf.py())?, None)
+        tasks::call_with_loop(slf, &future_type(slf.py())?, None)
     }
 
     /// `call_soon` of a C `Task`'s own callback (see `task_calls`): queued

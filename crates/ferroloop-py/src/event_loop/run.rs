@@ -11,7 +11,9 @@
 //!    poll phase: what they wake (a task awaiting `sock_recv`, a stream
 //!    reader's waiter) is queued behind the callbacks already ready and the
 //!    due timers, in the order asyncio would queue it, but runs in this
-//!    iteration instead of after another (zero-timeout) poll;
+//!    iteration instead of after another (zero-timeout) poll. A `sock_*`
+//!    operation waits its turn in the ready queue instead, as in asyncio,
+//!    when callbacks were queued before the poll (one may cancel it);
 //! 6. run the callbacks that were ready at this point, FIFO, one at a time, so
 //!    that `KeyboardInterrupt`/`SystemExit` leave the rest queued.
 
@@ -156,6 +158,11 @@ impl Loop {
         let mut stale = Vec::new();
         let mut guard = self.state.borrow_mut(py);
         let st = &mut *guard;
+        // A parked sock_* operation completes at once only when no callback
+        // was queued before the poll: one of those may cancel the operation
+        // (asyncio runs them first), and an accept or a receive made for a
+        // future that is then cancelled would lose a connection or data.
+        let sock_io_first = st.ready.is_empty();
         for ev in events.drain(..) {
             if ev.token == SIGNAL_TOKEN {
                 signalled = true;
@@ -166,8 +173,13 @@ impl Loop {
                 if let Some(sw) = st.socks.get(&fd) {
                     let (read, write) = (ev.readable && sw.read.is_some(), ev.writable && sw.write.is_some());
                     for (wanted, write) in [(read, false), (write, true)] {
-                        if wanted {
+                        if !wanted {
+                            continue;
+                        }
+                        if sock_io_first {
                             io.push(Callback::Sock(fd, write));
+                        } else {
+                            st.ready.push_back(Callback::Sock(fd, write));
                         }
                     }
                     continue;

@@ -2,8 +2,8 @@
 //!
 //! asyncio's `create_task` is `Task(coro, loop=self, name=..., context=...)`
 //! plus checks. With no task factory, no debug mode and only keyword
-//! arguments that the running Python's `create_task` accepts, we call the C
-//! `Task` type directly; everything else goes to the
+//! arguments that the running Python's `create_task` accepts, we call
+//! `tasks.Task` (the C type unless swapped) directly; everything else goes to the
 //! interpreter's own `BaseEventLoop.create_task`, so errors and factory
 //! semantics are asyncio's on every version.
 
@@ -75,6 +75,6 @@ impl Loop {
             kw.set_item(pyo3::intern!(py, "loop"), slf)?;
             return Ok(task_type.call((coro,), Some(&kw))?.unbind());
         }
-        call_with_loop(slf, task_type, Some(&coro))
+        call_with_loop(slf, &task_type, Some(&coro))
     }
 }

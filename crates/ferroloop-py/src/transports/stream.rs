@@ -357,10 +357,8 @@ impl StreamCore {
             return Ok(f(b.as_bytes()));
         }
         if !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not {:?}",
-                data.get_type().name()?.to_string()
-            )));
+            let err = crate::pyimports::helper(data.py(), "write_type_error")?.call1((data,))?;
+            return Err(PyErr::from_value(err));
         }
         let view = PyBuffer::<u8>::get(data)?;
         if !view.is_c_contiguous() {
