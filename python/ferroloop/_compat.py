@@ -25,17 +25,12 @@ else:
     BasePolicy = asyncio.DefaultEventLoopPolicy
 
 
-_can_use_pidfd: bool | None = None
-
-
 def child_watcher() -> Any:  # pragma: no cover - 3.14 only
-    """The child watcher 3.14's own loop makes for itself: pidfd where the kernel allows."""
-    global _can_use_pidfd
+    """The child watcher 3.14's own loop makes for itself: pidfd where the kernel allows
+    (asked for each loop, as asyncio does)."""
     from asyncio import unix_events
 
-    if _can_use_pidfd is None:
-        _can_use_pidfd = unix_events.can_use_pidfd()
-    if _can_use_pidfd:
+    if unix_events.can_use_pidfd():
         return unix_events._PidfdChildWatcher()
     return unix_events._ThreadedChildWatcher()
 

@@ -171,6 +171,13 @@ MODULES: tuple[Module, ...] = (
         adapter=_loop_class("BufferedProtocolSelectorTests", "new_loop"),
     ),
     Module("test_protocols"),
+    # Eager tasks (3.12+), the call graph (3.14), free-threading safety of tasks (3.14: it
+    # runs, with the GIL, on every build), staggered connects, subprocesses.
+    Module("test_eager_task_factory"),
+    Module("test_graph"),
+    Module("test_free_threading"),
+    Module("test_staggered"),
+    Module("test_subprocess"),
 )
 
 # Not run by default; `--module NAME` runs one.
