@@ -88,7 +88,9 @@ def run_all(modules: list[str], modes: list[str], jobs: int, opts: Options) -> l
     def one(pair: tuple[str, str]) -> ModuleRun:
         run = run_module(pair[0], pair[1], opts)
         done.append(run)
-        print(f"[{len(done)}/{len(pairs)}] {_report.progress_line(run)}", flush=True)
+        # One write per line: worker threads report concurrently.
+        sys.stdout.write(f"[{len(done)}/{len(pairs)}] {_report.progress_line(run)}\n")
+        sys.stdout.flush()
         return run
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
