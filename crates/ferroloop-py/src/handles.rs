@@ -282,7 +282,7 @@ pub(crate) fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
 }
 
 fn loop_debug(loop_: &Bound<'_, PyAny>) -> bool {
-    loop_.downcast::<Loop>().is_ok_and(|l| l.get().debug())
+    loop_.cast::<Loop>().is_ok_and(|l| l.get().debug())
 }
 
 /// The Python-visible methods both handle types share.
@@ -351,7 +351,7 @@ macro_rules! handle_methods {
             }
 
             fn __clear__(&self) {
-                Python::with_gil(|py| self.core.release(py));
+                Python::attach(|py| self.core.release(py));
             }
         }
     };
@@ -486,7 +486,7 @@ handle_methods!(TimerHandle, {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         if this.core.cancel(slf.as_any())? && this.scheduled.load(Ordering::Relaxed) {
-            if let Ok(lp) = this.core.loop_obj(slf.py()).downcast::<Loop>() {
+            if let Ok(lp) = this.core.loop_obj(slf.py()).cast::<Loop>() {
                 lp.get().timer_cancelled(slf.py());
             }
         }
@@ -514,7 +514,7 @@ handle_methods!(TimerHandle, {
 
     fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let Ok(other) = other.downcast::<TimerHandle>() else {
+        let Ok(other) = other.cast::<TimerHandle>() else {
             return Ok(py.NotImplemented());
         };
         let (a, b) = (slf.get(), other.get());

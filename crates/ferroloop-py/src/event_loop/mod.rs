@@ -625,7 +625,7 @@ impl Loop {
         sock: Bound<'_, PyAny>,
         fd: RawFd,
         n: usize,
-    ) -> PyResult<PyObject> {
+    ) -> PyResult<Py<PyAny>> {
         Self::sock_recv_native(slf, sock, fd, n)
     }
 
@@ -634,7 +634,7 @@ impl Loop {
         sock: Bound<'_, PyAny>,
         fd: RawFd,
         buf: Bound<'_, PyAny>,
-    ) -> PyResult<PyObject> {
+    ) -> PyResult<Py<PyAny>> {
         Self::sock_recv_into_native(slf, sock, fd, buf)
     }
 
@@ -645,11 +645,11 @@ impl Loop {
         sock: Bound<'_, PyAny>,
         fd: RawFd,
         data: Bound<'_, PyAny>,
-    ) -> PyResult<PyObject> {
+    ) -> PyResult<Py<PyAny>> {
         Self::sock_sendall_native(slf, sock, fd, data)
     }
 
-    fn _sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<PyObject> {
+    fn _sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         Self::sock_accept_native(slf, sock)
     }
 
@@ -692,6 +692,6 @@ impl Loop {
     }
 
     fn __clear__(&self) {
-        Python::with_gil(|py| self.release_all(py));
+        Python::attach(|py| self.release_all(py));
     }
 }

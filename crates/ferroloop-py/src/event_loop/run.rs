@@ -46,7 +46,7 @@ impl Loop {
                 Ok(())
             }
         } else {
-            py.allow_threads(|| this.poller.poll(timeout, &mut events))
+            py.detach(|| this.poller.poll(timeout, &mut events))
         };
         match res {
             Ok(()) => {}
