@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
@@ -23,14 +24,21 @@ use crate::freelist::{self, FreeList, Pooled};
 use crate::gil_cell::{GilCell, GilPy};
 use crate::pyimports::helper;
 
+/// Set once the free lists are installed. The types are shared by every
+/// module object, and `register` runs for each: PyO3 (0.28+) makes a new one
+/// per fresh import, and `importlib.reload` runs it again on the same one.
+static FREE_LISTS: PyOnceLock<()> = PyOnceLock::new();
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
-    // SAFETY: neither type has an instance yet.
-    unsafe {
-        freelist::install::<Handle>(m.py());
-        freelist::install::<TimerHandle>(m.py());
-    }
+    FREE_LISTS.get_or_init(m.py(), || {
+        // SAFETY: the first run, so neither type has an instance yet.
+        unsafe {
+            freelist::install::<Handle>(m.py());
+            freelist::install::<TimerHandle>(m.py());
+        }
+    });
     Ok(())
 }
 

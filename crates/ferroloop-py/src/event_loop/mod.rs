@@ -28,6 +28,7 @@ use std::time::Duration;
 use ferroloop_core::{monotonic, sys, Poller, SignalChannel, TimerQueue};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::errors::os_error;
@@ -37,9 +38,14 @@ use crate::pyimports::{future_type, helper};
 use crate::task_calls::TaskCall;
 use crate::transports::stream::{StreamCore, StreamEvent};
 
+/// Set once the direct entries are installed: once per process, as for the
+/// free lists (`handles::register`). Run again, `fast::install` would take
+/// its own entries for PyO3's methods.
+static FAST_ENTRIES: PyOnceLock<()> = PyOnceLock::new();
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Loop>()?;
-    fast::install(&m.py().get_type::<Loop>())
+    FAST_ENTRIES.get_or_try_init(m.py(), || fast::install(&m.py().get_type::<Loop>())).map(drop)
 }
 
 /// Token of the signal channel in the poller (0 is the notifier's).
