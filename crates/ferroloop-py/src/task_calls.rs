@@ -57,12 +57,13 @@ fn _register_task_callbacks(step: Bound<'_, PyAny>, wakeup: Bound<'_, PyAny>) ->
     let plain = |obj: &Bound<'_, PyAny>| {
         // Private C types only: never a Python function, method or class.
         let ty = obj.get_type();
-        // SAFETY: reading the flags of a live type object.
-        let flags = unsafe { (*ty.as_type_ptr()).tp_flags };
+        // SAFETY: reading the flags of a live type object (through the C
+        // API's accessor: `tp_flags` is an atomic on free-threaded builds).
+        let subclassable = unsafe { ffi::PyType_HasFeature(ty.as_type_ptr(), ffi::Py_TPFLAGS_BASETYPE) != 0 };
         !builtin(obj)
             && !obj.is_instance_of::<pyo3::types::PyFunction>()
             && ty.qualname().is_ok_and(|n| n.to_string().starts_with("Task"))
-            && flags & ffi::Py_TPFLAGS_BASETYPE == 0
+            && !subclassable
     };
     if SAMPLES.get(py).is_some() || !plain(&step) {
         return false;
