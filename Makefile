@@ -104,10 +104,14 @@ bench: build ## side-by-side micro and network benchmarks: asyncio, uvloop, ferr
 demo: build ## build a release and show ferroloop beside asyncio and uvloop (table + PNG chart)
 	$(PY) benchmarks/demo.py
 
+# The free-threaded check compiles the extension for CPython 3.14t from a PyO3 config file, so
+# no such interpreter is needed. The module still declares gil_used: there it runs with the GIL.
 .PHONY: lint
-lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, ruff
+lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, free-threaded cargo check, ruff
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
+	PYO3_CONFIG_FILE=$(CURDIR)/crates/ferroloop-py/free-threaded.pyo3-config \
+	  cargo check -p ferroloop-py --target-dir target/free-threaded -q
 	$(VENV)/bin/ruff check python tests benchmarks
 	cargo fmt --manifest-path benchmarks/loadgen/Cargo.toml -- --check
 	cargo clippy --manifest-path benchmarks/loadgen/Cargo.toml -q -- -D warnings

@@ -53,6 +53,46 @@ def test_public_names():
         assert hasattr(ferroloop, name), name
 
 
+_REIMPORT = """
+import importlib, json, sys
+import ferroloop, ferroloop._ferroloop as native
+
+importlib.reload(native)
+del sys.modules["ferroloop._ferroloop"]
+import ferroloop._ferroloop as again
+
+lp = ferroloop.new_event_loop()
+errors = {}
+for name in ("call_soon", "call_soon_threadsafe", "call_later", "call_at"):
+    try:
+        getattr(lp, name)()
+    except Exception as exc:
+        errors[name] = type(exc).__name__
+ran = []
+lp.call_soon(ran.append, 1)
+lp.call_later(0, ran.append, 2)
+lp.call_soon(lp.stop)
+lp.run_forever()
+lp.close()
+print(json.dumps({"same_type": again.Loop is native.Loop, "errors": errors, "ran": ran}))
+"""
+
+
+def test_extension_reload_and_reimport():
+    # The extension's init runs again for a reload or a fresh import; the native types it
+    # patches (free lists, direct call_soon entries) are the process's and stay as they were.
+    proc = subprocess.run(
+        [sys.executable, "-c", _REIMPORT], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["same_type"]
+    assert result["errors"] == dict.fromkeys(
+        ("call_soon", "call_soon_threadsafe", "call_later", "call_at"), "TypeError"
+    )
+    assert result["ran"] == [1, 2]
+
+
 # -- running ---------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,13 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+// CPython's own resize of a fresh bytes object (what `socket.recv` uses).
+// PyO3 0.29 stopped exposing its binding; CPython exports the function on
+// every version we build for.
+unsafe extern "C" {
+    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> std::ffi::c_int;
+}
+
 /// Receives up to `max` bytes into a new bytes object, then shrinks it to
 /// what came, as CPython's `socket.recv` does: no scratch buffer to copy
 /// from and no zero-filling. The object is None at the end of stream or on
@@ -37,16 +44,27 @@ pub(crate) fn recv_bytes(
                 // n <= max, which fits in Py_ssize_t (above). On failure
                 // _PyBytes_Resize frees the object and sets the error.
                 #[allow(clippy::cast_possible_wrap)]
-                if n < max && ffi::_PyBytes_Resize(&raw mut obj, n as isize) < 0 {
+                if n < max && _PyBytes_Resize(&raw mut obj, n as isize) < 0 {
                     return Err(PyErr::fetch(py));
                 }
-                Ok((res, Some(Bound::from_owned_ptr(py, obj).downcast_into_unchecked())))
+                Ok((res, Some(Bound::from_owned_ptr(py, obj).cast_into_unchecked())))
             }
             _ => {
                 ffi::Py_DECREF(obj);
                 Ok((res, None))
             }
         }
+    }
+}
+
+/// `obj` as a `bytes` object, if it is one. Unlike `cast`, a miss costs
+/// only the type check: `cast`'s error holds a new reference to the type.
+pub(crate) fn as_bytes<'a, 'py>(obj: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyBytes>> {
+    if obj.is_instance_of::<PyBytes>() {
+        // SAFETY: checked just above.
+        Some(unsafe { obj.cast_unchecked() })
+    } else {
+        None
     }
 }
 
@@ -64,9 +82,9 @@ impl Unsent {
     /// `sent` bytes went out, and how many bytes at the front of the result
     /// count as sent already (`sent` for a kept `bytes`, 0 for a copy).
     pub(crate) fn rest(data: &Bound<'_, PyAny>, bytes: &[u8], sent: usize) -> (Self, usize) {
-        match data.downcast::<PyBytes>() {
-            Ok(b) => (Self::Shared(b.clone().unbind()), sent),
-            Err(_) => (Self::Copied(bytes[sent..].to_vec()), 0),
+        match as_bytes(data) {
+            Some(b) => (Self::Shared(b.clone().unbind()), sent),
+            None => (Self::Copied(bytes[sent..].to_vec()), 0),
         }
     }
 

@@ -102,13 +102,15 @@ impl FreeList {
 
     /// `tp_free`: keeps the memory for the next [`FreeList::alloc`] while there is room.
     ///
+    /// The object's reference to its heap type (`PyObject_Init` or
+    /// `PyType_GenericAlloc` took it) is not released here: PyO3's
+    /// `tp_dealloc` releases it after calling `tp_free` (since PyO3 0.29).
+    ///
     /// # Safety
     /// The GIL is held; `obj` is an object of this list's type whose
     /// `tp_dealloc` has run.
     unsafe fn free(&self, obj: *mut c_void) {
         let obj = obj.cast::<ffi::PyObject>();
-        // SAFETY: obj's header is still valid: tp_dealloc is releasing it.
-        let ty = unsafe { ffi::Py_TYPE(obj) };
         // SAFETY: GIL held (see the Sync impl); no other borrow is live.
         let items = unsafe { &mut *self.items.get() };
         if items.len() < CAPACITY {
@@ -117,9 +119,5 @@ impl FreeList {
             // SAFETY: GC memory from PyType_GenericAlloc (list invariant).
             unsafe { ffi::PyObject_GC_Del(obj.cast()) };
         }
-        // Each object holds a reference to its heap type (PyObject_Init or
-        // PyType_GenericAlloc took it); the type stays alive in the module.
-        // SAFETY: a live heap type, GIL held.
-        unsafe { ffi::Py_DECREF(ty.cast()) };
     }
 }

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
@@ -24,14 +25,21 @@ use crate::gil_cell::{GilCell, GilPy};
 use crate::pyimports::{helper, threadsafe_handle_type};
 use crate::run_guard::RunGuard;
 
+/// Set once the free lists are installed. The types are shared by every
+/// module object, and `register` runs for each: PyO3 (0.28+) makes a new one
+/// per fresh import, and `importlib.reload` runs it again on the same one.
+static FREE_LISTS: PyOnceLock<()> = PyOnceLock::new();
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
-    // SAFETY: neither type has an instance yet.
-    unsafe {
-        freelist::install::<Handle>(m.py());
-        freelist::install::<TimerHandle>(m.py());
-    }
+    FREE_LISTS.get_or_init(m.py(), || {
+        // SAFETY: the first run, so neither type has an instance yet.
+        unsafe {
+            freelist::install::<Handle>(m.py());
+            freelist::install::<TimerHandle>(m.py());
+        }
+    });
     Ok(())
 }
 
@@ -296,7 +304,7 @@ pub(crate) fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
 }
 
 fn loop_debug(loop_: &Bound<'_, PyAny>) -> bool {
-    loop_.downcast::<Loop>().is_ok_and(|l| l.get().debug())
+    loop_.cast::<Loop>().is_ok_and(|l| l.get().debug())
 }
 
 /// The Python-visible methods both handle types share.
@@ -366,7 +374,7 @@ macro_rules! handle_methods {
             }
 
             fn __clear__(&self) {
-                Python::with_gil(|py| self.core.release(py));
+                Python::attach(|py| self.core.release(py));
             }
         }
     };
@@ -515,7 +523,7 @@ handle_methods!(TimerHandle, {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         if this.core.cancel(slf.as_any())? && this.scheduled.load(Ordering::Relaxed) {
-            if let Ok(lp) = this.core.loop_obj(slf.py()).downcast::<Loop>() {
+            if let Ok(lp) = this.core.loop_obj(slf.py()).cast::<Loop>() {
                 lp.get().timer_cancelled(slf.py());
             }
         }
@@ -543,7 +551,7 @@ handle_methods!(TimerHandle, {
 
     fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let Ok(other) = other.downcast::<TimerHandle>() else {
+        let Ok(other) = other.cast::<TimerHandle>() else {
             return Ok(py.NotImplemented());
         };
         let (a, b) = (slf.get(), other.get());

@@ -20,7 +20,8 @@ mod transports;
 
 use pyo3::prelude::*;
 
-#[pymodule]
+// Needs the GIL: GilCell, GilPy and the free lists rely on it to serialise threads.
+#[pymodule(gil_used = true)]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     handles::register(m)?;

@@ -1,12 +1,12 @@
 //! Python objects the native code needs, imported once per interpreter.
 
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
+use pyo3::sync::PyOnceLock;
 
 macro_rules! cached_attr {
     ($name:ident, $module:literal, $attr:literal) => {
         pub(crate) fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-            static CELL: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
+            static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
             CELL.get_or_try_init(py, || Ok::<_, PyErr>(py.import($module)?.getattr($attr)?.unbind()))
                 .map(|v| v.bind(py))
         }

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::sync::GILOnceCell;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
@@ -38,7 +38,7 @@ static WAKEUP_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null
 /// The wake-up's method definition where it is a builtin function (3.12+).
 static WAKEUP_DEF: AtomicPtr<ffi::PyMethodDef> = AtomicPtr::new(std::ptr::null_mut());
 /// Keeps the registered samples (and so their types) alive.
-static SAMPLES: GILOnceCell<(Py<PyAny>, Py<PyAny>)> = GILOnceCell::new();
+static SAMPLES: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_register_task_callbacks, m)?)
@@ -57,12 +57,13 @@ fn _register_task_callbacks(step: Bound<'_, PyAny>, wakeup: Bound<'_, PyAny>) ->
     let plain = |obj: &Bound<'_, PyAny>| {
         // Private C types only: never a Python function, method or class.
         let ty = obj.get_type();
-        // SAFETY: reading the flags of a live type object.
-        let flags = unsafe { (*ty.as_type_ptr()).tp_flags };
+        // SAFETY: reading the flags of a live type object (through the C
+        // API's accessor: `tp_flags` is an atomic on free-threaded builds).
+        let subclassable = unsafe { ffi::PyType_HasFeature(ty.as_type_ptr(), ffi::Py_TPFLAGS_BASETYPE) != 0 };
         !builtin(obj)
             && !obj.is_instance_of::<pyo3::types::PyFunction>()
             && ty.qualname().is_ok_and(|n| n.to_string().starts_with("Task"))
-            && flags & ffi::Py_TPFLAGS_BASETYPE == 0
+            && !subclassable
     };
     if SAMPLES.get(py).is_some() || !plain(&step) {
         return false;

@@ -153,8 +153,8 @@ unsafe fn queue_task_call(
     // SAFETY: the caller holds the GIL; args holds nargs positionals and one
     // value per keyword name; kwnames is a tuple (vectorcall protocol).
     unsafe {
-        let py = Python::assume_gil_acquired();
-        let names = Bound::from_borrowed_ptr(py, kwnames).downcast_into_unchecked::<PyTuple>();
+        let py = Python::assume_attached();
+        let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
         if names.len() != 1 || !names.get_item(0).is_ok_and(|n| is_context(&n)) {
             return false;
         }
@@ -167,7 +167,7 @@ unsafe fn queue_task_call(
         }
         let arg = (nargs == 2).then(|| Bound::from_borrowed_ptr(py, *args.add(1)));
         let lp = Bound::from_borrowed_ptr(py, slf);
-        lp.downcast_unchecked::<Loop>().get().queue_task_call(py, || TaskCall::new(callback, arg, context))
+        lp.cast_unchecked::<Loop>().get().queue_task_call(py, || TaskCall::new(callback, arg, context))
     }
 }
 scheduler_entry!(call_soon_threadsafe, "_call_soon_threadsafe_generic", false, |lp, _, cb, rest, ctx| {
@@ -188,7 +188,7 @@ unsafe extern "C" fn create_future(slf: *mut ffi::PyObject, _: *mut ffi::PyObjec
     unsafe {
         guarded("create_future", |py| {
             let slf = Bound::from_borrowed_ptr(py, slf);
-            Ok(Loop::create_future_impl(slf.downcast_unchecked::<Loop>())?.into_ptr())
+            Ok(Loop::create_future_impl(slf.cast_unchecked::<Loop>())?.into_ptr())
         })
     }
 }
@@ -203,7 +203,7 @@ unsafe fn guarded(
     f: impl FnOnce(Python<'_>) -> PyResult<*mut ffi::PyObject>,
 ) -> *mut ffi::PyObject {
     // SAFETY: the caller holds the GIL.
-    let py = unsafe { Python::assume_gil_acquired() };
+    let py = unsafe { Python::assume_attached() };
     match catch_unwind(AssertUnwindSafe(|| f(py))) {
         Ok(Ok(obj)) => obj,
         Ok(Err(err)) => {
@@ -239,7 +239,7 @@ unsafe fn scheduler(
             let context = if kwnames.is_null() {
                 None
             } else {
-                let names = Bound::from_borrowed_ptr(py, kwnames).downcast_into_unchecked::<PyTuple>();
+                let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
                 if names.len() != 1 || !is_context(&names.get_item(0)?) {
                     return generic(py, &slf, generic_name, args, nargs, kwnames);
                 }
@@ -253,7 +253,7 @@ unsafe fn scheduler(
             let lead = leading.then(|| Bound::from_borrowed_ptr(py, positional[0]));
             let callback = Bound::from_borrowed_ptr(py, positional[first]);
             let rest = tuple_of(py, &positional[first + 1..])?;
-            body(slf.downcast_unchecked::<Loop>(), lead, callback, rest, context)
+            body(slf.cast_unchecked::<Loop>(), lead, callback, rest, context)
         })
     }
 }
@@ -272,14 +272,14 @@ unsafe fn tuple_of<'py>(py: Python<'py>, items: &[*mut ffi::PyObject]) -> PyResu
             ffi::Py_INCREF(item);
             ffi::PyTuple_SET_ITEM(tuple.as_ptr(), i, item);
         }
-        Ok(tuple.downcast_into_unchecked())
+        Ok(tuple.cast_into_unchecked())
     }
 }
 
 fn is_context(name: &Bound<'_, PyAny>) -> bool {
     let expected = pyo3::intern!(name.py(), "context");
     // Keyword names are interned by the compiler: identity is the usual hit.
-    name.is(expected) || name.downcast::<PyString>().is_ok_and(|s| s.to_str().is_ok_and(|s| s == "context"))
+    name.is(expected) || name.cast::<PyString>().is_ok_and(|s| s.to_str().is_ok_and(|s| s == "context"))
 }
 
 /// Any other call: PyO3's method, for its checks and messages.

@@ -28,6 +28,7 @@ use std::time::Duration;
 use ferroloop_core::{monotonic, sys, Poller, SignalChannel, TimerQueue};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::errors::os_error;
@@ -37,9 +38,14 @@ use crate::pyimports::{future_type, helper, threadsafe_handle_type};
 use crate::task_calls::TaskCall;
 use crate::transports::stream::{StreamCore, StreamEvent};
 
+/// Set once the direct entries are installed: once per process, as for the
+/// free lists (`handles::register`). Run again, `fast::install` would take
+/// its own entries for PyO3's methods.
+static FAST_ENTRIES: PyOnceLock<()> = PyOnceLock::new();
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Loop>()?;
-    fast::install(&m.py().get_type::<Loop>())
+    FAST_ENTRIES.get_or_try_init(m.py(), || fast::install(&m.py().get_type::<Loop>())).map(drop)
 }
 
 /// Token of the signal channel in the poller (0 is the notifier's).
@@ -628,7 +634,7 @@ impl Loop {
         sock: Bound<'_, PyAny>,
         fd: RawFd,
         n: usize,
-    ) -> PyResult<PyObject> {
+    ) -> PyResult<Py<PyAny>> {
         Self::sock_recv_native(slf, sock, fd, n)
     }
 
@@ -637,7 +643,7 @@ impl Loop {
         sock: Bound<'_, PyAny>,
         fd: RawFd,
         buf: Bound<'_, PyAny>,
-    ) -> PyResult<PyObject> {
+    ) -> PyResult<Py<PyAny>> {
         Self::sock_recv_into_native(slf, sock, fd, buf)
     }
 
@@ -648,11 +654,11 @@ impl Loop {
         sock: Bound<'_, PyAny>,
         fd: RawFd,
         data: Bound<'_, PyAny>,
-    ) -> PyResult<PyObject> {
+    ) -> PyResult<Py<PyAny>> {
         Self::sock_sendall_native(slf, sock, fd, data)
     }
 
-    fn _sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<PyObject> {
+    fn _sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         Self::sock_accept_native(slf, sock)
     }
 
@@ -695,6 +701,6 @@ impl Loop {
     }
 
     fn __clear__(&self) {
-        Python::with_gil(|py| self.release_all(py));
+        Python::attach(|py| self.release_all(py));
     }
 }

@@ -48,7 +48,7 @@ impl Loop {
                 Ok(())
             }
         } else {
-            py.allow_threads(|| this.poller.poll(timeout, &mut events))
+            py.detach(|| this.poller.poll(timeout, &mut events))
         };
         match res {
             Ok(()) => {}

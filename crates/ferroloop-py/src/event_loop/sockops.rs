@@ -71,7 +71,7 @@ pub(super) struct SockWait {
 
 /// What an attempt gave.
 enum Outcome {
-    Done(PyObject),
+    Done(Py<PyAny>),
     Failed(PyErr),
     Again(OpKind),
 }
@@ -147,7 +147,7 @@ fn attempt(py: Python<'_>, fd: RawFd, kind: OpKind) -> Outcome {
 }
 
 /// `conn, address = sock.accept(); conn.setblocking(False)`, as asyncio.
-fn accept(sock: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+fn accept(sock: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let py = sock.py();
     let pair = sock.call_method0(pyo3::intern!(py, "accept"))?;
     pair.get_item(0)?.call_method1(pyo3::intern!(py, "setblocking"), (false,))?;
@@ -181,7 +181,7 @@ impl Loop {
         fd: RawFd,
         write: bool,
         kind: OpKind,
-    ) -> PyResult<PyObject> {
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         if slf.get().fd_in_other_use(py, fd)? {
             return Ok(py.NotImplemented());
@@ -200,7 +200,7 @@ impl Loop {
         fd: RawFd,
         write: bool,
         kind: OpKind,
-    ) -> PyResult<PyObject> {
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let this = slf.get();
         let fut = Self::create_future(slf)?;
@@ -293,7 +293,7 @@ impl Loop {
         sock: Bound<'_, PyAny>,
         fd: RawFd,
         n: usize,
-    ) -> PyResult<PyObject> {
+    ) -> PyResult<Py<PyAny>> {
         Self::start_op(slf, &sock, fd, false, OpKind::Recv { n })
     }
 
@@ -302,7 +302,7 @@ impl Loop {
         sock: Bound<'_, PyAny>,
         fd: RawFd,
         buf: Bound<'_, PyAny>,
-    ) -> PyResult<PyObject> {
+    ) -> PyResult<Py<PyAny>> {
         Self::start_op(slf, &sock, fd, false, OpKind::RecvInto { buf: buf.unbind() })
     }
 
@@ -313,7 +313,7 @@ impl Loop {
         sock: Bound<'_, PyAny>,
         fd: RawFd,
         data: Bound<'_, PyAny>,
-    ) -> PyResult<PyObject> {
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         if slf.get().fd_in_other_use(py, fd)? {
             return Ok(py.NotImplemented());
@@ -334,7 +334,7 @@ impl Loop {
         }
     }
 
-    pub(super) fn sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<PyObject> {
+    pub(super) fn sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let fd: RawFd = sock.call_method0(pyo3::intern!(slf.py(), "fileno"))?.extract()?;
         Self::start_op(slf, &sock, fd, false, OpKind::Accept { sock: sock.clone().unbind() })
     }

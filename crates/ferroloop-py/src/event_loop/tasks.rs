@@ -18,7 +18,7 @@ use crate::pyimports::task_type;
 
 /// Keyword arguments the running Python's `create_task` takes.
 fn accepted_kwarg(py: Python<'_>, key: &Bound<'_, PyAny>) -> bool {
-    let Ok(key) = key.downcast::<PyString>() else { return false };
+    let Ok(key) = key.cast::<PyString>() else { return false };
     let Ok(key) = key.to_str() else { return false };
     match key {
         "name" => true,

@@ -28,7 +28,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::bytes_io::{recv_bytes, Unsent};
+use crate::bytes_io::{as_bytes, recv_bytes, Unsent};
 use crate::errors::os_error;
 use crate::event_loop::Loop;
 use crate::gil_cell::GilCell;
@@ -353,7 +353,7 @@ impl StreamCore {
 
     /// Borrows the bytes of a bytes-like object without copying.
     fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
-        if let Ok(b) = data.downcast::<PyBytes>() {
+        if let Some(b) = as_bytes(data) {
             return Ok(f(b.as_bytes()));
         }
         if !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
@@ -728,7 +728,7 @@ impl StreamCore {
     }
 
     fn __clear__(&self) {
-        Python::with_gil(|py| {
+        Python::attach(|py| {
             let dropped = {
                 let mut st = self.st.borrow_mut(py);
                 (st.transport.take(), st.protocol.take(), st.proto.take())
