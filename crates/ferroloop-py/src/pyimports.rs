@@ -31,7 +31,7 @@ pub(crate) fn task_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 /// asyncio's `events._ThreadSafeHandle`, on the Pythons that have it (3.14, and
 /// the maintenance releases it was backported to).
 pub(crate) fn threadsafe_handle_type(py: Python<'_>) -> PyResult<Option<&Bound<'_, PyAny>>> {
-    static CELL: GILOnceCell<Option<Py<PyAny>>> = GILOnceCell::new();
+    static CELL: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
     let cls = CELL.get_or_try_init(py, || {
         let events = py.import("asyncio.events")?;
         Ok::<_, PyErr>(events.getattr("_ThreadSafeHandle").ok().map(Bound::unbind))

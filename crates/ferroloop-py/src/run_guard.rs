@@ -70,7 +70,7 @@ impl RunGuard {
         if state == PLAIN || state == IDLE || state == sys::thread_id() {
             return;
         }
-        py.allow_threads(|| {
+        py.detach(|| {
             WAITERS.fetch_add(1, Ordering::SeqCst);
             let mut lock = LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             while !matches!(self.0.load(Ordering::SeqCst), IDLE | PLAIN) {
