@@ -480,3 +480,33 @@ def test_task_callbacks_are_queued_without_a_handle(loop, loop_kind, exc_calls):
     assert [type(c["exception"]) for c in exc_calls] == [stale]
     assert type(exc_calls.pop()["handle"]).__name__ == "Handle"
     assert run(loop, asyncio.sleep(0, "still runs")) == "still runs"
+
+
+@pytest.mark.skipif(not PY314, reason="create_task passes any keyword on to Task from 3.14")
+def test_create_task_passes_keywords_on(loop):
+    # 3.14: create_task(coro, **kwargs) hands every keyword to Task, or to the task factory.
+    seen = []
+
+    async def quick():
+        return "done"
+
+    def factory(lp, coro, **kwargs):
+        seen.append(sorted(kwargs))
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    async def main():
+        eager = loop.create_task(quick(), eager_start=True, name="eager")
+        assert eager.done()  # ran to completion inside create_task
+        lazy = loop.create_task(quick(), eager_start=False)
+        assert not lazy.done()
+        loop.set_task_factory(factory)
+        made = loop.create_task(quick(), name="made", eager_start=True)
+        loop.set_task_factory(None)
+        coro = quick()
+        with pytest.raises(TypeError):
+            loop.create_task(coro, no_such_keyword=1)
+        coro.close()
+        return eager.result(), await lazy, made.get_name(), made.done()
+
+    assert run(loop, main()) == ("done", "done", "made", True)
+    assert seen == [["eager_start", "name"]]
