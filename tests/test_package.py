@@ -329,3 +329,20 @@ def test_busy_poll_setting_is_validated(monkeypatch, value):
     monkeypatch.setenv("FERROLOOP_BUSY_POLL_US", value)
     with pytest.raises(ValueError, match="FERROLOOP_BUSY_POLL_US"):
         ferroloop.new_event_loop()
+
+
+def test_import_is_silent(tmp_path):
+    # Importing (and the probe of the C Task's callables it runs) warns about nothing, even
+    # with every warning turned into an error and collected at exit.
+    proc = _python(
+        tmp_path,
+        "-W",
+        "error",
+        "-X",
+        "dev",
+        "-c",
+        "import gc, ferroloop, ferroloop._loop as l; gc.collect(); "
+        "assert l.TASK_CALLBACKS_REGISTERED",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
