@@ -15,8 +15,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from harness import RESULTS, SECTIONS, Results, Section, machine, probe_loops, run_section
+from harness import RESULTS, SECTIONS, machine, probe_loops, run_section
 from loops import DEMO_LOOPS
+from model import Results, Section
 from report import errors, header, results_table, targets_table
 
 LOG_ABOVE = 12.0  # switch the chart to a log scale past this ratio

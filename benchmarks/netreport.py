@@ -8,13 +8,10 @@ the per-measurement figures that net.py prints (``Results.detail``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
+from model import Results, Section
 from net import CEILING, POINTS, ceiling_point
 from report import TARGET_BASE, TARGET_LOOP, cell, ratio_columns, ratio_text, table
-
-if TYPE_CHECKING:
-    from harness import Results, Section
 
 BUSY_PCT = 90.0  # a load generator this busy caps the point's throughput as much as the server
 MARK = "†"

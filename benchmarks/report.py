@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # harness imports the network report, which builds on this module
-    from harness import Results, Section
+from model import Results, Section
 
 # Issue targets for ferroloop, as a ratio of ops/s vs uvloop.
 TARGETS: dict[str, float] = {

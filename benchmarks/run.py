@@ -13,8 +13,9 @@ import os
 import sys
 import time
 
-from harness import RESULTS, SECTIONS, Results, Section, machine, probe_loops, run_section
+from harness import RESULTS, SECTIONS, machine, probe_loops, run_section
 from loops import LOOPS
+from model import Results, Section
 from report import errors, header, results_table, targets_table
 
 REPS = 5
