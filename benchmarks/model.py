@@ -25,7 +25,7 @@ class Section:
     reps: int | None = None  # default repetitions, where the runner's default is too many
     extra_loops: tuple[str, ...] = ()  # reference loops measured beside the probed ones
     prepare: Callable[[], str | None] | None = None  # run once first; returns an error or None
-    # (section, results, benches) -> markdown lines, in place of the generic table and targets
+    # (section, results, benches) -> markdown lines, in place of the generic table
     render: Callable[[Section, Results, Sequence[str]], list[str]] | None = None
 
 
