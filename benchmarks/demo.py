@@ -15,9 +15,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from harness import RESULTS, SECTIONS, Results, Section, machine, probe_loops, run_section
+from harness import RESULTS, SECTIONS, machine, probe_loops, run_section
 from loops import DEMO_LOOPS
-from report import errors, header, results_table, targets_table
+from model import Results, Section
+from report import errors, header, results_table
 
 LOG_ABOVE = 12.0  # switch the chart to a log scale past this ratio
 COLOURS = {"asyncio": "#9e9e9e", "uvloop": "#3f7fbf", "ferroloop": "#d4622a"}
@@ -72,10 +73,6 @@ def show(sections: list[Section], results: Results, info: dict[str, str], settin
             continue
         print(f"\n{section.title} (median ops/s; ratios: higher is faster)\n")
         print("\n".join(results_table(section, results, benches)))
-        targets = targets_table(section, results, benches)
-        if targets:
-            print("\nTargets: ferroloop / uvloop\n")
-            print("\n".join(targets))
     notes = [f"- {loop} skipped: {why}" for loop, why in results.missing.items()]
     if notes or results.errors:
         print("\nNotes:\n" + "\n".join(notes + errors(results)))

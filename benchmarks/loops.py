@@ -18,7 +18,7 @@ LOOPS: dict[str, tuple[str, str]] = {
     "asyncio": ("asyncio", "SelectorEventLoop"),
     "uvloop": ("uvloop", "new_event_loop"),
     "ferroloop": ("ferroloop", "new_event_loop"),
-    # The fastest other loop the issues measured (0.5); `make bench` installs it when it can and
+    # The fastest other loop we have measured (0.5); `make bench` installs it when it can and
     # the reports compare ferroloop with it too. It has no Unix servers, so those points are n/a.
     "rloop": ("rloop", "new_event_loop"),
 }

@@ -3,7 +3,7 @@
 Each benchmark is a function ``bench(new_loop, scale) -> float``: it makes a fresh loop with
 ``new_loop()``, runs its workload, checks the workload really completed, closes the loop and
 returns operations per second. Only the workload is timed, not making or closing the loop.
-``scale`` multiplies the default sizes (which are the ones the targets are stated for).
+``scale`` multiplies the default sizes (the ones the published figures use).
 
 One measurement per process, as benchmarks/run.py does it::
 

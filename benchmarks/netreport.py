@@ -1,5 +1,5 @@
 """Markdown for the network sections: throughput, latency, server and load-generator CPU per
-message, system calls per echo, the Rust ceiling, and the issue's network targets.
+message, system calls per echo, and the Rust ceiling.
 
 The harness calls ``render_net`` and ``render_syscalls`` through ``Section.render``; both read
 the per-measurement figures that net.py prints (``Results.detail``).
@@ -8,27 +8,13 @@ the per-measurement figures that net.py prints (``Results.detail``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
+from model import Results, Section
 from net import CEILING, POINTS, ceiling_point
-from report import TARGET_BASE, TARGET_LOOP, cell, ratio_columns, ratio_text, table
-
-if TYPE_CHECKING:
-    from harness import Results, Section
+from report import BASE, OURS, cell, ratio_columns, ratio_text, table
 
 BUSY_PCT = 90.0  # a load generator this busy caps the point's throughput as much as the server
 MARK = "†"
-
-# (bench, minimum ferroloop / uvloop msg/s) at the points the issue names
-THROUGHPUT_TARGETS = [("proto_1k_c16", 1.05), ("streams_1k_c16", 1.05), ("unix_1k_c16", 1.05)]
-# The issue names no point for these: each is shown at 1 KiB x 16, the headline point, and as
-# the worst over every point of that server, which is what "at any point" would ask.
-SOCK_TARGET = 1.8  # sock_* echo msg/s, ferroloop / uvloop, at least
-FLOOR = 1.0  # every point: never below uvloop
-CPU_TARGET = 0.9  # server CPU per message, ferroloop / uvloop, at most
-CPU_SERVERS = {"proto": "Protocol echo", "streams": "streams echo", "http": "HTTP"}
-HEADLINE = "1k_c16"
-SYSCALL_BENCH = "syscalls_proto_1k_c1"
 
 
 def _us(value: float | None) -> str:
@@ -43,8 +29,8 @@ def _busy(results: Results, bench: str, loop: str) -> bool:
 
 
 def _cpu_ratio(results: Results, bench: str) -> float | None:
-    mine = results.detail(bench, TARGET_LOOP, "server_cpu_us_per_msg")
-    base = results.detail(bench, TARGET_BASE, "server_cpu_us_per_msg")
+    mine = results.detail(bench, OURS, "server_cpu_us_per_msg")
+    base = results.detail(bench, BASE, "server_cpu_us_per_msg")
     return mine / base if mine and base else None
 
 
@@ -132,9 +118,9 @@ def _loadgen_cpu(results: Results, bench: str, loop: str) -> str:
 
 
 def render_net(section: Section, results: Results, benches: Sequence[str]) -> list[str]:
-    """Throughput, latency, CPU per message and the targets of the network section."""
+    """Throughput, latency and CPU per message of the network section."""
     titles = section.benches
-    cpu_ratio_head = f"{TARGET_LOOP} / {TARGET_BASE}"
+    cpu_ratio_head = f"{OURS} / {BASE}"
     lines = [*settings(results, benches)]
     lines += ["", "### Throughput (messages/s; HTTP: requests/s)", ""]
     lines += throughput_table(results, benches, titles)
@@ -165,81 +151,7 @@ def render_net(section: Section, results: Results, benches: Sequence[str]) -> li
             "point's throughput as much as the server does (on loopback each side also pays the "
             "kernel's receive path of the other), so compare servers there by CPU per message.",
         ]
-    targets = targets_table(results, titles, benches)
-    if targets:
-        lines += ["", "### Network targets (ferroloop vs uvloop, from the issue)", "", *targets]
     return lines
-
-
-def _worst(
-    results: Results, benches: Sequence[str], value: Callable[[str], float | None], low: bool
-) -> tuple[float | None, str | None, int]:
-    """The worst measured value over ``benches`` (the lowest if ``low``), where, and how many."""
-    measured = [(v, b) for b in benches if (v := value(b)) is not None]
-    if not measured:
-        return None, None, 0
-    v, b = min(measured) if low else max(measured)
-    return v, b, len(measured)
-
-
-def _status(value: float | None, ok: bool) -> str:
-    return "n/a" if value is None else ("met" if ok else "NOT met")
-
-
-def targets_table(results: Results, titles: dict[str, str], benches: Sequence[str]) -> list[str]:
-    """Each target that concerns a point in ``benches``: what it asks, where, what was measured
-    (the worst point where it covers several), met or not. The system-call target reads the
-    syscalls section's results, when that section ran."""
-    rows = []
-
-    def ratio(bench: str) -> float | None:
-        return results.ratio(bench, TARGET_LOOP, TARGET_BASE)
-
-    def cpu(bench: str) -> float | None:
-        return _cpu_ratio(results, bench)
-
-    seen = set()
-
-    def add(target: str, where: str, points: list[str], value, at_least: bool, limit: float):
-        points = [b for b in points if b in benches]
-        if not points or (target, *points) in seen:
-            return  # nothing measured, or the same points as the row above
-        seen.add((target, *points))
-        v, b, n = _worst(results, points, value, low=at_least)
-        if len(points) > 1:
-            where = f"{where}: worst of {len(points)} points"
-        shown = ratio_text(v) + (f" ({titles[b]})" if b and len(points) > 1 else "")
-        shown += f", {len(points) - n} not measured" if v is not None and n < len(points) else ""
-        ok = v is not None and (v >= limit if at_least else v <= limit)
-        rows.append([target, where, shown, _status(v, ok)])
-
-    for bench, limit in THROUGHPUT_TARGETS:
-        add(f"msg/s >= {limit:.2f}x", titles[bench], [bench], ratio, True, limit)
-    sock = [b for b in titles if b.startswith("sock_")]
-    target = f"msg/s >= {SOCK_TARGET:.2f}x"
-    add(target, titles[f"sock_{HEADLINE}"], [f"sock_{HEADLINE}"], ratio, True, SOCK_TARGET)
-    add(target, "sock_* echo", sock, ratio, True, SOCK_TARGET)
-    add(f"msg/s >= {FLOOR:.2f}x (never below)", "every point", list(titles), ratio, True, FLOOR)
-    target = f"server CPU/msg <= {CPU_TARGET:.2f}x"
-    for prefix, name in CPU_SERVERS.items():
-        points = [b for b in titles if b.startswith(prefix + "_")]
-        headline = f"{prefix}_{HEADLINE}"
-        if headline in titles:
-            add(target, titles[headline], [headline], cpu, False, CPU_TARGET)
-        add(target, name, points, cpu, False, CPU_TARGET)
-    if SYSCALL_BENCH in results.samples or SYSCALL_BENCH in results.errors:
-        rows.append(_syscall_row(results))
-    return table(["target", "where", "measured", "status"], rows) if rows else []
-
-
-def _syscall_row(results: Results) -> list[str]:
-    mine, base = (results.median(SYSCALL_BENCH, lp) for lp in (TARGET_LOOP, TARGET_BASE))
-    where = "Protocol echo 1 KiB x 1"
-    if mine is None or base is None:
-        return ["syscalls/msg <= uvloop's", where, "n/a", "n/a"]
-    # strace counts are whole numbers over many messages: ignore a last-digit difference
-    ok = mine <= base + 0.005
-    return ["syscalls/msg <= uvloop's", where, f"{mine:.2f} vs {base:.2f}", _status(mine, ok)]
 
 
 def render_syscalls(section: Section, results: Results, benches: Sequence[str]) -> list[str]:
@@ -250,14 +162,14 @@ def render_syscalls(section: Section, results: Results, benches: Sequence[str]) 
         "generator is not traced.",
         "",
     ]
-    head = ["point", "loop", "syscalls/msg", f"/ {TARGET_BASE}", "calls per message"]
+    head = ["point", "loop", "syscalls/msg", f"/ {BASE}", "calls per message"]
     rows = []
     for bench in benches:
         for loop in [*results.loops, CEILING]:
             value = results.median(bench, loop)
             if value is None and loop not in results.errors.get(bench, {}):
                 continue
-            base = results.median(bench, TARGET_BASE)
+            base = results.median(bench, BASE)
             details = results.details.get(bench, {}).get(loop, [])
             calls = details[-1]["by_syscall"] if details else {}
             breakdown = ", ".join(f"{name} {n:.2f}" for name, n in calls.items()) or "error"

@@ -1,23 +1,12 @@
-"""Markdown for benchmark results: the header, the side-by-side tables, the targets."""
+"""Markdown for benchmark results: the header and the side-by-side tables."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # harness imports the network report, which builds on this module
-    from harness import Results, Section
+from model import Results, Section
 
-# Issue targets for ferroloop, as a ratio of ops/s vs uvloop.
-TARGETS: dict[str, float] = {
-    "call_soon": 1.7,
-    "call_later": 3.5,
-    "gather": 1.6,
-    "ping_pong": 1.8,
-    "threadsafe": 5.6,
-    "sleep0": 2.4,
-}
-TARGET_LOOP, TARGET_BASE = "ferroloop", "uvloop"
+OURS, BASE = "ferroloop", "uvloop"  # the loop the reports are about, and the one to beat
 
 
 def header(machine: dict[str, str], results: Results, settings: str) -> list[str]:
@@ -58,8 +47,8 @@ def ratio_columns(loops: Sequence[str]) -> list[tuple[str, str]]:
     pairs = [(lp, "asyncio") for lp in loops if lp != "asyncio" and "asyncio" in loops]
     newer = [lp for lp in loops if lp not in ("asyncio", "uvloop")]
     pairs += [(lp, "uvloop") for lp in newer if "uvloop" in loops]
-    if TARGET_LOOP in loops:
-        pairs += [(TARGET_LOOP, lp) for lp in newer if lp != TARGET_LOOP]
+    if OURS in loops:
+        pairs += [(OURS, lp) for lp in newer if lp != OURS]
     return pairs
 
 
@@ -83,20 +72,6 @@ def results_table(section: Section, results: Results, benches: Sequence[str]) ->
         row += [ratio_text(results.ratio(bench, lp, base)) for lp, base in pairs]
         rows.append(row)
     return table(head, rows)
-
-
-def targets_table(section: Section, results: Results, benches: Sequence[str]) -> list[str]:
-    """The issue's targets (ferroloop vs uvloop), met or not."""
-    rows = []
-    for bench in benches:
-        if bench not in TARGETS:
-            continue
-        target = TARGETS[bench]
-        measured = results.ratio(bench, TARGET_LOOP, TARGET_BASE)
-        status = "n/a" if measured is None else ("met" if measured >= target else "NOT met")
-        rows.append([section.benches[bench], f">= {target:.1f}x", ratio_text(measured), status])
-    head = ["benchmark", f"target {TARGET_LOOP} / {TARGET_BASE}", "measured", "status"]
-    return table(head, rows) if rows else []
 
 
 def errors(results: Results) -> list[str]:

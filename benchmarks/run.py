@@ -13,9 +13,10 @@ import os
 import sys
 import time
 
-from harness import RESULTS, SECTIONS, Results, Section, machine, probe_loops, run_section
+from harness import RESULTS, SECTIONS, machine, probe_loops, run_section
 from loops import LOOPS
-from report import errors, header, results_table, targets_table
+from model import Results, Section
+from report import errors, header, results_table
 
 REPS = 5
 QUICK_REPS, QUICK_SCALE = 3, 0.3
@@ -111,9 +112,6 @@ def render(args: argparse.Namespace, results: Results, info: dict[str, str]) -> 
             lines += section.render(section, results, benches)
             continue
         lines += results_table(section, results, benches)
-        targets = targets_table(section, results, benches)
-        if targets:
-            lines += ["", "### Targets (ferroloop vs uvloop, from the issue)", "", *targets]
     notes = [f"- {loop} skipped: {why}" for loop, why in results.missing.items()]
     notes += errors(results)
     if notes:
