@@ -95,24 +95,37 @@ python-3.14: ## make (once) and cache the Debian chroot with Python 3.14 that te
 	.ci/py314 make
 
 .PHONY: bench
-bench: build ## side-by-side micro and network benchmarks: asyncio, uvloop, ferroloop, rloop (benchmarks/results/)
+bench: build bench-tools ## side-by-side micro and network benchmarks: asyncio, uvloop, ferroloop, rloop (benchmarks/results/)
 	@$(PY) -m pip install -q "rloop>=0.5,<0.6" 2>/dev/null \
 	  || echo "rloop could not be installed: the reports compare the other loops"
 	$(PY) benchmarks/run.py
 
+# wrk drives the HTTP point of the demo and `make bench`; from Debian's packages when missing
+# (as root with apt-get; otherwise that point says it was skipped and why).
+.PHONY: bench-tools
+bench-tools:
+	@command -v wrk >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing wrk (Debian package)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
+	    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; } \
+	    || echo "could not install wrk: the HTTP point will be skipped"; \
+	else echo "wrk not installed: the HTTP point will be skipped"; fi
+
 .PHONY: demo
-demo: build ## build a release and show ferroloop beside asyncio and uvloop (table + PNG chart)
+demo: build bench-tools ## build a release and show ferroloop beside asyncio and uvloop (table + PNG chart)
 	$(PY) benchmarks/demo.py
 
 # The free-threaded check compiles the extension for CPython 3.14t from a PyO3 config file, so
 # no such interpreter is needed. The module still declares gil_used: there it runs with the GIL.
 .PHONY: lint
-lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, free-threaded cargo check, ruff
+lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, free-threaded cargo check, layering rule, ruff
+	$(PY) .ci/check_layers.py
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
 	PYO3_CONFIG_FILE=$(CURDIR)/crates/ferroloop-py/free-threaded.pyo3-config \
 	  cargo check -p ferroloop-py --target-dir target/free-threaded -q
-	$(VENV)/bin/ruff check python tests benchmarks
+	$(VENV)/bin/ruff check python tests benchmarks .ci
 	cargo fmt --manifest-path benchmarks/loadgen/Cargo.toml -- --check
 	cargo clippy --manifest-path benchmarks/loadgen/Cargo.toml -q -- -D warnings
 

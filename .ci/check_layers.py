@@ -141,7 +141,7 @@ def main() -> int:
         print("layering check failed:", *errors, sep="\n  ")
         return 1
     known = f"{len(KNOWN)} known import(s) against the rule"
-    print(f"layering: OK ({len(edges)} module imports; {known}; {len(circles)} circle(s) among them)")
+    print(f"layering: OK ({len(edges)} module imports; {known}; {len(circles)} circle(s))")
     return 0
 
 
