@@ -8,14 +8,12 @@
 //! borrow of loop state while calling into Python (see `gil_cell`).
 
 mod bytes_io;
+mod callbacks;
+mod capi;
 mod errors;
 mod event_loop;
-mod freelist;
 mod gil_cell;
-mod handles;
 mod pyimports;
-mod run_guard;
-mod task_calls;
 mod transports;
 
 use pyo3::prelude::*;
@@ -24,9 +22,8 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = true)]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    handles::register(m)?;
+    callbacks::register(m)?;
     event_loop::register(m)?;
     transports::register(m)?;
-    task_calls::register(m)?;
     Ok(())
 }

@@ -24,7 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple, PyType};
 
 use super::Loop;
-use crate::task_calls::TaskCall;
+use crate::callbacks::TaskCall;
 
 /// The scheduling methods: `name(<leading...>, callback, *args, context=None)`.
 struct Scheduler {
@@ -161,7 +161,7 @@ unsafe fn queue_task_call(
         let nargs = usize::try_from(nargs).unwrap_or(0);
         let callback = Bound::from_borrowed_ptr(py, *args);
         let context = Bound::from_borrowed_ptr(py, *args.add(nargs));
-        if ffi::PyContext_CheckExact(context.as_ptr()) == 0 || !crate::task_calls::is_task_callback(&callback)
+        if ffi::PyContext_CheckExact(context.as_ptr()) == 0 || !crate::callbacks::is_task_callback(&callback)
         {
             return false;
         }

@@ -13,8 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::{Loop, State, Watch, FD_TOKEN_BASE};
+use crate::callbacks::{new_handle, Handle};
 use crate::errors::os_error;
-use crate::handles::{new_handle, Handle};
 use crate::pyimports::helper;
 
 impl Watch {

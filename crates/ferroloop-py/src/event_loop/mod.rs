@@ -15,6 +15,7 @@
 
 mod fast;
 mod fdwatch;
+mod ready;
 mod run;
 mod signals;
 mod sockops;
@@ -31,20 +32,28 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
+use crate::callbacks::{new_handle, Handle, HandleCore, Queued, QueuedTimer, TaskCall, TimerHandle};
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
-use crate::handles::{new_handle, Callback, Handle, HandleCore, Queued, QueuedTimer, TimerHandle};
 use crate::pyimports::{future_type, helper, threadsafe_handle_type};
-use crate::task_calls::TaskCall;
 use crate::transports::stream::{StreamCore, StreamEvent};
+use ready::Callback;
 
 /// Set once the direct entries are installed: once per process, as for the
-/// free lists (`handles::register`). Run again, `fast::install` would take
+/// free lists (`callbacks::register`). Run again, `fast::install` would take
 /// its own entries for PyO3's methods.
 static FAST_ENTRIES: PyOnceLock<()> = PyOnceLock::new();
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Loop>()?;
+    crate::callbacks::set_loop_hooks(crate::callbacks::LoopHooks {
+        debug: |lp| lp.cast::<Loop>().is_ok_and(|l| l.get().debug()),
+        timer_cancelled: |lp| {
+            if let Ok(l) = lp.cast::<Loop>() {
+                l.get().timer_cancelled(lp.py());
+            }
+        },
+    });
     FAST_ENTRIES.get_or_try_init(m.py(), || fast::install(&m.py().get_type::<Loop>())).map(drop)
 }
 

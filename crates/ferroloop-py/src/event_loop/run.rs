@@ -26,9 +26,10 @@ use ferroloop_core::{monotonic, sys, Readiness};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use super::ready::Callback;
 use super::{Loop, FD_TOKEN_BASE, SIGNAL_TOKEN};
+use crate::callbacks::Queued;
 use crate::errors::os_error;
-use crate::handles::{Callback, Queued};
 use crate::pyimports::helper;
 use crate::transports::stream::{StreamCore, StreamEvent};
 

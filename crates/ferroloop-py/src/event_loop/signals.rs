@@ -8,8 +8,9 @@
 
 use pyo3::prelude::*;
 
+use super::ready::Callback;
 use super::Loop;
-use crate::handles::{Callback, Queued};
+use crate::callbacks::Queued;
 
 impl Loop {
     pub(super) fn dispatch_signals(slf: &Bound<'_, Self>) -> PyResult<()> {

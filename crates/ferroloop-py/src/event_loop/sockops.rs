@@ -262,7 +262,7 @@ impl Loop {
                 fut.bind(py).call_method1(pyo3::intern!(py, "set_result"), (v,))?;
             }
             Outcome::Failed(e) => {
-                if crate::handles::is_exit(py, &e) {
+                if crate::errors::is_exit(py, &e) {
                     return Err(e);
                 }
                 fut.bind(py).call_method1(pyo3::intern!(py, "set_exception"), (e.into_value(py),))?;

@@ -284,7 +284,7 @@ impl StreamCore {
 
     /// asyncio's `_fatal_error`, in Python (cold path).
     fn fatal(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
-        if crate::handles::is_exit(py, &err) {
+        if crate::errors::is_exit(py, &err) {
             return Err(err);
         }
         match self.transport(py) {

@@ -1,7 +1,7 @@
 //! `Handle` and `TimerHandle`: what `call_soon`/`call_later` return.
 //!
 //! Both wrap a [`HandleCore`] (callback, args, context, loop, cancel flag); the
-//! loop's queues hold them as [`Callback`]. They mirror `asyncio.Handle` and
+//! loop's queues hold them as `event_loop::ready::Callback`. They mirror `asyncio.Handle` and
 //! `asyncio.TimerHandle`: same methods, repr, comparisons and private
 //! attributes that asyncio code reads (`_callback`, `_args`, `_cancelled`,
 //! `_source_traceback`, `_when`, ...). As in uvloop, `TimerHandle` is not a
@@ -19,11 +19,11 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyFloat, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::event_loop::Loop;
-use crate::freelist::{self, FreeList, Pooled};
+use super::run_guard::RunGuard;
+use crate::capi::freelist::{self, FreeList, Pooled};
+use crate::errors::is_exit;
 use crate::gil_cell::{GilCell, GilPy};
 use crate::pyimports::{helper, threadsafe_handle_type};
-use crate::run_guard::RunGuard;
 
 /// Set once the free lists are installed. The types are shared by every
 /// module object, and `register` runs for each: PyO3 (0.28+) makes a new one
@@ -298,13 +298,24 @@ pub(crate) unsafe fn call_in_exact_context(
     out
 }
 
-pub(crate) fn is_exit(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
-        || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+/// What a handle needs of its loop. The loop's module registers it at import
+/// ([`set_loop_hooks`]), so that this layer does not name the loop's type.
+pub(crate) struct LoopHooks {
+    /// Whether `loop_` is a native loop in debug mode.
+    pub(crate) debug: fn(&Bound<'_, PyAny>) -> bool,
+    /// A timer still in `loop_`'s timer queue was cancelled.
+    pub(crate) timer_cancelled: fn(&Bound<'_, PyAny>),
+}
+
+static HOOKS: std::sync::OnceLock<LoopHooks> = std::sync::OnceLock::new();
+
+/// Called once, by the loop's module, before any handle exists.
+pub(crate) fn set_loop_hooks(hooks: LoopHooks) {
+    let _ = HOOKS.set(hooks);
 }
 
 fn loop_debug(loop_: &Bound<'_, PyAny>) -> bool {
-    loop_.cast::<Loop>().is_ok_and(|l| l.get().debug())
+    HOOKS.get().is_some_and(|h| (h.debug)(loop_))
 }
 
 /// The Python-visible methods both handle types share.
@@ -523,8 +534,8 @@ handle_methods!(TimerHandle, {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         if this.core.cancel(slf.as_any())? && this.scheduled.load(Ordering::Relaxed) {
-            if let Ok(lp) = this.core.loop_obj(slf.py()).cast::<Loop>() {
-                lp.get().timer_cancelled(slf.py());
+            if let Some(hooks) = HOOKS.get() {
+                (hooks.timer_cancelled)(this.core.loop_obj(slf.py()));
             }
         }
         Ok(())
@@ -590,65 +601,6 @@ impl TimerHandle {
                 Ok(xc.bind(py).eq(yc.bind(py))? && xa.bind(py).eq(ya.bind(py))?)
             }
             _ => Ok(false),
-        }
-    }
-}
-
-/// What the loop's queues hold: either handle type, without a Python lookup.
-pub(crate) enum Callback {
-    Plain(Queued<Handle>),
-    Timer(Queued<TimerHandle>),
-    /// A native transport's read or flush (no Python handle involved).
-    Stream(Py<crate::transports::stream::StreamCore>, crate::transports::stream::StreamEvent),
-    /// A parked `sock_*` operation of an fd is ready (write direction or not).
-    Sock(std::os::fd::RawFd, bool),
-    /// A C `Task`'s own step or wake-up, queued without a handle.
-    Task(crate::task_calls::TaskCall),
-}
-
-impl Callback {
-    /// The handle's core; `None` for native transport events.
-    pub(crate) fn core(&self) -> Option<&HandleCore> {
-        match self {
-            Callback::Plain(h) => Some(&h.0.get().core),
-            Callback::Timer(t) => Some(&t.0.get().core),
-            Callback::Stream(..) | Callback::Sock(..) | Callback::Task(_) => None,
-        }
-    }
-
-    /// The Python object behind this entry (none for `sock_*` events).
-    pub(crate) fn as_any(&self) -> Option<&Py<PyAny>> {
-        match self {
-            Callback::Plain(h) => Some(h.0.as_any()),
-            Callback::Timer(t) => Some(t.0.as_any()),
-            Callback::Stream(s, _) => Some(s.as_any()),
-            Callback::Sock(..) | Callback::Task(_) => None,
-        }
-    }
-
-    /// [`Callback::traverse`] for a timer still in the heap.
-    pub(crate) fn traverse_timer(t: &QueuedTimer, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if t.is_tracked() {
-            visit.call(t.0.as_any())
-        } else {
-            t.0.get().core.traverse(visit)
-        }
-    }
-
-    /// Visits what the collector must see of this queued callback: the
-    /// handle if it is tracked, else the handle's own references.
-    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        let tracked = match self {
-            Callback::Plain(h) => h.is_tracked(),
-            Callback::Timer(t) => t.is_tracked(),
-            Callback::Stream(..) => true,
-            Callback::Sock(..) => return Ok(()),
-            Callback::Task(t) => return t.traverse(visit),
-        };
-        match (self.core(), self.as_any()) {
-            (Some(core), _) if !tracked => core.traverse(visit),
-            (_, Some(obj)) => visit.call(obj),
-            _ => Ok(()),
         }
     }
 }

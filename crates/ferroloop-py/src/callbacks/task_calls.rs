@@ -27,8 +27,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::handles::{call_in_exact_context, new_handle, Handle, HandleCore};
+use crate::errors::is_exit;
 use crate::gil_cell::GilPy;
-use crate::handles::{call_in_exact_context, is_exit, new_handle, Handle, HandleCore};
 use crate::pyimports::helper;
 
 /// The step's type (`TaskStepMethWrapper`).

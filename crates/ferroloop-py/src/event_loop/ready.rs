@@ -1,0 +1,72 @@
+//! The ready queue's item: what the loop runs next, without a Python lookup.
+//!
+//! A user handle, a timer, a C Task's own step or wake-up (no handle), a
+//! native transport's read or flush, a parked `sock_*` operation. The loop's
+//! run loop (`run.rs`) is the one place that runs them.
+
+use std::os::fd::RawFd;
+
+use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::callbacks::{Handle, HandleCore, Queued, QueuedTimer, TaskCall, TimerHandle};
+use crate::transports::stream::{StreamCore, StreamEvent};
+
+/// What the loop's queues hold: either handle type, without a Python lookup.
+pub(crate) enum Callback {
+    Plain(Queued<Handle>),
+    Timer(Queued<TimerHandle>),
+    /// A native transport's read or flush (no Python handle involved).
+    Stream(Py<StreamCore>, StreamEvent),
+    /// A parked `sock_*` operation of an fd is ready (write direction or not).
+    Sock(RawFd, bool),
+    /// A C `Task`'s own step or wake-up, queued without a handle.
+    Task(TaskCall),
+}
+
+impl Callback {
+    /// The handle's core; `None` for native transport events.
+    pub(crate) fn core(&self) -> Option<&HandleCore> {
+        match self {
+            Callback::Plain(h) => Some(&h.0.get().core),
+            Callback::Timer(t) => Some(&t.0.get().core),
+            Callback::Stream(..) | Callback::Sock(..) | Callback::Task(_) => None,
+        }
+    }
+
+    /// The Python object behind this entry (none for `sock_*` events).
+    pub(crate) fn as_any(&self) -> Option<&Py<PyAny>> {
+        match self {
+            Callback::Plain(h) => Some(h.0.as_any()),
+            Callback::Timer(t) => Some(t.0.as_any()),
+            Callback::Stream(s, _) => Some(s.as_any()),
+            Callback::Sock(..) | Callback::Task(_) => None,
+        }
+    }
+
+    /// [`Callback::traverse`] for a timer still in the heap.
+    pub(crate) fn traverse_timer(t: &QueuedTimer, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if t.is_tracked() {
+            visit.call(t.0.as_any())
+        } else {
+            t.0.get().core.traverse(visit)
+        }
+    }
+
+    /// Visits what the collector must see of this queued callback: the
+    /// handle if it is tracked, else the handle's own references.
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let tracked = match self {
+            Callback::Plain(h) => h.is_tracked(),
+            Callback::Timer(t) => t.is_tracked(),
+            Callback::Stream(..) => true,
+            Callback::Sock(..) => return Ok(()),
+            Callback::Task(t) => return t.traverse(visit),
+        };
+        match (self.core(), self.as_any()) {
+            (Some(core), _) if !tracked => core.traverse(visit),
+            (_, Some(obj)) => visit.call(obj),
+            _ => Ok(()),
+        }
+    }
+}
