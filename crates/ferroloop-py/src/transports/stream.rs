@@ -21,14 +21,13 @@ use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
 use ferroloop_core::{net, Interest};
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::bytes_io::{as_bytes, recv_bytes, Unsent};
+use crate::bytes_io::{as_bytes, recv_bytes, RawBuffer, Unsent};
 use crate::errors::os_error;
 use crate::event_loop::Loop;
 use crate::gil_cell::GilCell;
@@ -214,22 +213,32 @@ impl StreamCore {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let buf = match get_buffer.bind(py).call1((-1,)).and_then(|b| {
-            let view = PyBuffer::<u8>::get(&b)?;
-            if view.item_count() == 0 {
-                return Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer"));
-            }
-            if view.readonly() || !view.is_c_contiguous() {
-                return Err(PyTypeError::new_err("get_buffer() must return a writable contiguous buffer"));
-            }
-            Ok(view)
-        }) {
-            Ok(v) => v,
+        let obj = match get_buffer.bind(py).call1((-1,)) {
+            Ok(b) => b,
             Err(err) => return this.fatal(py, err, "Fatal error: protocol.get_buffer() call failed."),
         };
-        // SAFETY: the buffer is writable and C-contiguous (checked above) and
-        // stays alive (PyBuffer holds it) for the duration of the recv.
-        let slice = unsafe { std::slice::from_raw_parts_mut(buf.buf_ptr().cast::<u8>(), buf.len_bytes()) };
+        let empty = || PyRuntimeError::new_err("get_buffer() returned an empty buffer");
+        let mut buf = match RawBuffer::get(&obj, true) {
+            Ok(v) if v.len() > 0 => v,
+            Ok(_) => return this.fatal(py, empty(), "Fatal error: protocol.get_buffer() call failed."),
+            // Not a writable buffer: asyncio's `len(buf)` check comes first,
+            // then `recv_into` refuses it.
+            Err(_) => {
+                let err = match obj.len() {
+                    Ok(0) => empty(),
+                    Err(err) => err,
+                    Ok(_) => {
+                        let err = PyTypeError::new_err(format!(
+                            "recv_into() argument 1 must be read-write bytes-like object, not {}",
+                            obj.get_type().name()?
+                        ));
+                        return this.fatal(py, err, "Fatal read error on socket transport");
+                    }
+                };
+                return this.fatal(py, err, "Fatal error: protocol.get_buffer() call failed.");
+            }
+        };
+        let slice = buf.as_mut_slice();
         let capacity = slice.len();
         let res = net::recv(this.fd, slice);
         drop(buf);
@@ -351,22 +360,19 @@ impl StreamCore {
         Ok(())
     }
 
-    /// Borrows the bytes of a bytes-like object without copying.
-    fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    /// Borrows the bytes of a bytes-like object without copying. `write()`
+    /// takes only bytes, bytearray and memoryview (`typed`), of any format;
+    /// `writelines()` any buffer, as asyncio's.
+    fn with_bytes<R>(data: &Bound<'_, PyAny>, typed: bool, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
         if let Some(b) = as_bytes(data) {
             return Ok(f(b.as_bytes()));
         }
-        if !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
+        if typed && !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
             let err = crate::pyimports::helper(data.py(), "write_type_error")?.call1((data,))?;
             return Err(PyErr::from_value(err));
         }
-        let view = PyBuffer::<u8>::get(data)?;
-        if !view.is_c_contiguous() {
-            return Err(pyo3::exceptions::PyBufferError::new_err("memoryview is not contiguous"));
-        }
-        // SAFETY: C-contiguous, alive while `view` is; read only.
-        let slice = unsafe { std::slice::from_raw_parts(view.buf_ptr().cast::<u8>(), view.len_bytes()) };
-        Ok(f(slice))
+        let view = RawBuffer::get(data, false)?;
+        Ok(f(view.as_slice()))
     }
 
     /// asyncio's checks at the top of `write()`, in its order; false when
@@ -532,22 +538,27 @@ impl StreamCore {
     fn write(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
         // What `send` left of `data` (to queue), or nothing (all went out,
         // or it is dropped), or an error.
-        let unsent = Self::with_bytes(&data, |bytes| -> PyResult<io::Result<Option<(Unsent, usize)>>> {
-            if !self.check_writable(py, bytes.is_empty())? {
-                return Ok(Ok(None));
-            }
-            let sent = if self.st.borrow(py).buf.is_empty() {
-                match net::send(self.fd, bytes) {
-                    Ok(n) if n == bytes.len() => return Ok(Ok(None)),
-                    Ok(n) => n,
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => 0,
-                    Err(e) => return Ok(Err(e)),
+        let unsent =
+            Self::with_bytes(&data, true, |bytes| -> PyResult<io::Result<Option<(Unsent, usize)>>> {
+                if !self.check_writable(py, bytes.is_empty())? {
+                    return Ok(Ok(None));
                 }
-            } else {
-                0
-            };
-            Ok(Ok(Some(Unsent::rest(&data, bytes, sent))))
-        })??;
+                let sent = if self.st.borrow(py).buf.is_empty() {
+                    match net::send(self.fd, bytes) {
+                        Ok(n) if n == bytes.len() => return Ok(Ok(None)),
+                        Ok(n) => n,
+                        Err(e)
+                            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) =>
+                        {
+                            0
+                        }
+                        Err(e) => return Ok(Err(e)),
+                    }
+                } else {
+                    0
+                };
+                Ok(Ok(Some(Unsent::rest(&data, bytes, sent))))
+            })??;
         match unsent {
             Ok(Some((chunk, head))) => self.buffer_rest(py, chunk, head),
             Ok(None) => Ok(()),
@@ -562,7 +573,7 @@ impl StreamCore {
         let mut any = false;
         for item in list_of_data.try_iter()? {
             let item = item?;
-            let (chunk, _) = Self::with_bytes(&item, |bytes| Unsent::rest(&item, bytes, 0))?;
+            let (chunk, _) = Self::with_bytes(&item, false, |bytes| Unsent::rest(&item, bytes, 0))?;
             let len = chunk.bytes(py).len();
             if !self.check_writable(py, len == 0)? {
                 if len == 0 {
