@@ -612,6 +612,36 @@ def test_set_protocol_swaps_live(loop, listener):
     run(loop, main())
 
 
+def test_protocol_methods_replaced_on_the_instance_take_effect(loop, listener):
+    # asyncio looks the protocol's methods up at each call.
+    async def main():
+        tr, proto, peer = await connect(loop, listener)
+        seen = []
+        proto.data_received = seen.append
+        await loop.sock_sendall(peer, b"replaced")
+        while not seen:
+            await asyncio.sleep(0.001)
+        buffered = Buffered(loop, size=16)
+        tr.set_protocol(buffered)
+        buffers = []
+
+        def get_buffer(sizehint):
+            buffers.append(bytearray(16))
+            return buffers[-1]
+
+        buffered.get_buffer = get_buffer
+        buffered.buffer_updated = lambda n: seen.append(bytes(buffers[-1][:n]))
+        await loop.sock_sendall(peer, b"again")
+        while len(seen) < 2:
+            await asyncio.sleep(0.001)
+        tr.close()
+        await buffered.lost
+        peer.close()
+        return seen, bytes(proto.data), bytes(buffered.data)
+
+    assert run(loop, main()) == ([b"replaced", b"again"], b"", b"")
+
+
 class Buffered(asyncio.BufferedProtocol):
     def __init__(self, loop, size=7):
         self.size = size

@@ -59,17 +59,15 @@ pub(crate) fn prime_allocator() {
 /// costs more than the large allocation shrunk to size that saves the copy.
 const LARGE_READ: usize = 16 * 1024;
 
-enum Proto {
-    Plain { data_received: Py<PyAny> },
-    Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
-}
-
 // The flags are asyncio's transport state, one each, named as there.
 #[allow(clippy::struct_excessive_bools)]
 struct State {
     transport: Option<Py<PyAny>>,
+    /// The protocol; its methods are looked up at each call, as asyncio
+    /// does, so one replaced on the instance takes effect.
     protocol: Option<Py<PyAny>>,
-    proto: Option<Proto>,
+    /// Whether the protocol is a `BufferedProtocol` (decided by `set_protocol`).
+    buffered: bool,
     buf: VecDeque<Unsent>,
     /// Bytes of `buf[0]` already sent.
     head_sent: usize,
@@ -161,27 +159,24 @@ impl StreamCore {
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let proto = {
+        let (protocol, buffered) = {
             let st = this.st.borrow(py);
             if !st.can_read() {
                 return Ok(());
             }
-            match &st.proto {
-                Some(Proto::Plain { data_received }) => (Some(data_received.clone_ref(py)), None),
-                Some(Proto::Buffered { get_buffer, buffer_updated }) => {
-                    (None, Some((get_buffer.clone_ref(py), buffer_updated.clone_ref(py))))
-                }
+            match &st.protocol {
+                Some(p) => (p.clone_ref(py), st.buffered),
                 None => return Ok(()),
             }
         };
-        match proto {
-            (Some(data_received), _) => Self::read_plain(slf, &data_received),
-            (_, Some((get_buffer, buffer_updated))) => Self::read_buffered(slf, &get_buffer, &buffer_updated),
-            _ => Ok(()),
+        if buffered {
+            Self::read_buffered(slf, protocol.bind(py))
+        } else {
+            Self::read_plain(slf, protocol.bind(py))
         }
     }
 
-    fn read_plain(slf: &Bound<'_, Self>, data_received: &Py<PyAny>) -> PyResult<()> {
+    fn read_plain(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let (res, data) = if this.st.borrow(py).large_reads {
@@ -202,18 +197,14 @@ impl StreamCore {
         if let Ok(n) = res {
             this.st.borrow_mut(py).large_reads = n >= LARGE_READ;
         }
-        let deliver = |_| data_received.bind(py).call1((data,)).map(drop);
+        let deliver = |_| protocol.call_method1(pyo3::intern!(py, "data_received"), (data,)).map(drop);
         Self::after_read(slf, res, MAX_READ, deliver, "Fatal error: protocol.data_received() call failed.")
     }
 
-    fn read_buffered(
-        slf: &Bound<'_, Self>,
-        get_buffer: &Py<PyAny>,
-        buffer_updated: &Py<PyAny>,
-    ) -> PyResult<()> {
+    fn read_buffered(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let obj = match get_buffer.bind(py).call1((-1,)) {
+        let obj = match protocol.call_method1(pyo3::intern!(py, "get_buffer"), (-1,)) {
             Ok(b) => b,
             Err(err) => return this.fatal(py, err, "Fatal error: protocol.get_buffer() call failed."),
         };
@@ -242,7 +233,7 @@ impl StreamCore {
         let capacity = slice.len();
         let res = net::recv(this.fd, slice);
         drop(buf);
-        let deliver = |n: usize| buffer_updated.bind(py).call1((n,)).map(drop);
+        let deliver = |n: usize| protocol.call_method1(pyo3::intern!(py, "buffer_updated"), (n,)).map(drop);
         Self::after_read(slf, res, capacity, deliver, "Fatal error: protocol.buffer_updated() call failed.")
     }
 
@@ -465,7 +456,7 @@ impl StreamCore {
             st: GilCell::new(State {
                 transport: Some(transport.unbind()),
                 protocol: None,
-                proto: None,
+                buffered: false,
                 buf: VecDeque::new(),
                 head_sent: 0,
                 buf_size: 0,
@@ -503,7 +494,7 @@ impl StreamCore {
         let (registered, dropped) = {
             let mut st = this.st.borrow_mut(py);
             let registered = std::mem::replace(&mut st.registered, false);
-            let dropped = (st.protocol.take(), st.proto.take(), st.transport.take(), st.clear_buffer());
+            let dropped = (st.protocol.take(), st.transport.take(), st.clear_buffer());
             (registered, dropped)
         };
         if registered {
@@ -518,21 +509,13 @@ impl StreamCore {
         Self::queue_read(slf);
     }
 
-    fn set_protocol(&self, py: Python<'_>, protocol: Bound<'_, PyAny>, buffered: bool) -> PyResult<()> {
-        let proto = if buffered {
-            Proto::Buffered {
-                get_buffer: protocol.getattr(pyo3::intern!(py, "get_buffer"))?.unbind(),
-                buffer_updated: protocol.getattr(pyo3::intern!(py, "buffer_updated"))?.unbind(),
-            }
-        } else {
-            Proto::Plain { data_received: protocol.getattr(pyo3::intern!(py, "data_received"))?.unbind() }
-        };
+    fn set_protocol(&self, py: Python<'_>, protocol: Bound<'_, PyAny>, buffered: bool) {
         let old = {
             let mut st = self.st.borrow_mut(py);
-            (st.protocol.replace(protocol.unbind()), st.proto.replace(proto))
+            st.buffered = buffered;
+            st.protocol.replace(protocol.unbind())
         };
         drop(old);
-        Ok(())
     }
 
     fn write(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
@@ -727,14 +710,6 @@ impl StreamCore {
         for obj in [&st.transport, &st.protocol].into_iter().flatten() {
             visit.call(obj)?;
         }
-        match &st.proto {
-            Some(Proto::Plain { data_received }) => visit.call(data_received)?,
-            Some(Proto::Buffered { get_buffer, buffer_updated }) => {
-                visit.call(get_buffer)?;
-                visit.call(buffer_updated)?;
-            }
-            None => {}
-        }
         Ok(())
     }
 
@@ -742,7 +717,7 @@ impl StreamCore {
         Python::attach(|py| {
             let dropped = {
                 let mut st = self.st.borrow_mut(py);
-                (st.transport.take(), st.protocol.take(), st.proto.take())
+                (st.transport.take(), st.protocol.take())
             };
             drop(dropped);
         });
