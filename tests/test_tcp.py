@@ -642,6 +642,33 @@ def test_protocol_methods_replaced_on_the_instance_take_effect(loop, listener):
     assert run(loop, main()) == ([b"replaced", b"again"], b"", b"")
 
 
+@pytest.mark.parametrize("replacement", [None, object()])
+def test_set_protocol_to_a_non_protocol_fails_when_data_arrives(
+    loop, listener, exc_calls, replacement
+):
+    # asyncio accepts any object; the read then fails calling data_received on it.
+    async def main():
+        tr, proto, peer = await connect(loop, listener)
+        tr.set_protocol(replacement)
+        assert tr.get_protocol() is replacement
+        await loop.sock_sendall(peer, b"x")
+        while len(exc_calls) < 2:
+            await asyncio.sleep(0.001)
+        assert await recv_until_eof(loop, peer) == b""
+        peer.close()
+        return tr
+
+    tr = run(loop, main())
+    fatal, lost = exc_calls
+    exc_calls.clear()
+    assert fatal["message"] == "Fatal error: protocol.data_received() call failed."
+    assert isinstance(fatal["exception"], AttributeError)
+    assert fatal["transport"] is tr and fatal["protocol"] is replacement
+    # connection_lost fails the same way, in its callback.
+    assert isinstance(lost["exception"], AttributeError)
+    assert tr.is_closing()
+
+
 class Buffered(asyncio.BufferedProtocol):
     def __init__(self, loop, size=7):
         self.size = size
