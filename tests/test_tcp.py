@@ -337,6 +337,27 @@ def test_write_and_writelines_any_buffer_format(loop, listener):
     assert run(loop, main())
 
 
+def test_reading_control_on_a_closed_loop(loop, listener):
+    # asyncio: pause_reading only drops the reader (nothing to drop on a closed loop); resuming
+    # marks the transport reading, then fails adding the reader.
+    async def main():
+        return await connect(loop, listener)
+
+    tr, proto, peer = run(loop, main())
+    loop.close()
+    tr.pause_reading()
+    assert not tr.is_reading()
+    with pytest.raises(RuntimeError, match="^Event loop is closed$"):
+        tr.resume_reading()
+    assert tr.is_reading()
+    tr.resume_reading()  # reading already: nothing to do
+    tr.pause_reading()
+    with pytest.raises(RuntimeError, match="^Event loop is closed$"):
+        tr.resume_reading()
+    tr.get_extra_info("socket")._sock.close()  # the transport cannot close on a closed loop
+    peer.close()
+
+
 def test_write_eof(loop, listener):
     async def main():
         tr, proto, peer = await connect(loop, listener)

@@ -146,7 +146,7 @@ impl Loop {
         self.debug.load(Ordering::Relaxed)
     }
 
-    fn check_closed(&self) -> PyResult<()> {
+    pub(crate) fn check_closed(&self) -> PyResult<()> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(PyRuntimeError::new_err("Event loop is closed"));
         }

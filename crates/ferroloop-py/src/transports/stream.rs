@@ -608,16 +608,19 @@ impl StreamCore {
         true
     }
 
-    fn resume_reading(slf: &Bound<'_, Self>) -> bool {
+    /// Resumes reading; on a closed loop it fails after marking the
+    /// transport as reading, as asyncio's (its `_add_reader` raises).
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
         {
             let mut st = slf.get().st.borrow_mut(slf.py());
             if st.closing || !st.paused {
-                return false;
+                return Ok(false);
             }
             st.paused = false;
         }
+        slf.get().loop_.get().check_closed()?;
         Self::queue_read(slf);
-        true
+        Ok(true)
     }
 
     /// Stops reading for good (`eof_received` asked to stay half-open).
