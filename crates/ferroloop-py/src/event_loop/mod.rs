@@ -439,10 +439,14 @@ impl Loop {
     }
 
     /// Marks the loop closed and drops every queued callback (asyncio's close
-    /// clears `_ready` and `_scheduled`); fd watchers are unregistered.
+    /// clears `_ready` and `_scheduled`); fd watchers are unregistered. The
+    /// poller, its waker and the signal channel release their fds now, as
+    /// asyncio's close() closes its selector and self-pipe.
     fn _close_native(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Relaxed);
         self.release_all(py);
+        self.poller.close();
+        self.signals.close();
     }
 
     // ---- debug -----------------------------------------------------------
