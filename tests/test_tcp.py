@@ -814,6 +814,40 @@ def test_protocol_callback_error_is_fatal(loop, listener, exc_calls, callback):
     assert proto.lost_calls == [error]
 
 
+def test_connection_lost_error_after_drain_goes_to_handler(loop, listener, exc_calls):
+    # close() with data queued: connection_lost runs once the buffer drains, from the
+    # transport's write-ready callback; asyncio's handle reports what it raises.
+    error = ZeroDivisionError("lost")
+
+    class Failing(Proto):
+        def connection_lost(self, exc):
+            super().connection_lost(exc)
+            raise error
+
+    async def main():
+        tr, proto, peer = await connect(loop, listener, lambda: Failing(loop))
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        tr.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        data = pattern(1024 * 1024)
+        tr.write(data)
+        assert tr.get_write_buffer_size() > 0
+        tr.close()
+        got = await recv_until_eof(loop, peer)
+        await proto.lost
+        await settle()
+        peer.close()
+        return tr, proto, got == data
+
+    tr, proto, whole = run(loop, main())  # nothing escapes run_until_complete
+    assert whole
+    [ctx] = exc_calls
+    exc_calls.clear()
+    assert ctx["exception"] is error
+    # asyncio's writer handle was cancelled (the buffer drained) before connection_lost ran.
+    assert ctx["message"] == "Exception in callback None()"
+    assert proto.lost_calls == [None]
+
+
 def test_connection_made_error_goes_to_handler(loop, listener, exc_calls):
     error = ZeroDivisionError("made")
 

@@ -112,8 +112,53 @@ impl StreamCore {
         self.st.borrow(py).transport.as_ref().map(|t| t.bind(py).clone())
     }
 
+    /// Runs one event from the ready queue, as asyncio's reader/writer
+    /// handle runs `_read_ready`/`_write_ready`: an exception other than
+    /// `SystemExit`/`KeyboardInterrupt` goes to the loop's exception handler
+    /// (asyncio's `Handle._run`), never out of the run loop.
+    pub(crate) fn run_event_reporting(slf: &Bound<'_, Self>, event: StreamEvent) -> PyResult<()> {
+        match Self::run_event(slf, event) {
+            Err(err) if !crate::handles::is_exit(slf.py(), &err) => slf.get().report(slf.py(), err, event),
+            res => res,
+        }
+    }
+
+    /// Hands an exception that escaped an event to the loop's exception
+    /// handler, with asyncio's message for its handle's callback: a closing
+    /// transport has removed (cancelled) its reader and writer handles by
+    /// then, whose callback asyncio shows as `None()`. The transport and
+    /// protocol are named when still attached.
+    fn report(&self, py: Python<'_>, err: PyErr, event: StreamEvent) -> PyResult<()> {
+        let (transport, protocol, closing) = {
+            let st = self.st.borrow(py);
+            let transport = st.transport.as_ref().map(|t| t.clone_ref(py));
+            let protocol = st.protocol.as_ref().map(|p| p.clone_ref(py));
+            (transport, protocol, st.closing || st.conn_lost > 0)
+        };
+        let callback = match (&transport, closing) {
+            (Some(t), false) => {
+                let name = t.bind(py).get_type().name()?;
+                let method = match event {
+                    StreamEvent::Read => "_read_ready",
+                    StreamEvent::Write => "_write_ready",
+                };
+                format!("{name}.{method}")
+            }
+            _ => "None".to_owned(),
+        };
+        let context = pyo3::types::PyDict::new(py);
+        context.set_item("message", format!("Exception in callback {callback}()"))?;
+        context.set_item("exception", err.into_value(py))?;
+        if let Some(t) = transport {
+            context.set_item("transport", t)?;
+            context.set_item("protocol", protocol)?;
+        }
+        self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
+        Ok(())
+    }
+
     /// Runs one event from the ready queue, in the transport's context.
-    pub(crate) fn run_event(slf: &Bound<'_, Self>, event: StreamEvent) -> PyResult<()> {
+    fn run_event(slf: &Bound<'_, Self>, event: StreamEvent) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         // SAFETY: context is a live Context object (made by PyContext_CopyCurrent).
