@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import os
 import re
 import sys
 import threading
@@ -272,6 +273,37 @@ def test_close_and_is_closed(loop):
     assert loop.is_closed()
     loop.close()  # idempotent
     assert loop.is_closed()
+
+
+def _open_fds() -> list[str]:
+    return sorted(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_close_releases_descriptors_at_once(loop_factory):
+    # asyncio's close() closes its selector and self-pipe there and then, not when the loop
+    # object goes away (the test keeps it alive).
+    gc.collect()
+    before = _open_fds()
+    lp = loop_factory()
+    try:
+        assert lp.run_until_complete(asyncio.sleep(0, "ran")) == "ran"
+        assert len(_open_fds()) > len(before)
+    finally:
+        lp.close()
+    assert _open_fds() == before
+    # The closed loop stays safe to use: it refuses, or answers as asyncio's does.
+    with pytest.raises(RuntimeError, match=r"^Event loop is closed$"):
+        lp.call_soon_threadsafe(print)
+    with pytest.raises(RuntimeError, match=r"^Event loop is closed$"):
+        lp.add_reader(0, print)
+    assert lp.remove_reader(0) is False and lp.remove_writer(0) is False
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match=r"^Event loop is closed$"):
+        lp.run_until_complete(coro)
+    coro.close()
+    lp.close()
+    assert _open_fds() == before
 
 
 def test_closed_loop_refuses_to_run(loop):

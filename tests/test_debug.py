@@ -23,6 +23,38 @@ def test_set_get_debug(loop):
     assert loop.get_debug() is False
 
 
+@pytest.mark.parametrize("value", [1, 0, None, "yes", 2.5])
+def test_set_debug_keeps_any_value(loop, value):
+    # asyncio stores what it is given and only tests its truth.
+    loop.set_debug(value)
+    assert loop.get_debug() is value
+    assert loop.run_until_complete(asyncio.sleep(0, "ran")) == "ran"
+
+
+@pytest.mark.parametrize("value", [1, 0.25, "x", None])
+def test_slow_callback_duration_keeps_the_value_given(loop, value):
+    assert loop.slow_callback_duration == 0.1
+    loop.set_debug(False)
+    loop.slow_callback_duration = value
+    assert loop.slow_callback_duration is value
+    assert loop.run_until_complete(asyncio.sleep(0, "ran")) == "ran"  # unused out of debug mode
+
+
+def test_slow_callback_duration_not_a_number_fails_in_debug(loop, ref_loop):
+    # asyncio compares it with each callback's duration in debug mode.
+    results = []
+    for lp in (loop, ref_loop):
+        lp.slow_callback_duration = "x"
+        lp.set_debug(True)
+        with pytest.raises(TypeError) as err:
+            lp.run_until_complete(asyncio.sleep(0))
+        results.append(str(err.value))
+        lp.set_debug(False)
+        lp.slow_callback_duration = 0.1
+        assert lp.run_until_complete(asyncio.sleep(0, "again")) == "again"
+    assert results[0] == results[1]
+
+
 def test_default_follows_environment(loop_factory):
     lp = loop_factory()
     try:

@@ -230,9 +230,20 @@ def test_fileno_oserror_propagates(loop, method):
 
 
 @pytest.mark.parametrize("method", ["add_reader", "add_writer"])
-def test_huge_fd_overflow(loop, method):
-    with pytest.raises(OverflowError):
-        _call(loop, method, 2**40)
+@pytest.mark.parametrize("fd", [2**31, 2**40, 2**70, FileLike(2**70)])
+def test_huge_fd_overflow(loop, method, fd):
+    with pytest.raises(OverflowError) as info:
+        _call(loop, method, fd)
+    assert str(info.value) == "Python int too large to convert to C int"
+
+
+@pytest.mark.parametrize("method", ["remove_reader", "remove_writer"])
+@pytest.mark.parametrize("fd", [2**31, 2**40, 2**64, 2**70, FileLike(2**70)])
+def test_remove_huge_fd_is_false(loop, method, fd):
+    # Never registered, whatever its size: asyncio's selector looks it up and finds nothing.
+    assert _call(loop, method, fd) is False
+    loop.close()
+    assert _call(loop, method, fd) is False
 
 
 @pytest.mark.parametrize("method", ["add_reader", "add_writer"])

@@ -7,6 +7,7 @@ the loop returns a coroutine (asyncio) or a future.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import inspect
 import select
@@ -121,6 +122,55 @@ def test_sock_recv_into(loop, pair):
 
     assert run(loop, main()) == (3, 5)
     assert buf == b"abcdefgh"
+
+
+def _typed_buffers():
+    """Buffers whose format is not bytes: asyncio's socket calls take their raw bytes."""
+    return [
+        array.array("b", bytes(8)),
+        array.array("i", [0, 0]),
+        memoryview(bytearray(8)).cast("I"),
+    ]
+
+
+@pytest.mark.parametrize("which", range(3))
+def test_sock_recv_into_any_buffer_format(loop, pair, which):
+    a, b = pair
+
+    async def main():
+        buf = _typed_buffers()[which]
+        b.send(b"12345678")
+        n = await loop.sock_recv_into(a, buf)
+        return n, bytes(memoryview(buf).cast("B"))
+
+    assert run(loop, main()) == (8, b"12345678")
+
+
+def test_sock_sendall_typed_buffer(loop, pair):
+    # Only a one-byte format: asyncio's sock_sendall compares the bytes sent with len(data),
+    # an item count, so with a wider format it never completes.
+    a, b = pair
+    data = array.array("b", b"typed-buffer")
+
+    async def main():
+        assert await loop.sock_sendall(a, data) is None
+        return await recv_exactly(loop, b, len(data))
+
+    assert run(loop, main()) == b"typed-buffer"
+
+
+def test_sock_recv_into_rejects_read_only_buffer(loop, pair):
+    a, b = pair
+
+    async def main():
+        for buf in (b"abc", memoryview(b"abc")):
+            with pytest.raises(TypeError) as err:
+                await loop.sock_recv_into(a, buf)
+            with pytest.raises(TypeError) as ref:
+                a.recv_into(buf)
+            assert str(err.value) == str(ref.value)
+
+    run(loop, main())
 
 
 @needs_recvfrom

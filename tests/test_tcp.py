@@ -10,6 +10,7 @@ stream-transport API in asyncio's order, which is what the native transports are
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextvars
 import errno
@@ -319,6 +320,44 @@ def test_write_rejects_non_bytes(loop, listener):
     run(loop, main())
 
 
+def test_write_and_writelines_any_buffer_format(loop, listener):
+    # writelines only with one-byte formats: asyncio 3.12+ counts a queued view's len() (its
+    # items) as bytes sent, and fails (IndexError) with wider ones.
+    async def main():
+        tr, proto, peer = await connect(loop, listener)
+        ints = array.array("i", [1, 2])
+        tr.write(memoryview(ints))
+        tr.write(memoryview(bytearray(b"abcd")).cast("I"))
+        tr.writelines([array.array("b", b"xy"), memoryview(array.array("b", b"z"))])
+        expected = ints.tobytes() + b"abcd" + b"xyz"
+        got = await recv_exactly(loop, peer, len(expected))
+        await finish(tr, proto, peer)
+        return got == expected
+
+    assert run(loop, main())
+
+
+def test_reading_control_on_a_closed_loop(loop, listener):
+    # asyncio: pause_reading only drops the reader (nothing to drop on a closed loop); resuming
+    # marks the transport reading, then fails adding the reader.
+    async def main():
+        return await connect(loop, listener)
+
+    tr, proto, peer = run(loop, main())
+    loop.close()
+    tr.pause_reading()
+    assert not tr.is_reading()
+    with pytest.raises(RuntimeError, match="^Event loop is closed$"):
+        tr.resume_reading()
+    assert tr.is_reading()
+    tr.resume_reading()  # reading already: nothing to do
+    tr.pause_reading()
+    with pytest.raises(RuntimeError, match="^Event loop is closed$"):
+        tr.resume_reading()
+    tr.get_extra_info("socket")._sock.close()  # the transport cannot close on a closed loop
+    peer.close()
+
+
 def test_write_eof(loop, listener):
     async def main():
         tr, proto, peer = await connect(loop, listener)
@@ -594,6 +633,63 @@ def test_set_protocol_swaps_live(loop, listener):
     run(loop, main())
 
 
+def test_protocol_methods_replaced_on_the_instance_take_effect(loop, listener):
+    # asyncio looks the protocol's methods up at each call.
+    async def main():
+        tr, proto, peer = await connect(loop, listener)
+        seen = []
+        proto.data_received = seen.append
+        await loop.sock_sendall(peer, b"replaced")
+        while not seen:
+            await asyncio.sleep(0.001)
+        buffered = Buffered(loop, size=16)
+        tr.set_protocol(buffered)
+        buffers = []
+
+        def get_buffer(sizehint):
+            buffers.append(bytearray(16))
+            return buffers[-1]
+
+        buffered.get_buffer = get_buffer
+        buffered.buffer_updated = lambda n: seen.append(bytes(buffers[-1][:n]))
+        await loop.sock_sendall(peer, b"again")
+        while len(seen) < 2:
+            await asyncio.sleep(0.001)
+        tr.close()
+        await buffered.lost
+        peer.close()
+        return seen, bytes(proto.data), bytes(buffered.data)
+
+    assert run(loop, main()) == ([b"replaced", b"again"], b"", b"")
+
+
+@pytest.mark.parametrize("replacement", [None, object()])
+def test_set_protocol_to_a_non_protocol_fails_when_data_arrives(
+    loop, listener, exc_calls, replacement
+):
+    # asyncio accepts any object; the read then fails calling data_received on it.
+    async def main():
+        tr, proto, peer = await connect(loop, listener)
+        tr.set_protocol(replacement)
+        assert tr.get_protocol() is replacement
+        await loop.sock_sendall(peer, b"x")
+        while len(exc_calls) < 2:
+            await asyncio.sleep(0.001)
+        assert await recv_until_eof(loop, peer) == b""
+        peer.close()
+        return tr
+
+    tr = run(loop, main())
+    fatal, lost = exc_calls
+    exc_calls.clear()
+    assert fatal["message"] == "Fatal error: protocol.data_received() call failed."
+    assert isinstance(fatal["exception"], AttributeError)
+    assert fatal["transport"] is tr and fatal["protocol"] is replacement
+    # connection_lost fails the same way, in its callback.
+    assert isinstance(lost["exception"], AttributeError)
+    assert tr.is_closing()
+
+
 class Buffered(asyncio.BufferedProtocol):
     def __init__(self, loop, size=7):
         self.size = size
@@ -640,6 +736,33 @@ def test_buffered_protocol(loop, listener):
     assert proto.events == ["made", "eof", "lost"]
     assert proto.lost_calls == [None]
     assert all(isinstance(h, int) and (h == -1 or h > 0) for h in proto.hints)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: array.array("i", [0] * 4), lambda: memoryview(bytearray(16)).cast("I")]
+)
+def test_buffered_protocol_any_buffer_format(loop, listener, make):
+    class Typed(Buffered):
+        def get_buffer(self, sizehint):
+            self.buf = make()
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            self.data += memoryview(self.buf).cast("B")[:nbytes]
+
+    payload = pattern(10_000)
+
+    async def main():
+        tr, proto, peer = await connect(loop, listener, lambda: Typed(loop, size=16))
+        await loop.sock_sendall(peer, payload)
+        peer.shutdown(socket.SHUT_WR)
+        await proto.lost
+        peer.close()
+        return proto
+
+    proto = run(loop, main())
+    assert proto.data == payload
+    assert proto.lost_calls == [None]
 
 
 def test_buffered_protocol_empty_buffer_is_fatal(loop, listener, exc_calls):
@@ -689,6 +812,40 @@ def test_protocol_callback_error_is_fatal(loop, listener, exc_calls, callback):
     assert ctx["exception"] is error
     assert ctx["transport"] is tr and ctx["protocol"] is proto
     assert proto.lost_calls == [error]
+
+
+def test_connection_lost_error_after_drain_goes_to_handler(loop, listener, exc_calls):
+    # close() with data queued: connection_lost runs once the buffer drains, from the
+    # transport's write-ready callback; asyncio's handle reports what it raises.
+    error = ZeroDivisionError("lost")
+
+    class Failing(Proto):
+        def connection_lost(self, exc):
+            super().connection_lost(exc)
+            raise error
+
+    async def main():
+        tr, proto, peer = await connect(loop, listener, lambda: Failing(loop))
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        tr.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        data = pattern(1024 * 1024)
+        tr.write(data)
+        assert tr.get_write_buffer_size() > 0
+        tr.close()
+        got = await recv_until_eof(loop, peer)
+        await proto.lost
+        await settle()
+        peer.close()
+        return tr, proto, got == data
+
+    tr, proto, whole = run(loop, main())  # nothing escapes run_until_complete
+    assert whole
+    [ctx] = exc_calls
+    exc_calls.clear()
+    assert ctx["exception"] is error
+    # asyncio's writer handle was cancelled (the buffer drained) before connection_lost ran.
+    assert ctx["message"] == "Exception in callback None()"
+    assert proto.lost_calls == [None]
 
 
 def test_connection_made_error_goes_to_handler(loop, listener, exc_calls):

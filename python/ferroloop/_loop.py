@@ -58,6 +58,8 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         self._executor_shutdown_called = False
         self._task_factory = None
         self._current_handle = None
+        # Kept as given, as asyncio: only debug mode compares it (in Python).
+        self.slow_callback_duration = 0.1
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._coroutine_origin_tracking_enabled = False
@@ -153,7 +155,7 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
             self._default_executor = None
             executor.shutdown(wait=False)
 
-    def set_debug(self, enabled: bool) -> None:
+    def set_debug(self, enabled) -> None:
         self._set_debug_flag(enabled)
         if self.is_running():
             self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)

@@ -17,6 +17,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use mio::{Registry, Token, Waker};
 
@@ -25,7 +26,9 @@ const SLEEPING: u8 = 1;
 const NOTIFIED: u8 = 2;
 
 pub struct Notifier {
-    waker: Waker,
+    /// `None` once the poller is closed (its fd released at once); the
+    /// lock is taken only to wake a sleeping loop.
+    waker: Mutex<Option<Waker>>,
     state: AtomicU8,
 }
 
@@ -36,7 +39,13 @@ const _: () = {
 
 impl Notifier {
     pub(crate) fn new(registry: &Registry, token: Token) -> io::Result<Self> {
-        Ok(Self { waker: Waker::new(registry, token)?, state: AtomicU8::new(AWAKE) })
+        Ok(Self { waker: Mutex::new(Some(Waker::new(registry, token)?)), state: AtomicU8::new(AWAKE) })
+    }
+
+    /// Releases the waker's fd; later notifications do nothing.
+    pub(crate) fn close(&self) {
+        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(waker);
     }
 
     /// Wakes the loop if it sleeps; cheap (one atomic) when it is awake.
@@ -52,7 +61,10 @@ impl Notifier {
         // SLEEPING we own the kernel wake-up; from AWAKE the mark alone keeps
         // the next `begin_sleep` from blocking; from NOTIFIED it is done already.
         if self.state.swap(NOTIFIED, Ordering::AcqRel) == SLEEPING {
-            self.waker.wake()
+            match &*self.waker.lock().unwrap_or_else(PoisonError::into_inner) {
+                Some(waker) => waker.wake(),
+                None => Ok(()),
+            }
         } else {
             Ok(())
         }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use mio::{Events, Poll, Registry, Token};
 
@@ -68,14 +68,21 @@ pub struct Readiness {
 /// The loop's poller. Registration takes `&self` (mio's registry is thread
 /// safe); only the loop thread polls, under an uncontended lock, so the type
 /// is `Sync` and the poll can run with the GIL released.
+///
+/// [`Poller::close`] releases its fds (the epoll fd, the registry's copy of
+/// it, the notifier's waker) at once, as asyncio's `close()` closes its
+/// selector; afterwards every operation fails with `EBADF` (deregistering
+/// succeeds: nothing is watched any more).
 pub struct Poller {
-    registry: Registry,
+    /// `None` once closed. Read-locked (uncontended) for each registration.
+    registry: RwLock<Option<Registry>>,
     poll: Mutex<PollState>,
     notifier: Arc<Notifier>,
 }
 
 struct PollState {
-    poll: Poll,
+    /// `None` once closed.
+    poll: Option<Poll>,
     events: Events,
     busy: BusyPoll,
 }
@@ -121,8 +128,26 @@ impl Poller {
         let poll = Poll::new()?;
         let notifier = Arc::new(Notifier::new(poll.registry(), Token(NOTIFY_TOKEN))?);
         let registry = poll.registry().try_clone()?;
-        let state = PollState { poll, events: Events::with_capacity(1024), busy: BusyPoll::default() };
-        Ok(Self { registry, poll: Mutex::new(state), notifier })
+        let state =
+            PollState { poll: Some(poll), events: Events::with_capacity(1024), busy: BusyPoll::default() };
+        Ok(Self { registry: RwLock::new(Some(registry)), poll: Mutex::new(state), notifier })
+    }
+
+    /// Closes the poller's fds now; see the type's docs. Must not be called
+    /// while another thread polls (the loop refuses to close while running).
+    pub fn close(&self) {
+        let registry = self.registry.write().unwrap_or_else(PoisonError::into_inner).take();
+        let poll = self.poll.lock().unwrap_or_else(PoisonError::into_inner).poll.take();
+        self.notifier.close();
+        drop((registry, poll));
+    }
+
+    /// Runs `f` on the registry, or fails with `EBADF` once closed.
+    fn with_registry<R>(&self, f: impl FnOnce(&Registry) -> io::Result<R>) -> io::Result<R> {
+        match &*self.registry.read().unwrap_or_else(PoisonError::into_inner) {
+            Some(registry) => f(registry),
+            None => Err(closed()),
+        }
     }
 
     /// Sets the largest busy-poll window; zero (the default) turns busy
@@ -146,7 +171,7 @@ impl Poller {
     pub fn register(&self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
         debug_assert_ne!(token, NOTIFY_TOKEN);
         match interest.to_mio() {
-            Some(i) => self.registry.register(&mut SourceFd(&fd), Token(token), i),
+            Some(i) => self.with_registry(|r| r.register(&mut SourceFd(&fd), Token(token), i)),
             None => Ok(()),
         }
     }
@@ -154,21 +179,21 @@ impl Poller {
     /// Changes the interest of a registered fd; also re-arms its edge trigger.
     pub fn rearm(&self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
         match interest.to_mio() {
-            Some(i) => match self.registry.reregister(&mut SourceFd(&fd), Token(token), i) {
+            Some(i) => self.with_registry(|r| match r.reregister(&mut SourceFd(&fd), Token(token), i) {
                 // The kernel dropped the registration when the fd was closed;
                 // the number may now name a new file: register it afresh.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    self.registry.register(&mut SourceFd(&fd), Token(token), i)
+                    r.register(&mut SourceFd(&fd), Token(token), i)
                 }
                 r => r,
-            },
+            }),
             None => self.deregister(fd),
         }
     }
 
     /// Stops watching `fd`. An fd the kernel already forgot (closed) is fine.
     pub fn deregister(&self, fd: RawFd) -> io::Result<()> {
-        match self.registry.deregister(&mut SourceFd(&fd)) {
+        match self.with_registry(|r| r.deregister(&mut SourceFd(&fd))) {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EBADF | libc::ENOENT)) => Ok(()),
             r => r,
         }
@@ -178,8 +203,11 @@ impl Poller {
     /// reports to `out`. Notifier wake-ups are consumed here, not reported.
     /// `EINTR` is returned as `ErrorKind::Interrupted` for the caller to handle.
     pub fn poll(&self, timeout: Option<Duration>, out: &mut Vec<Readiness>) -> io::Result<()> {
-        let mut guard = self.poll.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self.poll.lock().unwrap_or_else(PoisonError::into_inner);
         let st = &mut *guard;
+        if st.poll.is_none() {
+            return Err(closed());
+        }
         let mut timeout = timeout;
         let mut caught = false;
         if timeout != Some(Duration::ZERO) && !st.busy.window.is_zero() {
@@ -195,11 +223,11 @@ impl Poller {
         if caught {
             // The spin's last poll left its events in st.events.
         } else if timeout == Some(Duration::ZERO) {
-            st.poll.poll(&mut st.events, timeout)?;
+            st.poll_once(timeout)?;
         } else {
             let timeout = if self.notifier.begin_sleep() { Some(Duration::ZERO) } else { timeout };
             let started = (!st.busy.max.is_zero()).then(Instant::now);
-            let res = st.poll.poll(&mut st.events, timeout);
+            let res = st.poll_once(timeout);
             self.notifier.end_sleep();
             res?;
             if let Some(started) = started {
@@ -230,7 +258,7 @@ impl Poller {
             if self.notifier.is_pending() {
                 return Ok(Spun::Notified);
             }
-            st.poll.poll(&mut st.events, Some(Duration::ZERO))?;
+            st.poll_once(Some(Duration::ZERO))?;
             if !st.events.is_empty() {
                 return Ok(Spun::Events);
             }
@@ -240,4 +268,18 @@ impl Poller {
             std::hint::spin_loop();
         }
     }
+}
+
+impl PollState {
+    fn poll_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match &mut self.poll {
+            Some(poll) => poll.poll(&mut self.events, timeout),
+            None => Err(closed()),
+        }
+    }
+}
+
+/// The error of an operation on a closed poller.
+fn closed() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
 }

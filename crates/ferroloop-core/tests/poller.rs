@@ -206,3 +206,28 @@ fn poll_appends_and_reports_many_sources() {
     assert_eq!(tokens, (100..100 + pairs.len()).collect::<Vec<_>>());
     assert!(out[1..].iter().all(|r| r.readable && !r.writable));
 }
+
+#[test]
+fn close_releases_the_fds_and_fails_later_calls() {
+    // (That the fds are closed is checked from Python, counting /proc/self/fd: tests here run
+    // in parallel threads of one process.)
+    let (a, _b) = pair();
+    let poller = Poller::new().unwrap();
+    let signals = ferroloop_core::SignalChannel::new().unwrap();
+    poller.register(a.as_raw_fd(), 5, READ).unwrap();
+    poller.close();
+    signals.close();
+    let mut out = Vec::new();
+    let err = poller.poll(Some(Duration::ZERO), &mut out).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    assert_eq!(poller.register(a.as_raw_fd(), 5, READ).unwrap_err().raw_os_error(), Some(libc::EBADF));
+    poller.deregister(a.as_raw_fd()).unwrap();
+    poller.notifier().notify().unwrap();
+    assert_eq!((signals.read_fd(), signals.write_fd()), (-1, -1));
+    assert_eq!(signals.send(2).unwrap_err().raw_os_error(), Some(libc::EBADF));
+    let mut got = Vec::new();
+    signals.drain(&mut got);
+    assert!(got.is_empty());
+    poller.close();
+    signals.close();
+}

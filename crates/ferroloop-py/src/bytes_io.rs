@@ -95,3 +95,66 @@ impl Unsent {
         }
     }
 }
+
+/// A buffer seen as plain bytes, whatever its format (`array('i')`, a
+/// memoryview cast to `'I'`...), as CPython's socket methods see it: asked
+/// with `PyBUF_SIMPLE` (or `PyBUF_WRITABLE`), so the exporter hands out its
+/// bytes only when they are C-contiguous. PyO3's `PyBuffer<u8>` would refuse
+/// every format but bytes.
+pub(crate) struct RawBuffer {
+    /// Boxed: the exporter may point into the struct, so it must not move.
+    view: Box<ffi::Py_buffer>,
+}
+
+impl RawBuffer {
+    /// The bytes of `obj`, writable ones if `writable` (else the exporter's
+    /// `BufferError`/`TypeError` is returned).
+    pub(crate) fn get(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<Self> {
+        let mut view = Box::new(ffi::Py_buffer::new());
+        let flags = if writable { ffi::PyBUF_WRITABLE } else { ffi::PyBUF_SIMPLE };
+        // SAFETY: `obj` is a live object and `view` a valid, writable
+        // Py_buffer; on success it holds a reference released in Drop.
+        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &raw mut *view, flags) } < 0 {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        Ok(Self { view })
+    }
+
+    /// The length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        usize::try_from(self.view.len).unwrap_or(0)
+    }
+
+    pub(crate) fn readonly(&self) -> bool {
+        self.view.readonly != 0
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        if self.len() == 0 || self.view.buf.is_null() {
+            return &[];
+        }
+        // SAFETY: a simple buffer is `len` contiguous bytes at `buf`, kept
+        // alive by the view until it is released in Drop.
+        unsafe { std::slice::from_raw_parts(self.view.buf.cast::<u8>(), self.len()) }
+    }
+
+    /// The bytes to write into; empty for a read-only buffer.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        if self.len() == 0 || self.view.buf.is_null() || self.readonly() {
+            return &mut [];
+        }
+        // SAFETY: as in `as_slice`, and the exporter granted write access
+        // (not read-only); `&mut self` makes this the only slice of it here.
+        unsafe { std::slice::from_raw_parts_mut(self.view.buf.cast::<u8>(), self.len()) }
+    }
+}
+
+impl Drop for RawBuffer {
+    fn drop(&mut self) {
+        Python::attach(|_| {
+            // SAFETY: the view was filled by a successful PyObject_GetBuffer
+            // and is released exactly once, with the GIL held.
+            unsafe { ffi::PyBuffer_Release(&raw mut *self.view) };
+        });
+    }
+}

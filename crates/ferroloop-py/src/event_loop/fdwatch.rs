@@ -27,10 +27,12 @@ fn token(fd: RawFd) -> usize {
     fd as usize + FD_TOKEN_BASE
 }
 
-/// asyncio's file-object-to-fd conversion, with its errors. The number may
-/// not fit an fd (`remove_reader(2**40)` is simply not registered).
-fn to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<i64> {
-    helper(fileobj.py(), "fileobj_to_fd")?.call1((fileobj,))?.extract()
+/// asyncio's file-object-to-fd conversion, with its errors; `None` for a
+/// number too large for an fd (any size: `remove_reader(2**70)` is simply not
+/// registered, as in asyncio's selector).
+fn to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
+    let fd = helper(fileobj.py(), "fileobj_to_fd")?.call1((fileobj,))?;
+    Ok(fd.extract::<RawFd>().ok())
 }
 
 impl Loop {
@@ -71,8 +73,10 @@ impl Loop {
         let py = slf.py();
         let this = slf.get();
         this.check_closed()?;
-        let fd = RawFd::try_from(to_fd(fileobj)?)
-            .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("fd is out of range"))?;
+        // asyncio's selector fails the same way registering it with epoll.
+        let fd = to_fd(fileobj)?.ok_or_else(|| {
+            pyo3::exceptions::PyOverflowError::new_err("Python int too large to convert to C int")
+        })?;
         let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? }, true)?;
         let result = handle.clone_ref(py);
         let mut dead = Vec::new();
@@ -121,7 +125,7 @@ impl Loop {
         if this.closed.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(false);
         }
-        let Ok(fd) = RawFd::try_from(to_fd(fileobj)?) else { return Ok(false) };
+        let Some(fd) = to_fd(fileobj)? else { return Ok(false) };
         let mut dead = Vec::new();
         let res = {
             let mut st = this.state.borrow_mut(py);

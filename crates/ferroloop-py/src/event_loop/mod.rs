@@ -30,7 +30,7 @@ use ferroloop_core::{monotonic, sys, Poller, SignalChannel, TimerQueue};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyTuple};
 
 use crate::callbacks::{new_handle, Handle, HandleCore, Queued, QueuedTimer, TaskCall, TimerHandle};
 use crate::errors::os_error;
@@ -92,6 +92,9 @@ struct State {
     /// `{"loop": self}`, the keyword arguments of every `Future`/`Task` the
     /// fast paths make (tasks.rs); made on first use.
     loop_kwargs: Option<Py<PyDict>>,
+    /// What `set_debug` was given when not a bool: asyncio keeps the object
+    /// (`get_debug()` returns it), the native flag holds its truth value.
+    debug_value: Option<Py<PyAny>>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "Loop", subclass, frozen)]
@@ -105,7 +108,6 @@ pub(crate) struct Loop {
     debug: AtomicBool,
     /// `threading.get_ident()` of the running thread; 0 when not running.
     thread_id: AtomicU64,
-    slow_callback_duration: AtomicU64,
     /// A task factory is set: `create_task` takes asyncio's own path.
     has_task_factory: AtomicBool,
 }
@@ -153,7 +155,7 @@ impl Loop {
         self.debug.load(Ordering::Relaxed)
     }
 
-    fn check_closed(&self) -> PyResult<()> {
+    pub(crate) fn check_closed(&self) -> PyResult<()> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(PyRuntimeError::new_err("Event loop is closed"));
         }
@@ -406,7 +408,6 @@ impl Loop {
             stopping: AtomicBool::new(false),
             debug: AtomicBool::new(false),
             thread_id: AtomicU64::new(0),
-            slow_callback_duration: AtomicU64::new(0.1f64.to_bits()),
             has_task_factory: AtomicBool::new(false),
         })
     }
@@ -447,30 +448,35 @@ impl Loop {
     }
 
     /// Marks the loop closed and drops every queued callback (asyncio's close
-    /// clears `_ready` and `_scheduled`); fd watchers are unregistered.
+    /// clears `_ready` and `_scheduled`); fd watchers are unregistered. The
+    /// poller, its waker and the signal channel release their fds now, as
+    /// asyncio's close() closes its selector and self-pipe.
     fn _close_native(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Relaxed);
         self.release_all(py);
+        self.poller.close();
+        self.signals.close();
     }
 
     // ---- debug -----------------------------------------------------------
 
-    fn get_debug(&self) -> bool {
-        self.debug()
+    fn get_debug(&self, py: Python<'_>) -> Py<PyAny> {
+        match &self.state.borrow(py).debug_value {
+            Some(v) => v.clone_ref(py),
+            None => PyBool::new(py, self.debug()).to_owned().into_any().unbind(),
+        }
     }
 
-    fn _set_debug_flag(&self, enabled: bool) {
-        self.debug.store(enabled, Ordering::Relaxed);
-    }
-
-    #[getter(slow_callback_duration)]
-    fn slow_callback_duration_get(&self) -> f64 {
-        f64::from_bits(self.slow_callback_duration.load(Ordering::Relaxed))
-    }
-
-    #[setter(slow_callback_duration)]
-    fn slow_callback_duration_set(&self, value: f64) {
-        self.slow_callback_duration.store(value.to_bits(), Ordering::Relaxed);
+    /// Stores `set_debug`'s value: its truth value for the native checks,
+    /// and the object itself for `get_debug` unless it is a bool.
+    fn _set_debug_flag(&self, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = enabled.py();
+        let flag = enabled.is_truthy()?;
+        let kept = (!enabled.is_instance_of::<PyBool>()).then(|| enabled.clone().unbind());
+        self.debug.store(flag, Ordering::Relaxed);
+        let old = std::mem::replace(&mut self.state.borrow_mut(py).debug_value, kept);
+        drop(old);
+        Ok(())
     }
 
     // ---- scheduling ------------------------------------------------------
@@ -706,10 +712,17 @@ impl Loop {
         if let Some(kw) = &st.loop_kwargs {
             visit.call(kw)?;
         }
+        if let Some(v) = &st.debug_value {
+            visit.call(v)?;
+        }
         Ok(())
     }
 
     fn __clear__(&self) {
-        Python::attach(|py| self.release_all(py));
+        Python::attach(|py| {
+            self.release_all(py);
+            let old = self.state.borrow_mut(py).debug_value.take();
+            drop(old);
+        });
     }
 }

@@ -92,7 +92,7 @@ impl Loop {
         let mut ran = 0;
         for cb in io.iter() {
             result = match cb {
-                Callback::Stream(stream, event) => StreamCore::run_event(stream.bind(py), *event),
+                Callback::Stream(stream, event) => StreamCore::run_event_reporting(stream.bind(py), *event),
                 Callback::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write),
                 Callback::Plain(_) | Callback::Timer(_) | Callback::Task(_) => Ok(()),
             };
@@ -247,7 +247,9 @@ impl Loop {
             let Some(core) = cb.core() else {
                 match &cb {
                     Callback::Task(call) => call.run(slf.as_any())?,
-                    Callback::Stream(stream, event) => StreamCore::run_event(stream.bind(py), *event)?,
+                    Callback::Stream(stream, event) => {
+                        StreamCore::run_event_reporting(stream.bind(py), *event)?;
+                    }
                     Callback::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write)?,
                     _ => {}
                 }

@@ -22,14 +22,13 @@ use std::io;
 use std::os::fd::RawFd;
 
 use ferroloop_core::{net, Interest};
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyBlockingIOError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::{Loop, State, FD_TOKEN_BASE};
-use crate::bytes_io::{recv_bytes, Unsent};
+use crate::bytes_io::{recv_bytes, RawBuffer, Unsent};
 use crate::errors::os_error;
 
 /// An operation, without its future.
@@ -84,6 +83,17 @@ fn again(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
 }
 
+/// The bytes of `buf` to receive into, of any format, or the `TypeError`
+/// of CPython's `socket.recv_into` for a read-only or non-contiguous one.
+fn writable_buffer(buf: &Bound<'_, PyAny>) -> PyResult<RawBuffer> {
+    RawBuffer::get(buf, true).map_err(|_| {
+        let name = buf.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string());
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "recv_into() argument 1 must be read-write bytes-like object, not {name}"
+        ))
+    })
+}
+
 /// Sends from `pos` until done or the socket is full.
 fn send_from(py: Python<'_>, fd: RawFd, data: &[u8], mut pos: usize) -> Result<Option<usize>, PyErr> {
     let _ = py;
@@ -108,17 +118,7 @@ fn attempt(py: Python<'_>, fd: RawFd, kind: OpKind) -> Outcome {
             Err(e) => Outcome::Failed(e),
         },
         OpKind::RecvInto { buf } => {
-            let res = PyBuffer::<u8>::get(buf.bind(py)).and_then(|view| {
-                if view.readonly() || !view.is_c_contiguous() {
-                    return Err(pyo3::exceptions::PyTypeError::new_err(
-                        "a writable contiguous buffer is required",
-                    ));
-                }
-                // SAFETY: writable, C-contiguous, alive while `view` is.
-                let slice =
-                    unsafe { std::slice::from_raw_parts_mut(view.buf_ptr().cast::<u8>(), view.len_bytes()) };
-                Ok(net::recv(fd, slice))
-            });
+            let res = writable_buffer(buf.bind(py)).map(|mut view| net::recv(fd, view.as_mut_slice()));
             match res {
                 Ok(Ok(k)) => {
                     Outcome::Done(k.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind()))
@@ -318,12 +318,8 @@ impl Loop {
         if slf.get().fd_in_other_use(py, fd)? {
             return Ok(py.NotImplemented());
         }
-        let view = PyBuffer::<u8>::get(&data)?;
-        if !view.is_c_contiguous() {
-            return Err(pyo3::exceptions::PyBufferError::new_err("a contiguous buffer is required"));
-        }
-        // SAFETY: C-contiguous, alive while `view` is; read only.
-        let bytes = unsafe { std::slice::from_raw_parts(view.buf_ptr().cast::<u8>(), view.len_bytes()) };
+        let view = RawBuffer::get(&data, false)?;
+        let bytes = view.as_slice();
         match send_from(py, fd, bytes, 0)? {
             None => Ok(py.None()),
             Some(sent) => {

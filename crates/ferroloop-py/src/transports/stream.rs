@@ -21,14 +21,13 @@ use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
 use ferroloop_core::{net, Interest};
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::bytes_io::{as_bytes, recv_bytes, Unsent};
+use crate::bytes_io::{as_bytes, recv_bytes, RawBuffer, Unsent};
 use crate::errors::os_error;
 use crate::event_loop::Loop;
 use crate::gil_cell::GilCell;
@@ -60,17 +59,15 @@ pub(crate) fn prime_allocator() {
 /// costs more than the large allocation shrunk to size that saves the copy.
 const LARGE_READ: usize = 16 * 1024;
 
-enum Proto {
-    Plain { data_received: Py<PyAny> },
-    Buffered { get_buffer: Py<PyAny>, buffer_updated: Py<PyAny> },
-}
-
 // The flags are asyncio's transport state, one each, named as there.
 #[allow(clippy::struct_excessive_bools)]
 struct State {
     transport: Option<Py<PyAny>>,
+    /// The protocol; its methods are looked up at each call, as asyncio
+    /// does, so one replaced on the instance takes effect.
     protocol: Option<Py<PyAny>>,
-    proto: Option<Proto>,
+    /// Whether the protocol is a `BufferedProtocol` (decided by `set_protocol`).
+    buffered: bool,
     buf: VecDeque<Unsent>,
     /// Bytes of `buf[0]` already sent.
     head_sent: usize,
@@ -115,8 +112,53 @@ impl StreamCore {
         self.st.borrow(py).transport.as_ref().map(|t| t.bind(py).clone())
     }
 
+    /// Runs one event from the ready queue, as asyncio's reader/writer
+    /// handle runs `_read_ready`/`_write_ready`: an exception other than
+    /// `SystemExit`/`KeyboardInterrupt` goes to the loop's exception handler
+    /// (asyncio's `Handle._run`), never out of the run loop.
+    pub(crate) fn run_event_reporting(slf: &Bound<'_, Self>, event: StreamEvent) -> PyResult<()> {
+        match Self::run_event(slf, event) {
+            Err(err) if !crate::handles::is_exit(slf.py(), &err) => slf.get().report(slf.py(), err, event),
+            res => res,
+        }
+    }
+
+    /// Hands an exception that escaped an event to the loop's exception
+    /// handler, with asyncio's message for its handle's callback: a closing
+    /// transport has removed (cancelled) its reader and writer handles by
+    /// then, whose callback asyncio shows as `None()`. The transport and
+    /// protocol are named when still attached.
+    fn report(&self, py: Python<'_>, err: PyErr, event: StreamEvent) -> PyResult<()> {
+        let (transport, protocol, closing) = {
+            let st = self.st.borrow(py);
+            let transport = st.transport.as_ref().map(|t| t.clone_ref(py));
+            let protocol = st.protocol.as_ref().map(|p| p.clone_ref(py));
+            (transport, protocol, st.closing || st.conn_lost > 0)
+        };
+        let callback = match (&transport, closing) {
+            (Some(t), false) => {
+                let name = t.bind(py).get_type().name()?;
+                let method = match event {
+                    StreamEvent::Read => "_read_ready",
+                    StreamEvent::Write => "_write_ready",
+                };
+                format!("{name}.{method}")
+            }
+            _ => "None".to_owned(),
+        };
+        let context = pyo3::types::PyDict::new(py);
+        context.set_item("message", format!("Exception in callback {callback}()"))?;
+        context.set_item("exception", err.into_value(py))?;
+        if let Some(t) = transport {
+            context.set_item("transport", t)?;
+            context.set_item("protocol", protocol)?;
+        }
+        self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
+        Ok(())
+    }
+
     /// Runs one event from the ready queue, in the transport's context.
-    pub(crate) fn run_event(slf: &Bound<'_, Self>, event: StreamEvent) -> PyResult<()> {
+    fn run_event(slf: &Bound<'_, Self>, event: StreamEvent) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         // SAFETY: context is a live Context object (made by PyContext_CopyCurrent).
@@ -162,27 +204,24 @@ impl StreamCore {
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let proto = {
+        let (protocol, buffered) = {
             let st = this.st.borrow(py);
             if !st.can_read() {
                 return Ok(());
             }
-            match &st.proto {
-                Some(Proto::Plain { data_received }) => (Some(data_received.clone_ref(py)), None),
-                Some(Proto::Buffered { get_buffer, buffer_updated }) => {
-                    (None, Some((get_buffer.clone_ref(py), buffer_updated.clone_ref(py))))
-                }
+            match &st.protocol {
+                Some(p) => (p.clone_ref(py), st.buffered),
                 None => return Ok(()),
             }
         };
-        match proto {
-            (Some(data_received), _) => Self::read_plain(slf, &data_received),
-            (_, Some((get_buffer, buffer_updated))) => Self::read_buffered(slf, &get_buffer, &buffer_updated),
-            _ => Ok(()),
+        if buffered {
+            Self::read_buffered(slf, protocol.bind(py))
+        } else {
+            Self::read_plain(slf, protocol.bind(py))
         }
     }
 
-    fn read_plain(slf: &Bound<'_, Self>, data_received: &Py<PyAny>) -> PyResult<()> {
+    fn read_plain(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let (res, data) = if this.st.borrow(py).large_reads {
@@ -203,37 +242,43 @@ impl StreamCore {
         if let Ok(n) = res {
             this.st.borrow_mut(py).large_reads = n >= LARGE_READ;
         }
-        let deliver = |_| data_received.bind(py).call1((data,)).map(drop);
+        let deliver = |_| protocol.call_method1(pyo3::intern!(py, "data_received"), (data,)).map(drop);
         Self::after_read(slf, res, MAX_READ, deliver, "Fatal error: protocol.data_received() call failed.")
     }
 
-    fn read_buffered(
-        slf: &Bound<'_, Self>,
-        get_buffer: &Py<PyAny>,
-        buffer_updated: &Py<PyAny>,
-    ) -> PyResult<()> {
+    fn read_buffered(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let buf = match get_buffer.bind(py).call1((-1,)).and_then(|b| {
-            let view = PyBuffer::<u8>::get(&b)?;
-            if view.item_count() == 0 {
-                return Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer"));
-            }
-            if view.readonly() || !view.is_c_contiguous() {
-                return Err(PyTypeError::new_err("get_buffer() must return a writable contiguous buffer"));
-            }
-            Ok(view)
-        }) {
-            Ok(v) => v,
+        let obj = match protocol.call_method1(pyo3::intern!(py, "get_buffer"), (-1,)) {
+            Ok(b) => b,
             Err(err) => return this.fatal(py, err, "Fatal error: protocol.get_buffer() call failed."),
         };
-        // SAFETY: the buffer is writable and C-contiguous (checked above) and
-        // stays alive (PyBuffer holds it) for the duration of the recv.
-        let slice = unsafe { std::slice::from_raw_parts_mut(buf.buf_ptr().cast::<u8>(), buf.len_bytes()) };
+        let empty = || PyRuntimeError::new_err("get_buffer() returned an empty buffer");
+        let mut buf = match RawBuffer::get(&obj, true) {
+            Ok(v) if v.len() > 0 => v,
+            Ok(_) => return this.fatal(py, empty(), "Fatal error: protocol.get_buffer() call failed."),
+            // Not a writable buffer: asyncio's `len(buf)` check comes first,
+            // then `recv_into` refuses it.
+            Err(_) => {
+                let err = match obj.len() {
+                    Ok(0) => empty(),
+                    Err(err) => err,
+                    Ok(_) => {
+                        let err = PyTypeError::new_err(format!(
+                            "recv_into() argument 1 must be read-write bytes-like object, not {}",
+                            obj.get_type().name()?
+                        ));
+                        return this.fatal(py, err, "Fatal read error on socket transport");
+                    }
+                };
+                return this.fatal(py, err, "Fatal error: protocol.get_buffer() call failed.");
+            }
+        };
+        let slice = buf.as_mut_slice();
         let capacity = slice.len();
         let res = net::recv(this.fd, slice);
         drop(buf);
-        let deliver = |n: usize| buffer_updated.bind(py).call1((n,)).map(drop);
+        let deliver = |n: usize| protocol.call_method1(pyo3::intern!(py, "buffer_updated"), (n,)).map(drop);
         Self::after_read(slf, res, capacity, deliver, "Fatal error: protocol.buffer_updated() call failed.")
     }
 
@@ -351,22 +396,19 @@ impl StreamCore {
         Ok(())
     }
 
-    /// Borrows the bytes of a bytes-like object without copying.
-    fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    /// Borrows the bytes of a bytes-like object without copying. `write()`
+    /// takes only bytes, bytearray and memoryview (`typed`), of any format;
+    /// `writelines()` any buffer, as asyncio's.
+    fn with_bytes<R>(data: &Bound<'_, PyAny>, typed: bool, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
         if let Some(b) = as_bytes(data) {
             return Ok(f(b.as_bytes()));
         }
-        if !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
+        if typed && !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
             let err = crate::pyimports::helper(data.py(), "write_type_error")?.call1((data,))?;
             return Err(PyErr::from_value(err));
         }
-        let view = PyBuffer::<u8>::get(data)?;
-        if !view.is_c_contiguous() {
-            return Err(pyo3::exceptions::PyBufferError::new_err("memoryview is not contiguous"));
-        }
-        // SAFETY: C-contiguous, alive while `view` is; read only.
-        let slice = unsafe { std::slice::from_raw_parts(view.buf_ptr().cast::<u8>(), view.len_bytes()) };
-        Ok(f(slice))
+        let view = RawBuffer::get(data, false)?;
+        Ok(f(view.as_slice()))
     }
 
     /// asyncio's checks at the top of `write()`, in its order; false when
@@ -459,7 +501,7 @@ impl StreamCore {
             st: GilCell::new(State {
                 transport: Some(transport.unbind()),
                 protocol: None,
-                proto: None,
+                buffered: false,
                 buf: VecDeque::new(),
                 head_sent: 0,
                 buf_size: 0,
@@ -497,7 +539,7 @@ impl StreamCore {
         let (registered, dropped) = {
             let mut st = this.st.borrow_mut(py);
             let registered = std::mem::replace(&mut st.registered, false);
-            let dropped = (st.protocol.take(), st.proto.take(), st.transport.take(), st.clear_buffer());
+            let dropped = (st.protocol.take(), st.transport.take(), st.clear_buffer());
             (registered, dropped)
         };
         if registered {
@@ -512,42 +554,39 @@ impl StreamCore {
         Self::queue_read(slf);
     }
 
-    fn set_protocol(&self, py: Python<'_>, protocol: Bound<'_, PyAny>, buffered: bool) -> PyResult<()> {
-        let proto = if buffered {
-            Proto::Buffered {
-                get_buffer: protocol.getattr(pyo3::intern!(py, "get_buffer"))?.unbind(),
-                buffer_updated: protocol.getattr(pyo3::intern!(py, "buffer_updated"))?.unbind(),
-            }
-        } else {
-            Proto::Plain { data_received: protocol.getattr(pyo3::intern!(py, "data_received"))?.unbind() }
-        };
+    fn set_protocol(&self, py: Python<'_>, protocol: Bound<'_, PyAny>, buffered: bool) {
         let old = {
             let mut st = self.st.borrow_mut(py);
-            (st.protocol.replace(protocol.unbind()), st.proto.replace(proto))
+            st.buffered = buffered;
+            st.protocol.replace(protocol.unbind())
         };
         drop(old);
-        Ok(())
     }
 
     fn write(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
         // What `send` left of `data` (to queue), or nothing (all went out,
         // or it is dropped), or an error.
-        let unsent = Self::with_bytes(&data, |bytes| -> PyResult<io::Result<Option<(Unsent, usize)>>> {
-            if !self.check_writable(py, bytes.is_empty())? {
-                return Ok(Ok(None));
-            }
-            let sent = if self.st.borrow(py).buf.is_empty() {
-                match net::send(self.fd, bytes) {
-                    Ok(n) if n == bytes.len() => return Ok(Ok(None)),
-                    Ok(n) => n,
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => 0,
-                    Err(e) => return Ok(Err(e)),
+        let unsent =
+            Self::with_bytes(&data, true, |bytes| -> PyResult<io::Result<Option<(Unsent, usize)>>> {
+                if !self.check_writable(py, bytes.is_empty())? {
+                    return Ok(Ok(None));
                 }
-            } else {
-                0
-            };
-            Ok(Ok(Some(Unsent::rest(&data, bytes, sent))))
-        })??;
+                let sent = if self.st.borrow(py).buf.is_empty() {
+                    match net::send(self.fd, bytes) {
+                        Ok(n) if n == bytes.len() => return Ok(Ok(None)),
+                        Ok(n) => n,
+                        Err(e)
+                            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) =>
+                        {
+                            0
+                        }
+                        Err(e) => return Ok(Err(e)),
+                    }
+                } else {
+                    0
+                };
+                Ok(Ok(Some(Unsent::rest(&data, bytes, sent))))
+            })??;
         match unsent {
             Ok(Some((chunk, head))) => self.buffer_rest(py, chunk, head),
             Ok(None) => Ok(()),
@@ -562,7 +601,7 @@ impl StreamCore {
         let mut any = false;
         for item in list_of_data.try_iter()? {
             let item = item?;
-            let (chunk, _) = Self::with_bytes(&item, |bytes| Unsent::rest(&item, bytes, 0))?;
+            let (chunk, _) = Self::with_bytes(&item, false, |bytes| Unsent::rest(&item, bytes, 0))?;
             let len = chunk.bytes(py).len();
             if !self.check_writable(py, len == 0)? {
                 if len == 0 {
@@ -614,16 +653,19 @@ impl StreamCore {
         true
     }
 
-    fn resume_reading(slf: &Bound<'_, Self>) -> bool {
+    /// Resumes reading; on a closed loop it fails after marking the
+    /// transport as reading, as asyncio's (its `_add_reader` raises).
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
         {
             let mut st = slf.get().st.borrow_mut(slf.py());
             if st.closing || !st.paused {
-                return false;
+                return Ok(false);
             }
             st.paused = false;
         }
+        slf.get().loop_.get().check_closed()?;
         Self::queue_read(slf);
-        true
+        Ok(true)
     }
 
     /// Stops reading for good (`eof_received` asked to stay half-open).
@@ -716,14 +758,6 @@ impl StreamCore {
         for obj in [&st.transport, &st.protocol].into_iter().flatten() {
             visit.call(obj)?;
         }
-        match &st.proto {
-            Some(Proto::Plain { data_received }) => visit.call(data_received)?,
-            Some(Proto::Buffered { get_buffer, buffer_updated }) => {
-                visit.call(get_buffer)?;
-                visit.call(buffer_updated)?;
-            }
-            None => {}
-        }
         Ok(())
     }
 
@@ -731,7 +765,7 @@ impl StreamCore {
         Python::attach(|py| {
             let dropped = {
                 let mut st = self.st.borrow_mut(py);
-                (st.transport.take(), st.protocol.take(), st.proto.take())
+                (st.transport.take(), st.protocol.take())
             };
             drop(dropped);
         });
