@@ -118,7 +118,7 @@ impl StreamCore {
     /// (asyncio's `Handle._run`), never out of the run loop.
     pub(crate) fn run_event_reporting(slf: &Bound<'_, Self>, event: StreamEvent) -> PyResult<()> {
         match Self::run_event(slf, event) {
-            Err(err) if !crate::handles::is_exit(slf.py(), &err) => slf.get().report(slf.py(), err, event),
+            Err(err) if !crate::errors::is_exit(slf.py(), &err) => slf.get().report(slf.py(), err, event),
             res => res,
         }
     }
