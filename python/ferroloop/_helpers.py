@@ -68,20 +68,11 @@ def check_callback(callback: Any, method: str) -> None:
         raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
 
 
-def run_handle_debug(loop: Any, handle: Any) -> None:
-    """One callback in debug mode: asyncio's slow-callback warning."""
-    try:
-        loop._current_handle = handle
-        t0 = loop.time()
-        handle._run()
-        dt = loop.time() - t0
-        if dt >= loop.slow_callback_duration:
-            base_events.logger.warning(
-                "Executing %s took %.3f seconds", base_events._format_handle(handle), dt
-            )
-    finally:
-        loop._current_handle = None
-        handle = None  # as asyncio's Handle._run: no cycle through this frame
+def warn_slow_callback(handle: Any, seconds: float) -> None:
+    """asyncio's debug-mode warning for a callback that ran too long (timed by the loop)."""
+    base_events.logger.warning(
+        "Executing %s took %.3f seconds", base_events._format_handle(handle), seconds
+    )
 
 
 def warn_send_after_lost() -> None:
@@ -117,7 +108,7 @@ __all__ = [
     "format_callback_source",
     "handle_repr",
     "report_callback_error",
-    "run_handle_debug",
     "warn_send_after_lost",
+    "warn_slow_callback",
     "write_type_error",
 ]

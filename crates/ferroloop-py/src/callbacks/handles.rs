@@ -1,7 +1,7 @@
 //! `Handle` and `TimerHandle`: what `call_soon`/`call_later` return.
 //!
 //! Both wrap a [`HandleCore`] (callback, args, context, loop, cancel flag); the
-//! loop's queues hold them as `event_loop::ready::Callback`. They mirror `asyncio.Handle` and
+//! loop's queues hold them as `event_loop::ready::Ready`. They mirror `asyncio.Handle` and
 //! `asyncio.TimerHandle`: same methods, repr, comparisons and private
 //! attributes that asyncio code reads (`_callback`, `_args`, `_cancelled`,
 //! `_source_traceback`, `_when`, ...). As in uvloop, `TimerHandle` is not a

@@ -37,7 +37,7 @@ use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::pyimports::{future_type, helper, threadsafe_handle_type};
 use crate::transports::stream::{StreamCore, StreamEvent};
-use ready::Callback;
+use ready::Ready;
 
 /// Set once the direct entries are installed: once per process, as for the
 /// free lists (`callbacks::register`). Run again, `fast::install` would take
@@ -70,7 +70,7 @@ struct Watch {
 
 #[derive(Default)]
 struct State {
-    ready: VecDeque<Callback>,
+    ready: VecDeque<Ready>,
     timers: TimerQueue<QueuedTimer>,
     watches: HashMap<RawFd, Watch>,
     /// fds dispatched last iteration, re-armed before the next poll so that
@@ -87,7 +87,7 @@ struct State {
     events: Vec<ferroloop_core::Readiness>,
     /// Native I/O events of this iteration, completed before the ready queue
     /// runs (run.rs).
-    io: Vec<Callback>,
+    io: Vec<Ready>,
     signums: Vec<u8>,
     /// `{"loop": self}`, the keyword arguments of every `Future`/`Task` the
     /// fast paths make (tasks.rs); made on first use.
@@ -237,7 +237,7 @@ impl Loop {
             core = core.into_threadsafe();
         }
         let handle = new_handle(py, Handle { core }, false)?;
-        this.push_ready(py, Callback::Plain(Queued::new(handle.clone_ref(py))));
+        this.push_ready(py, Ready::Plain(Queued::new(handle.clone_ref(py))));
         Ok(handle)
     }
 
@@ -292,11 +292,11 @@ impl Loop {
         if self.closed.load(Ordering::Relaxed) || self.debug() {
             return false;
         }
-        self.push_ready(py, Callback::Task(call()));
+        self.push_ready(py, Ready::Task(call()));
         true
     }
 
-    fn push_ready(&self, py: Python<'_>, cb: Callback) {
+    fn push_ready(&self, py: Python<'_>, cb: Ready) {
         self.state.borrow_mut(py).ready.push_back(cb);
     }
 
@@ -325,7 +325,7 @@ impl Loop {
     }
 
     pub(crate) fn push_stream(&self, py: Python<'_>, core: Py<StreamCore>, event: StreamEvent) {
-        self.push_ready(py, Callback::Stream(core, event));
+        self.push_ready(py, Ready::Stream(core, event));
     }
 
     pub(crate) fn take_read_buffer(&self, py: Python<'_>) -> Vec<u8> {
@@ -708,7 +708,7 @@ impl Loop {
         for op in st.socks.values().flat_map(|w| [&w.read, &w.write]).flatten() {
             op.traverse(&visit)?;
         }
-        st.timers.for_each(|t| Callback::traverse_timer(t, &visit))?;
+        st.timers.for_each(|t| Ready::traverse_timer(t, &visit))?;
         if let Some(kw) = &st.loop_kwargs {
             visit.call(kw)?;
         }

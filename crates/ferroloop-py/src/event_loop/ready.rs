@@ -13,7 +13,7 @@ use crate::callbacks::{Handle, HandleCore, Queued, QueuedTimer, TaskCall, TimerH
 use crate::transports::stream::{StreamCore, StreamEvent};
 
 /// What the loop's queues hold: either handle type, without a Python lookup.
-pub(crate) enum Callback {
+pub(crate) enum Ready {
     Plain(Queued<Handle>),
     Timer(Queued<TimerHandle>),
     /// A native transport's read or flush (no Python handle involved).
@@ -24,27 +24,27 @@ pub(crate) enum Callback {
     Task(TaskCall),
 }
 
-impl Callback {
+impl Ready {
     /// The handle's core; `None` for native transport events.
     pub(crate) fn core(&self) -> Option<&HandleCore> {
         match self {
-            Callback::Plain(h) => Some(&h.0.get().core),
-            Callback::Timer(t) => Some(&t.0.get().core),
-            Callback::Stream(..) | Callback::Sock(..) | Callback::Task(_) => None,
+            Ready::Plain(h) => Some(&h.0.get().core),
+            Ready::Timer(t) => Some(&t.0.get().core),
+            Ready::Stream(..) | Ready::Sock(..) | Ready::Task(_) => None,
         }
     }
 
     /// The Python object behind this entry (none for `sock_*` events).
     pub(crate) fn as_any(&self) -> Option<&Py<PyAny>> {
         match self {
-            Callback::Plain(h) => Some(h.0.as_any()),
-            Callback::Timer(t) => Some(t.0.as_any()),
-            Callback::Stream(s, _) => Some(s.as_any()),
-            Callback::Sock(..) | Callback::Task(_) => None,
+            Ready::Plain(h) => Some(h.0.as_any()),
+            Ready::Timer(t) => Some(t.0.as_any()),
+            Ready::Stream(s, _) => Some(s.as_any()),
+            Ready::Sock(..) | Ready::Task(_) => None,
         }
     }
 
-    /// [`Callback::traverse`] for a timer still in the heap.
+    /// [`Ready::traverse`] for a timer still in the heap.
     pub(crate) fn traverse_timer(t: &QueuedTimer, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         if t.is_tracked() {
             visit.call(t.0.as_any())
@@ -57,11 +57,11 @@ impl Callback {
     /// handle if it is tracked, else the handle's own references.
     pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         let tracked = match self {
-            Callback::Plain(h) => h.is_tracked(),
-            Callback::Timer(t) => t.is_tracked(),
-            Callback::Stream(..) => true,
-            Callback::Sock(..) => return Ok(()),
-            Callback::Task(t) => return t.traverse(visit),
+            Ready::Plain(h) => h.is_tracked(),
+            Ready::Timer(t) => t.is_tracked(),
+            Ready::Stream(..) => true,
+            Ready::Sock(..) => return Ok(()),
+            Ready::Task(t) => return t.traverse(visit),
         };
         match (self.core(), self.as_any()) {
             (Some(core), _) if !tracked => core.traverse(visit),

@@ -25,10 +25,11 @@ use ferroloop_core::time::{timeout_until, CLOCK_RESOLUTION};
 use ferroloop_core::{monotonic, sys, Readiness};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyFloat;
 
-use super::ready::Callback;
+use super::ready::Ready;
 use super::{Loop, FD_TOKEN_BASE, SIGNAL_TOKEN};
-use crate::callbacks::Queued;
+use crate::callbacks::{HandleCore, Queued};
 use crate::errors::os_error;
 use crate::pyimports::helper;
 use crate::transports::stream::{StreamCore, StreamEvent};
@@ -86,15 +87,15 @@ impl Loop {
 
     /// Runs the native I/O events of this iteration; on an exception the
     /// events not yet run go to the ready queue, so none is lost.
-    fn complete_io(slf: &Bound<'_, Self>, io: &mut Vec<Callback>) -> PyResult<()> {
+    fn complete_io(slf: &Bound<'_, Self>, io: &mut Vec<Ready>) -> PyResult<()> {
         let py = slf.py();
         let mut result = Ok(());
         let mut ran = 0;
         for cb in io.iter() {
             result = match cb {
-                Callback::Stream(stream, event) => StreamCore::run_event_reporting(stream.bind(py), *event),
-                Callback::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write),
-                Callback::Plain(_) | Callback::Timer(_) | Callback::Task(_) => Ok(()),
+                Ready::Stream(stream, event) => StreamCore::run_event_reporting(stream.bind(py), *event),
+                Ready::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write),
+                Ready::Plain(_) | Ready::Timer(_) | Ready::Task(_) => Ok(()),
             };
             ran += 1;
             if result.is_err() {
@@ -109,7 +110,7 @@ impl Loop {
     /// Puts the native I/O events left in `io` in the ready queue (an
     /// exception left the iteration before they ran) and gives the emptied
     /// scratch vector back to the state.
-    fn requeue(&self, py: Python<'_>, io: &mut Vec<Callback>) {
+    fn requeue(&self, py: Python<'_>, io: &mut Vec<Ready>) {
         let mut st = self.state.borrow_mut(py);
         st.ready.extend(io.drain(..));
         st.io = std::mem::take(io);
@@ -154,7 +155,7 @@ impl Loop {
 
     /// Queues the handles of ready fds, and puts native I/O events in `io`;
     /// returns whether a signal arrived.
-    fn dispatch_events(&self, py: Python<'_>, events: &mut Vec<Readiness>, io: &mut Vec<Callback>) -> bool {
+    fn dispatch_events(&self, py: Python<'_>, events: &mut Vec<Readiness>, io: &mut Vec<Ready>) -> bool {
         let mut signalled = false;
         let mut stale = Vec::new();
         let mut guard = self.state.borrow_mut(py);
@@ -178,9 +179,9 @@ impl Loop {
                             continue;
                         }
                         if sock_io_first {
-                            io.push(Callback::Sock(fd, write));
+                            io.push(Ready::Sock(fd, write));
                         } else {
-                            st.ready.push_back(Callback::Sock(fd, write));
+                            st.ready.push_back(Ready::Sock(fd, write));
                         }
                     }
                     continue;
@@ -189,7 +190,7 @@ impl Loop {
                     let (read, write) = stream.get().wants(py, ev.readable, ev.writable, ev.closed);
                     for (wanted, event) in [(read, StreamEvent::Read), (write, StreamEvent::Write)] {
                         if wanted {
-                            io.push(Callback::Stream(stream.clone_ref(py), event));
+                            io.push(Ready::Stream(stream.clone_ref(py), event));
                         }
                     }
                 }
@@ -203,7 +204,7 @@ impl Loop {
                 if h.get().core.is_cancelled() {
                     stale.push((fd, is_reader));
                 } else {
-                    st.ready.push_back(Callback::Plain(Queued::new(h.clone_ref(py))));
+                    st.ready.push_back(Ready::Plain(Queued::new(h.clone_ref(py))));
                     queued = true;
                 }
             }
@@ -232,10 +233,31 @@ impl Loop {
         let end = monotonic() + CLOCK_RESOLUTION;
         while let Some(timer) = st.timers.pop_due(end, &mut dead) {
             timer.0.get().unschedule();
-            st.ready.push_back(Callback::Timer(timer));
+            st.ready.push_back(Ready::Timer(timer));
         }
         drop(st);
         drop(dead);
+    }
+
+    /// A handle in debug mode: asyncio's `_current_handle` while it runs, and
+    /// its slow-callback warning, timed here (only a slow one's report is
+    /// Python). The comparison is Python's, as asyncio's: a
+    /// `slow_callback_duration` that is not a number raises there.
+    fn run_debug(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>, core: &HandleCore) -> PyResult<()> {
+        let py = slf.py();
+        let current = pyo3::intern!(py, "_current_handle");
+        slf.setattr(current, obj)?;
+        let t0 = monotonic();
+        let res = core.run(obj).and_then(|()| {
+            let seconds = monotonic() - t0;
+            let limit = slf.getattr(pyo3::intern!(py, "slow_callback_duration"))?;
+            if PyFloat::new(py, seconds).ge(&limit)? {
+                helper(py, "warn_slow_callback")?.call1((obj, seconds))?;
+            }
+            Ok(())
+        });
+        slf.setattr(current, py.None())?;
+        res
     }
 
     fn run_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -246,11 +268,11 @@ impl Loop {
             let Some(cb) = this.state.borrow_mut(py).ready.pop_front() else { break };
             let Some(core) = cb.core() else {
                 match &cb {
-                    Callback::Task(call) => call.run(slf.as_any())?,
-                    Callback::Stream(stream, event) => {
+                    Ready::Task(call) => call.run(slf.as_any())?,
+                    Ready::Stream(stream, event) => {
                         StreamCore::run_event_reporting(stream.bind(py), *event)?;
                     }
-                    Callback::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write)?,
+                    Ready::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write)?,
                     _ => {}
                 }
                 continue;
@@ -261,7 +283,7 @@ impl Loop {
             let Some(obj) = cb.as_any() else { continue };
             let obj = obj.bind(py);
             if this.debug() {
-                helper(py, "run_handle_debug")?.call1((slf, obj))?;
+                Self::run_debug(slf, obj, core)?;
             } else {
                 core.run(obj)?;
             }

@@ -8,7 +8,7 @@
 
 use pyo3::prelude::*;
 
-use super::ready::Callback;
+use super::ready::Ready;
 use super::Loop;
 use crate::callbacks::Queued;
 
@@ -27,7 +27,7 @@ impl Loop {
                     cancelled.push(i32::from(sig));
                 } else {
                     let h = h.clone_ref(py);
-                    st.ready.push_back(Callback::Plain(Queued::new(h)));
+                    st.ready.push_back(Ready::Plain(Queued::new(h)));
                 }
             }
             signums.clear();
