@@ -814,18 +814,24 @@ def test_protocol_callback_error_is_fatal(loop, listener, exc_calls, callback):
     assert proto.lost_calls == [error]
 
 
+def _proto_raising(method: str, error: BaseException) -> type:
+    """A ``Proto`` whose ``method`` does its usual work, then raises ``error``."""
+
+    def override(self, arg):
+        getattr(Proto, method)(self, arg)
+        raise error
+
+    return type(f"Failing_{method}", (Proto,), {method: override})
+
+
 def test_connection_lost_error_after_drain_goes_to_handler(loop, listener, exc_calls):
     # close() with data queued: connection_lost runs once the buffer drains, from the
     # transport's write-ready callback; asyncio's handle reports what it raises.
     error = ZeroDivisionError("lost")
-
-    class Failing(Proto):
-        def connection_lost(self, exc):
-            super().connection_lost(exc)
-            raise error
+    failing = _proto_raising("connection_lost", error)
 
     async def main():
-        tr, proto, peer = await connect(loop, listener, lambda: Failing(loop))
+        tr, proto, peer = await connect(loop, listener, lambda: failing(loop))
         peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         tr.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
         data = pattern(1024 * 1024)
@@ -850,14 +856,10 @@ def test_connection_lost_error_after_drain_goes_to_handler(loop, listener, exc_c
 
 def test_connection_made_error_goes_to_handler(loop, listener, exc_calls):
     error = ZeroDivisionError("made")
-
-    class Failing(Proto):
-        def connection_made(self, transport):
-            super().connection_made(transport)
-            raise error
+    failing = _proto_raising("connection_made", error)
 
     async def main():
-        tr, proto, peer = await connect(loop, listener, lambda: Failing(loop))
+        tr, proto, peer = await connect(loop, listener, lambda: failing(loop))
         await finish(tr, proto, peer)
 
     run(loop, main())
