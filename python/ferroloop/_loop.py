@@ -273,16 +273,17 @@ def _learn_task_callbacks() -> bool:
     except ImportError:  # pragma: no cover - CPython always builds _asyncio
         return False
     stand_in = _StandIn()
-    fut = CFuture(loop=stand_in)
-
-    async def waits() -> None:
-        await fut
-
-    coro = waits()
+    coro = None
     # 3.14's C Task steps only on the loop registered as running (its enter_task checks).
     outer = events._get_running_loop()
-    events._set_running_loop(stand_in)
+    _set_running_loop(stand_in)
     try:
+        fut = CFuture(loop=stand_in)
+
+        async def waits() -> None:
+            await fut
+
+        coro = waits()
         # Named, so that the probe takes no number from the Task-N names the program sees.
         task = CTask(coro, loop=stand_in, name="ferroloop-probe")
         (step, step_args), *more = stand_in.calls
@@ -298,8 +299,9 @@ def _learn_task_callbacks() -> bool:
     except Exception:  # noqa: BLE001 - any surprise: every callback keeps its handle
         return False
     finally:
-        events._set_running_loop(outer)
-        coro.close()  # already finished unless something above failed
+        _set_running_loop(outer)
+        if coro is not None:
+            coro.close()  # already finished unless something above failed
 
 
 TASK_CALLBACKS_REGISTERED = _learn_task_callbacks()
