@@ -14,6 +14,7 @@ mod errors;
 mod event_loop;
 mod gil_cell;
 mod pyimports;
+mod reactor;
 mod transports;
 
 use pyo3::prelude::*;
@@ -23,6 +24,7 @@ use pyo3::prelude::*;
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     callbacks::register(m)?;
+    reactor::register(m)?;
     event_loop::register(m)?;
     transports::register(m)?;
     Ok(())

@@ -36,7 +36,7 @@ use crate::callbacks::{new_handle, Handle, HandleCore, Queued, QueuedTimer, Task
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::pyimports::{future_type, helper, threadsafe_handle_type};
-use crate::transports::stream::{StreamCore, StreamEvent};
+use crate::reactor::{Reactor, Token};
 use ready::Ready;
 
 /// Set once the direct entries are installed: once per process, as for the
@@ -57,36 +57,13 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     FAST_ENTRIES.get_or_try_init(m.py(), || fast::install(&m.py().get_type::<Loop>())).map(drop)
 }
 
-/// Token of the signal channel in the poller (0 is the notifier's).
-const SIGNAL_TOKEN: usize = 1;
-/// Tokens of watched fds are `fd + FD_TOKEN_BASE`.
-const FD_TOKEN_BASE: usize = 2;
-
-#[derive(Default)]
-struct Watch {
-    reader: Option<Py<Handle>>,
-    writer: Option<Py<Handle>>,
-}
-
 #[derive(Default)]
 struct State {
     ready: VecDeque<Ready>,
     timers: TimerQueue<QueuedTimer>,
-    watches: HashMap<RawFd, Watch>,
-    /// fds dispatched last iteration, re-armed before the next poll so that
-    /// watching is level-triggered as with asyncio's selectors.
-    rearm: Vec<RawFd>,
     signal_handlers: HashMap<i32, Py<Handle>>,
-    /// `sock_*` operations parked per fd.
-    socks: HashMap<RawFd, sockops::SockWait>,
-    /// Native stream transports by fd.
-    streams: HashMap<RawFd, Py<StreamCore>>,
-    /// The buffer every stream reads into before copying out the bytes.
-    read_buffer: Vec<u8>,
-    /// Scratch buffers reused by every iteration.
-    events: Vec<ferroloop_core::Readiness>,
     /// Native I/O events of this iteration, completed before the ready queue
-    /// runs (run.rs).
+    /// runs (run.rs); reused by every iteration.
     io: Vec<Ready>,
     signums: Vec<u8>,
     /// `{"loop": self}`, the keyword arguments of every `Future`/`Task` the
@@ -100,9 +77,10 @@ struct State {
 #[pyclass(module = "ferroloop._ferroloop", name = "Loop", subclass, frozen)]
 pub(crate) struct Loop {
     state: GilCell<State>,
-    poller: Poller,
+    /// The descriptors, the poller, and whether the loop is closed; shared
+    /// with the transports.
+    reactor: Py<Reactor>,
     signals: SignalChannel,
-    closed: AtomicBool,
     running: AtomicBool,
     stopping: AtomicBool,
     debug: AtomicBool,
@@ -115,28 +93,22 @@ pub(crate) struct Loop {
 impl Loop {
     /// Drops every queued callback and watcher (close, GC clear).
     fn release_all(&self, py: Python<'_>) {
-        let (ready, timers, watches, handlers, streams, socks) = {
+        let (ready, timers, handlers, kwargs) = {
             let mut st = self.state.borrow_mut(py);
-            let socks = std::mem::take(&mut st.socks);
-            let streams = std::mem::take(&mut st.streams);
             let ready = std::mem::take(&mut st.ready);
             let timers = st.timers.clear();
-            let watches = std::mem::take(&mut st.watches);
             let handlers = std::mem::take(&mut st.signal_handlers);
-            st.rearm.clear();
-            st.loop_kwargs = None;
-            (ready, timers, watches, handlers, streams, socks)
+            (ready, timers, handlers, st.loop_kwargs.take())
         };
-        for fd in streams.keys().chain(socks.keys()) {
-            let _ = self.poller.deregister(*fd);
-        }
-        for fd in watches.keys() {
-            let _ = self.poller.deregister(*fd);
-        }
+        self.reactor().release(py);
         for t in &timers {
             t.0.get().unschedule();
         }
-        drop((ready, timers, watches, handlers, streams, socks));
+        drop((ready, timers, handlers, kwargs));
+    }
+
+    pub(crate) fn reactor(&self) -> &Reactor {
+        self.reactor.get()
     }
 
     /// The shared `{"loop": self}` dict (see `tasks::call_with_loop`).
@@ -156,10 +128,7 @@ impl Loop {
     }
 
     pub(crate) fn check_closed(&self) -> PyResult<()> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(PyRuntimeError::new_err("Event loop is closed"));
-        }
-        Ok(())
+        self.reactor().check_closed()
     }
 
     fn check_thread(&self) -> PyResult<()> {
@@ -208,7 +177,7 @@ impl Loop {
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let handle = Self::queue_soon(slf, callback, args, context, "call_soon_threadsafe", false)?;
-        slf.get().poller.notifier().notify().map_err(|e| os_error(&e))?;
+        slf.get().reactor().poller().notifier().notify().map_err(|e| os_error(&e))?;
         Ok(handle)
     }
 
@@ -289,7 +258,7 @@ impl Loop {
     /// the general path gives the error or the handle. Returns whether it
     /// was queued.
     pub(super) fn queue_task_call(&self, py: Python<'_>, call: impl FnOnce() -> TaskCall) -> bool {
-        if self.closed.load(Ordering::Relaxed) || self.debug() {
+        if self.reactor().is_closed() || self.debug() {
             return false;
         }
         self.push_ready(py, Ready::Task(call()));
@@ -298,42 +267,6 @@ impl Loop {
 
     fn push_ready(&self, py: Python<'_>, cb: Ready) {
         self.state.borrow_mut(py).ready.push_back(cb);
-    }
-
-    pub(crate) fn register_stream(
-        &self,
-        py: Python<'_>,
-        fd: RawFd,
-        core: Py<StreamCore>,
-        interest: ferroloop_core::Interest,
-    ) -> std::io::Result<()> {
-        let parked = {
-            let mut st = self.state.borrow_mut(py);
-            self.release_sock(&mut st, fd)
-        };
-        drop(parked);
-        self.poller.register(fd, fd as usize + FD_TOKEN_BASE, interest)?;
-        let old = self.state.borrow_mut(py).streams.insert(fd, core);
-        drop(old);
-        Ok(())
-    }
-
-    pub(crate) fn unregister_stream(&self, py: Python<'_>, fd: RawFd) {
-        let old = self.state.borrow_mut(py).streams.remove(&fd);
-        let _ = self.poller.deregister(fd);
-        drop(old);
-    }
-
-    pub(crate) fn push_stream(&self, py: Python<'_>, core: Py<StreamCore>, event: StreamEvent) {
-        self.push_ready(py, Ready::Stream(core, event));
-    }
-
-    pub(crate) fn take_read_buffer(&self, py: Python<'_>) -> Vec<u8> {
-        std::mem::take(&mut self.state.borrow_mut(py).read_buffer)
-    }
-
-    pub(crate) fn put_read_buffer(&self, py: Python<'_>, buf: Vec<u8>) {
-        self.state.borrow_mut(py).read_buffer = buf;
     }
 
     /// Called by `TimerHandle.cancel` for a timer still in the queue.
@@ -391,19 +324,22 @@ fn busy_poll_max() -> PyResult<Duration> {
 #[pymethods]
 impl Loop {
     #[new]
-    fn new() -> PyResult<Self> {
+    fn new(py: Python<'_>) -> PyResult<Self> {
         crate::transports::stream::prime_allocator();
         let poller = Poller::new().map_err(|e| os_error(&e))?;
         poller.set_busy_poll(busy_poll_max()?);
         let signals = SignalChannel::new().map_err(|e| os_error(&e))?;
         poller
-            .register(signals.read_fd(), SIGNAL_TOKEN, ferroloop_core::Interest { read: true, write: false })
+            .register(
+                signals.read_fd(),
+                Token::SIGNALS.raw(),
+                ferroloop_core::Interest { read: true, write: false },
+            )
             .map_err(|e| os_error(&e))?;
         Ok(Self {
             state: GilCell::new(State::default()),
-            poller,
+            reactor: Py::new(py, Reactor::new(poller))?,
             signals,
-            closed: AtomicBool::new(false),
             running: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             debug: AtomicBool::new(false),
@@ -423,7 +359,13 @@ impl Loop {
     }
 
     fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
+        self.reactor().is_closed()
+    }
+
+    /// The reactor native transports register with.
+    #[getter]
+    fn _reactor(&self, py: Python<'_>) -> Py<Reactor> {
+        self.reactor.clone_ref(py)
     }
 
     fn _check_closed(&self) -> PyResult<()> {
@@ -452,9 +394,8 @@ impl Loop {
     /// poller, its waker and the signal channel release their fds now, as
     /// asyncio's close() closes its selector and self-pipe.
     fn _close_native(&self, py: Python<'_>) {
-        self.closed.store(true, Ordering::Relaxed);
         self.release_all(py);
-        self.poller.close();
+        self.reactor().close(py);
         self.signals.close();
     }
 
@@ -604,9 +545,7 @@ impl Loop {
     /// The events an fd is watched for, as a `selectors` mask (1 read,
     /// 2 write), or None when it is not watched: for transport reprs.
     fn _fd_events(slf: &Bound<'_, Self>, fd: i64) -> Option<u8> {
-        let st = slf.get().state.borrow(slf.py());
-        let w = st.watches.get(&RawFd::try_from(fd).ok()?)?;
-        Some(u8::from(w.reader.is_some()) | (u8::from(w.writer.is_some()) << 1))
+        slf.get().reactor().watched_events(slf.py(), RawFd::try_from(fd).ok()?)
     }
     // ---- signals (signals.rs) --------------------------------------------
 
@@ -691,22 +630,9 @@ impl Loop {
         for cb in &st.ready {
             cb.traverse(&visit)?;
         }
-        for w in st.watches.values() {
-            if let Some(h) = &w.reader {
-                visit.call(h)?;
-            }
-            if let Some(h) = &w.writer {
-                visit.call(h)?;
-            }
-        }
+        visit.call(&self.reactor)?;
         for h in st.signal_handlers.values() {
             visit.call(h)?;
-        }
-        for s in st.streams.values() {
-            visit.call(s)?;
-        }
-        for op in st.socks.values().flat_map(|w| [&w.read, &w.write]).flatten() {
-            op.traverse(&visit)?;
         }
         st.timers.for_each(|t| Ready::traverse_timer(t, &visit))?;
         if let Some(kw) = &st.loop_kwargs {

@@ -2,7 +2,7 @@
 //!
 //! A user handle, a timer, a C Task's own step or wake-up (no handle), a
 //! native transport's read or flush, a parked `sock_*` operation. The loop's
-//! run loop (`run.rs`) is the one place that runs them.
+//! run loop runs every one through `run_one` (`run.rs`).
 
 use std::os::fd::RawFd;
 
@@ -10,14 +10,14 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::callbacks::{Handle, HandleCore, Queued, QueuedTimer, TaskCall, TimerHandle};
-use crate::transports::stream::{StreamCore, StreamEvent};
+use crate::reactor::{IoEvent, IoRef};
 
 /// What the loop's queues hold: either handle type, without a Python lookup.
 pub(crate) enum Ready {
     Plain(Queued<Handle>),
     Timer(Queued<TimerHandle>),
     /// A native transport's read or flush (no Python handle involved).
-    Stream(Py<StreamCore>, StreamEvent),
+    Io(IoRef, IoEvent),
     /// A parked `sock_*` operation of an fd is ready (write direction or not).
     Sock(RawFd, bool),
     /// A C `Task`'s own step or wake-up, queued without a handle.
@@ -30,7 +30,7 @@ impl Ready {
         match self {
             Ready::Plain(h) => Some(&h.0.get().core),
             Ready::Timer(t) => Some(&t.0.get().core),
-            Ready::Stream(..) | Ready::Sock(..) | Ready::Task(_) => None,
+            Ready::Io(..) | Ready::Sock(..) | Ready::Task(_) => None,
         }
     }
 
@@ -39,7 +39,7 @@ impl Ready {
         match self {
             Ready::Plain(h) => Some(h.0.as_any()),
             Ready::Timer(t) => Some(t.0.as_any()),
-            Ready::Stream(s, _) => Some(s.as_any()),
+            Ready::Io(io, _) => Some(io.obj()),
             Ready::Sock(..) | Ready::Task(_) => None,
         }
     }
@@ -59,7 +59,7 @@ impl Ready {
         let tracked = match self {
             Ready::Plain(h) => h.is_tracked(),
             Ready::Timer(t) => t.is_tracked(),
-            Ready::Stream(..) => true,
+            Ready::Io(..) => true,
             Ready::Sock(..) => return Ok(()),
             Ready::Task(t) => return t.traverse(visit),
         };

@@ -28,11 +28,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyFloat;
 
 use super::ready::Ready;
-use super::{Loop, FD_TOKEN_BASE, SIGNAL_TOKEN};
+use super::Loop;
 use crate::callbacks::{HandleCore, Queued};
 use crate::errors::os_error;
 use crate::pyimports::helper;
-use crate::transports::stream::{StreamCore, StreamEvent};
+use crate::reactor::Fired;
 
 impl Loop {
     pub(super) fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -41,7 +41,7 @@ impl Loop {
         let (timeout, mut events, watching) = this.prepare_poll(py)?;
         let res = if timeout == Some(Duration::ZERO) {
             if watching {
-                this.poller.poll(timeout, &mut events)
+                this.reactor().poller().poll(timeout, &mut events)
             } else {
                 // Nothing is registered that a non-blocking poll could report:
                 // cross-thread callbacks are already in the ready queue (pushed
@@ -50,27 +50,27 @@ impl Loop {
                 Ok(())
             }
         } else {
-            py.detach(|| this.poller.poll(timeout, &mut events))
+            py.detach(|| this.reactor().poller().poll(timeout, &mut events))
         };
         match res {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                this.state.borrow_mut(py).events = events;
+                this.reactor().give_back_events(py, events);
                 return Err(os_error(&e));
             }
         }
         if events.is_empty() {
             // Nothing was polled (or nothing is ready): the common case of
             // callback-only iterations skips the I/O bookkeeping.
-            this.state.borrow_mut(py).events = events;
+            this.reactor().give_back_events(py, events);
             py.check_signals()?;
             this.move_due_timers(py);
             return Self::run_ready(slf);
         }
         let mut io = std::mem::take(&mut this.state.borrow_mut(py).io);
         let signalled = this.dispatch_events(py, &mut events, &mut io);
-        this.state.borrow_mut(py).events = events;
+        this.reactor().give_back_events(py, events);
         let early = if signalled { Self::dispatch_signals(slf) } else { Ok(()) };
         if let Err(err) = early.and_then(|()| py.check_signals()) {
             this.requeue(py, &mut io);
@@ -81,6 +81,9 @@ impl Loop {
             this.state.borrow_mut(py).io = io;
         } else {
             Self::complete_io(slf, &mut io)?;
+            // What the completions asked for (a re-read) runs in this
+            // iteration, behind what is queued already.
+            this.take_pending_io(py);
         }
         Self::run_ready(slf)
     }
@@ -92,11 +95,7 @@ impl Loop {
         let mut result = Ok(());
         let mut ran = 0;
         for cb in io.iter() {
-            result = match cb {
-                Ready::Stream(stream, event) => StreamCore::run_event_reporting(stream.bind(py), *event),
-                Ready::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write),
-                Ready::Plain(_) | Ready::Timer(_) | Ready::Task(_) => Ok(()),
-            };
+            result = Self::run_one(slf, cb);
             ran += 1;
             if result.is_err() {
                 break;
@@ -119,16 +118,10 @@ impl Loop {
     /// The poll timeout, the event buffer, and whether any fd or signal
     /// handler is registered (else a non-blocking poll has nothing to report).
     fn prepare_poll(&self, py: Python<'_>) -> PyResult<(Option<Duration>, Vec<Readiness>, bool)> {
+        let events = self.reactor().before_poll(py);
+        self.take_pending_io(py);
         let mut dead = Vec::new();
         let mut st = self.state.borrow_mut(py);
-        let rearm = std::mem::take(&mut st.rearm);
-        for fd in &rearm {
-            if let Some(w) = st.watches.get(fd) {
-                let _ = self.poller.rearm(*fd, *fd as usize + FD_TOKEN_BASE, w.interest());
-            }
-        }
-        st.rearm = rearm;
-        st.rearm.clear();
         let timeout = if !st.ready.is_empty() || self.stopping.load(Ordering::Relaxed) {
             Some(Duration::ZERO)
         } else {
@@ -138,89 +131,44 @@ impl Loop {
                 Some(when) if when.is_nan() && py.version_info() >= (3, 13) => {
                     drop(st);
                     drop(dead);
+                    self.reactor().give_back_events(py, events);
                     return Err(PyValueError::new_err("cannot convert float NaN to integer"));
                 }
                 next => next.map(|when| timeout_until(when, monotonic())),
             }
         };
-        let events = std::mem::take(&mut st.events);
-        let watching = !st.watches.is_empty()
-            || !st.signal_handlers.is_empty()
-            || !st.streams.is_empty()
-            || !st.socks.is_empty();
+        let handlers = !st.signal_handlers.is_empty();
         drop(st);
         drop(dead);
+        let watching = handlers || self.reactor().watching(py);
         Ok((timeout, events, watching))
+    }
+
+    /// Moves the transport events queued since the last call (re-reads,
+    /// reading resumed) to the back of the ready queue.
+    fn take_pending_io(&self, py: Python<'_>) {
+        let mut st = self.state.borrow_mut(py);
+        self.reactor().take_pending(py, |(io, event)| st.ready.push_back(Ready::Io(io, event)));
     }
 
     /// Queues the handles of ready fds, and puts native I/O events in `io`;
     /// returns whether a signal arrived.
     fn dispatch_events(&self, py: Python<'_>, events: &mut Vec<Readiness>, io: &mut Vec<Ready>) -> bool {
-        let mut signalled = false;
-        let mut stale = Vec::new();
-        let mut guard = self.state.borrow_mut(py);
-        let st = &mut *guard;
+        let mut st = self.state.borrow_mut(py);
         // A parked sock_* operation completes at once only when no callback
         // was queued before the poll: one of those may cancel the operation
         // (asyncio runs them first), and an accept or a receive made for a
         // future that is then cancelled would lose a connection or data.
         let sock_io_first = st.ready.is_empty();
-        for ev in events.drain(..) {
-            if ev.token == SIGNAL_TOKEN {
-                signalled = true;
-                continue;
-            }
-            let Ok(fd) = i32::try_from(ev.token - FD_TOKEN_BASE) else { continue };
-            let Some(w) = st.watches.get(&fd) else {
-                if let Some(sw) = st.socks.get(&fd) {
-                    let (read, write) = (ev.readable && sw.read.is_some(), ev.writable && sw.write.is_some());
-                    for (wanted, write) in [(read, false), (write, true)] {
-                        if !wanted {
-                            continue;
-                        }
-                        if sock_io_first {
-                            io.push(Ready::Sock(fd, write));
-                        } else {
-                            st.ready.push_back(Ready::Sock(fd, write));
-                        }
-                    }
-                    continue;
-                }
-                if let Some(stream) = st.streams.get(&fd) {
-                    let (read, write) = stream.get().wants(py, ev.readable, ev.writable, ev.closed);
-                    for (wanted, event) in [(read, StreamEvent::Read), (write, StreamEvent::Write)] {
-                        if wanted {
-                            io.push(Ready::Stream(stream.clone_ref(py), event));
-                        }
-                    }
-                }
-                continue;
-            };
-            let mut queued = false;
-            for (fired, handle, is_reader) in
-                [(ev.readable, &w.reader, true), (ev.writable, &w.writer, false)]
-            {
-                let (true, Some(h)) = (fired, handle) else { continue };
-                if h.get().core.is_cancelled() {
-                    stale.push((fd, is_reader));
-                } else {
-                    st.ready.push_back(Ready::Plain(Queued::new(h.clone_ref(py))));
-                    queued = true;
-                }
-            }
-            if queued {
-                st.rearm.push(fd);
-            }
-        }
         let mut dead = Vec::new();
-        let mut removed = Vec::new();
-        for (fd, is_reader) in stale {
-            if let Ok(Some(h)) = self.unwatch(st, fd, is_reader, &mut dead) {
-                removed.push(h);
-            }
-        }
-        drop(guard);
-        drop((dead, removed));
+        let signalled = self.reactor().dispatch(py, events, &mut dead, |fired| match fired {
+            Fired::Handle(h) => st.ready.push_back(Ready::Plain(Queued::new(h))),
+            Fired::Sock(fd, write) if sock_io_first => io.push(Ready::Sock(fd, write)),
+            Fired::Sock(fd, write) => st.ready.push_back(Ready::Sock(fd, write)),
+            Fired::Io(r, event) => io.push(Ready::Io(r, event)),
+        });
+        drop(st);
+        drop(dead);
         signalled
     }
 
@@ -260,35 +208,40 @@ impl Loop {
         res
     }
 
+    /// Runs the callbacks queued when it starts, FIFO, one at a time.
     fn run_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
         let this = slf.get();
-        let ntodo = this.state.borrow(py).ready.len();
+        let ntodo = this.state.borrow(slf.py()).ready.len();
         for _ in 0..ntodo {
-            let Some(cb) = this.state.borrow_mut(py).ready.pop_front() else { break };
-            let Some(core) = cb.core() else {
-                match &cb {
-                    Ready::Task(call) => call.run(slf.as_any())?,
-                    Ready::Stream(stream, event) => {
-                        StreamCore::run_event_reporting(stream.bind(py), *event)?;
-                    }
-                    Ready::Sock(fd, write) => Self::run_sock_op(slf, *fd, *write)?,
-                    _ => {}
-                }
-                continue;
-            };
-            if core.is_cancelled() {
-                continue;
-            }
-            let Some(obj) = cb.as_any() else { continue };
-            let obj = obj.bind(py);
-            if this.debug() {
-                Self::run_debug(slf, obj, core)?;
-            } else {
-                core.run(obj)?;
-            }
+            let Some(cb) = this.state.borrow_mut(slf.py()).ready.pop_front() else { break };
+            Self::run_one(slf, &cb)?;
         }
         Ok(())
+    }
+
+    /// Runs one ready item: every callback the loop runs (a user handle, a
+    /// timer, a C Task's step, a transport's read or flush, a parked `sock_*`
+    /// operation) goes through here, and this is where debug-mode timing is.
+    /// An error is `SystemExit`/`KeyboardInterrupt` (or the exception
+    /// handler's own failure): the rest of the queue stays for the next run.
+    #[inline]
+    fn run_one(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
+        let py = slf.py();
+        let (core, obj) = match cb {
+            Ready::Plain(h) => (&h.0.get().core, h.0.as_any()),
+            Ready::Timer(t) => (&t.0.get().core, t.0.as_any()),
+            Ready::Task(call) => return call.run(slf.as_any()),
+            Ready::Io(io, event) => return io.run(py, *event),
+            Ready::Sock(fd, write) => return Self::run_sock_op(slf, *fd, *write),
+        };
+        if core.is_cancelled() {
+            return Ok(());
+        }
+        if slf.get().debug() {
+            Self::run_debug(slf, obj.bind(py), core)
+        } else {
+            core.run(obj.bind(py))
+        }
     }
 }
 

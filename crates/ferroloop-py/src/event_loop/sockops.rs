@@ -10,9 +10,10 @@
 //! registration is still armed), else one `epoll_ctl(MOD)`, falling back to
 //! `ADD` when the kernel forgot a closed-and-reused fd.
 //!
-//! An fd watched by `add_reader`/`add_writer` or owned by a transport is not
-//! handled here (the Python layer then uses asyncio's own code); taking an fd
-//! for those drops its parked registration first ([`Loop::release_sock`]).
+//! The parked operations live in the reactor's descriptor table, as one kind
+//! of owner; this module runs them. An fd watched by `add_reader`/`add_writer`
+//! or owned by a transport is not handled here (the Python layer then uses
+//! asyncio's own code); a new owner taking an fd drops its parked operations.
 //!
 //! A parked operation whose future is already done (the awaiting task was
 //! cancelled) is dropped when the fd next becomes ready or another operation
@@ -21,52 +22,15 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use ferroloop_core::{net, Interest};
+use ferroloop_core::net;
 use pyo3::exceptions::PyBlockingIOError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyWeakrefReference};
-use pyo3::{PyTraverseError, PyVisit};
 
-use super::{Loop, State, FD_TOKEN_BASE};
+use super::Loop;
 use crate::bytes_io::{recv_bytes, RawBuffer, Unsent};
 use crate::errors::os_error;
-
-/// An operation, without its future.
-pub(super) enum OpKind {
-    Recv { n: usize },
-    RecvInto { buf: Py<PyAny> },
-    SendAll { data: Unsent, pos: usize },
-    Accept { sock: Py<PyAny> },
-}
-
-/// An operation waiting for its fd, and the future its caller awaits.
-pub(super) struct SockOp {
-    fut: Py<PyAny>,
-    kind: OpKind,
-}
-
-impl SockOp {
-    pub(super) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.fut)?;
-        match &self.kind {
-            OpKind::RecvInto { buf } => visit.call(buf),
-            OpKind::Accept { sock } => visit.call(sock),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Parked operations of one fd.
-#[derive(Default)]
-pub(super) struct SockWait {
-    registered: bool,
-    /// A weak reference to the socket object that registered the fd: while
-    /// the same object waits again, its registration is known to be live and
-    /// the edge still armed, so no `epoll_ctl` is needed at all.
-    owner: Option<Py<PyWeakrefReference>>,
-    pub(super) read: Option<SockOp>,
-    pub(super) write: Option<SockOp>,
-}
+use crate::reactor::{OpKind, SockOp};
 
 /// What an attempt gave.
 enum Outcome {
@@ -159,18 +123,7 @@ impl Loop {
     /// `add_writer` or owned by a transport (then asyncio's path is taken).
     fn fd_in_other_use(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
         self.check_closed()?;
-        let st = self.state.borrow(py);
-        Ok(st.watches.contains_key(&fd) || st.streams.contains_key(&fd))
-    }
-
-    /// Drops the parked registration of `fd` before another user takes it
-    /// (add_reader, a transport). Returned ops are dropped by the caller.
-    pub(super) fn release_sock(&self, st: &mut State, fd: RawFd) -> Option<SockWait> {
-        let w = st.socks.remove(&fd)?;
-        if w.registered {
-            let _ = self.poller.deregister(fd);
-        }
-        Some(w)
+        Ok(self.reactor().owned_otherwise(py, fd))
     }
 
     /// Starts an operation: tries it, and parks it if the socket is not ready.
@@ -205,37 +158,13 @@ impl Loop {
         let this = slf.get();
         let fut = Self::create_future(slf)?;
         let op = SockOp { fut: fut.clone_ref(py), kind };
-        // Made before the state is borrowed: Python allocations may run a
+        // Made before the reactor is borrowed: Python allocations may run a
         // collection, and with it finalisers that call the loop.
         let owner = PyWeakrefReference::new(sock)?;
-        let same_owner = {
-            let st = this.state.borrow(py);
-            st.socks.get(&fd).and_then(|w| w.owner.as_ref()).map(|o| o.clone_ref(py))
-        }
-        .and_then(|o| o.bind(py).upgrade())
-        .is_some_and(|o| o.is(sock));
-        let mut st = this.state.borrow_mut(py);
-        let w = st.socks.entry(fd).or_default();
-        let slot = if write { &mut w.write } else { &mut w.read };
-        let old = slot.replace(op);
-        let interest = Interest { read: true, write: true };
-        let token = fd as usize + FD_TOKEN_BASE;
-        let res = if w.registered && same_owner {
-            Ok(())
-        } else if w.registered {
-            this.poller.rearm(fd, token, interest)
-        } else {
-            this.poller.register(fd, token, interest)
-        };
-        if let Err(e) = res {
-            let dropped = st.socks.remove(&fd);
-            drop(st);
-            drop((dropped, old));
-            return Err(os_error(&e));
-        }
-        w.registered = true;
-        let old_owner = w.owner.replace(owner.unbind());
-        drop(st);
+        let same_owner =
+            this.reactor().sock_owner(py, fd).and_then(|o| o.bind(py).upgrade()).is_some_and(|o| o.is(sock));
+        let (old, old_owner) =
+            this.reactor().park(py, fd, write, op, owner.unbind(), same_owner).map_err(|e| os_error(&e))?;
         drop((old, old_owner));
         Ok(fut)
     }
@@ -244,16 +173,7 @@ impl Loop {
     pub(super) fn run_sock_op(slf: &Bound<'_, Self>, fd: RawFd, write: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let op = {
-            let mut st = this.state.borrow_mut(py);
-            let Some(w) = st.socks.get_mut(&fd) else { return Ok(()) };
-            if write {
-                w.write.take()
-            } else {
-                w.read.take()
-            }
-        };
-        let Some(SockOp { fut, kind }) = op else { return Ok(()) };
+        let Some(SockOp { fut, kind }) = this.reactor().take_op(py, fd, write) else { return Ok(()) };
         if done(fut.bind(py)) {
             return Ok(());
         }
@@ -267,18 +187,7 @@ impl Loop {
                 }
                 fut.bind(py).call_method1(pyo3::intern!(py, "set_exception"), (e.into_value(py),))?;
             }
-            Outcome::Again(kind) => {
-                let op = SockOp { fut, kind };
-                let mut st = this.state.borrow_mut(py);
-                let Some(w) = st.socks.get_mut(&fd) else { return Ok(()) };
-                let slot = if write { &mut w.write } else { &mut w.read };
-                if slot.is_none() {
-                    *slot = Some(op);
-                } else {
-                    drop(st);
-                    drop(op);
-                }
-            }
+            Outcome::Again(kind) => drop(this.reactor().repark(py, fd, write, SockOp { fut, kind })),
         }
         Ok(())
     }

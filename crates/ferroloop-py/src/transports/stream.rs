@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
-use ferroloop_core::{net, Interest};
+use ferroloop_core::{net, Interest, Readiness};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -29,8 +29,8 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::bytes_io::{as_bytes, recv_bytes, RawBuffer, Unsent};
 use crate::errors::os_error;
-use crate::event_loop::Loop;
 use crate::gil_cell::GilCell;
+use crate::reactor::{IoEvent, IoOps, IoRef, Reactor};
 
 /// The most one read takes: asyncio's `max_size` (256 KiB), so a message up
 /// to that size reaches `data_received` in one piece, as there.
@@ -92,7 +92,9 @@ struct State {
 
 #[pyclass(module = "ferroloop._ferroloop", name = "StreamCore", frozen, weakref)]
 pub(crate) struct StreamCore {
-    loop_: Py<Loop>,
+    /// The loop, for its exception handler (cold path).
+    loop_: Py<PyAny>,
+    reactor: Py<Reactor>,
     fd: RawFd,
     /// Protocol callbacks run in the context current when the transport was
     /// made, as asyncio's reader handle does.
@@ -100,14 +102,24 @@ pub(crate) struct StreamCore {
     st: GilCell<State>,
 }
 
-/// What a ready-queue entry asks of a stream.
-#[derive(Clone, Copy)]
-pub(crate) enum StreamEvent {
-    Read,
-    Write,
-}
+/// How the reactor and the ready queue call a stream.
+static STREAM_OPS: IoOps = IoOps {
+    wants: |obj, ev| {
+        // SAFETY: an IoRef with these ops holds a StreamCore (`io_ref`).
+        let core = unsafe { obj.cast_unchecked::<StreamCore>() };
+        core.get().wants(obj.py(), ev)
+    },
+    run: |obj, event| {
+        // SAFETY: as above.
+        StreamCore::run_event_reporting(unsafe { obj.cast_unchecked::<StreamCore>() }, event)
+    },
+};
 
 impl StreamCore {
+    fn io_ref(slf: &Bound<'_, Self>) -> IoRef {
+        IoRef::new(slf.clone().into_any().unbind(), &STREAM_OPS)
+    }
+
     fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
         self.st.borrow(py).transport.as_ref().map(|t| t.bind(py).clone())
     }
@@ -116,7 +128,7 @@ impl StreamCore {
     /// handle runs `_read_ready`/`_write_ready`: an exception other than
     /// `SystemExit`/`KeyboardInterrupt` goes to the loop's exception handler
     /// (asyncio's `Handle._run`), never out of the run loop.
-    pub(crate) fn run_event_reporting(slf: &Bound<'_, Self>, event: StreamEvent) -> PyResult<()> {
+    pub(crate) fn run_event_reporting(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()> {
         match Self::run_event(slf, event) {
             Err(err) if !crate::errors::is_exit(slf.py(), &err) => slf.get().report(slf.py(), err, event),
             res => res,
@@ -128,7 +140,7 @@ impl StreamCore {
     /// transport has removed (cancelled) its reader and writer handles by
     /// then, whose callback asyncio shows as `None()`. The transport and
     /// protocol are named when still attached.
-    fn report(&self, py: Python<'_>, err: PyErr, event: StreamEvent) -> PyResult<()> {
+    fn report(&self, py: Python<'_>, err: PyErr, event: IoEvent) -> PyResult<()> {
         let (transport, protocol, closing) = {
             let st = self.st.borrow(py);
             let transport = st.transport.as_ref().map(|t| t.clone_ref(py));
@@ -139,8 +151,8 @@ impl StreamCore {
             (Some(t), false) => {
                 let name = t.bind(py).get_type().name()?;
                 let method = match event {
-                    StreamEvent::Read => "_read_ready",
-                    StreamEvent::Write => "_write_ready",
+                    IoEvent::Read => "_read_ready",
+                    IoEvent::Write => "_write_ready",
                 };
                 format!("{name}.{method}")
             }
@@ -158,7 +170,7 @@ impl StreamCore {
     }
 
     /// Runs one event from the ready queue, in the transport's context.
-    fn run_event(slf: &Bound<'_, Self>, event: StreamEvent) -> PyResult<()> {
+    fn run_event(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         // SAFETY: context is a live Context object (made by PyContext_CopyCurrent).
@@ -166,11 +178,11 @@ impl StreamCore {
             return Err(PyErr::fetch(py));
         }
         let res = match event {
-            StreamEvent::Read => {
+            IoEvent::Read => {
                 this.st.borrow_mut(py).read_queued = false;
                 Self::on_readable(slf)
             }
-            StreamEvent::Write => this.on_writable(py),
+            IoEvent::Write => this.on_writable(py),
         };
         // SAFETY: entered above on this thread.
         unsafe { ffi::PyContext_Exit(this.context.as_ptr()) };
@@ -178,9 +190,10 @@ impl StreamCore {
     }
 
     /// Whether a readiness report should queue a read / a flush.
-    pub(crate) fn wants(&self, py: Python<'_>, readable: bool, writable: bool, closed: bool) -> (bool, bool) {
+    fn wants(&self, py: Python<'_>, ev: &Readiness) -> (bool, bool) {
         let mut st = self.st.borrow_mut(py);
-        st.peer_closed |= closed;
+        st.peer_closed |= ev.closed;
+        let (readable, writable) = (ev.readable, ev.writable);
         let read = readable && st.can_read() && !st.read_queued;
         if read {
             st.read_queued = true;
@@ -198,7 +211,7 @@ impl StreamCore {
             }
             st.read_queued = true;
         }
-        this.loop_.get().push_stream(py, slf.clone().unbind(), StreamEvent::Read);
+        this.reactor.get().push(py, Self::io_ref(slf), IoEvent::Read);
     }
 
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -227,7 +240,7 @@ impl StreamCore {
         let (res, data) = if this.st.borrow(py).large_reads {
             recv_bytes(py, this.fd, MAX_READ)?
         } else {
-            let mut scratch = this.loop_.get().take_read_buffer(py);
+            let mut scratch = this.reactor.get().take_scratch(py);
             if scratch.len() < MAX_READ {
                 scratch.resize(MAX_READ, 0);
             }
@@ -236,7 +249,7 @@ impl StreamCore {
                 Ok(n) if *n > 0 => Some(PyBytes::new(py, &scratch[..*n])),
                 _ => None,
             };
-            this.loop_.get().put_read_buffer(py, scratch);
+            this.reactor.get().put_scratch(py, scratch);
             (res, data)
         };
         if let Ok(n) = res {
@@ -491,11 +504,18 @@ impl State {
 impl StreamCore {
     /// Registers `fd` with the loop's poller (read and write, edge-triggered).
     #[new]
-    fn new(py: Python<'_>, loop_: Bound<'_, Loop>, transport: Bound<'_, PyAny>, fd: RawFd) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        loop_: Bound<'_, PyAny>,
+        transport: Bound<'_, PyAny>,
+        fd: RawFd,
+    ) -> PyResult<Self> {
+        let reactor = loop_.getattr(pyo3::intern!(py, "_reactor"))?.cast_into::<Reactor>()?.unbind();
         // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception.
         let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind();
         Ok(Self {
             loop_: loop_.unbind(),
+            reactor,
             fd,
             context,
             st: GilCell::new(State {
@@ -524,9 +544,9 @@ impl StreamCore {
     fn attach(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        this.loop_
+        this.reactor
             .get()
-            .register_stream(py, this.fd, slf.clone().unbind(), Interest { read: true, write: true })
+            .register_io(py, this.fd, Self::io_ref(slf), Interest { read: true, write: true })
             .map_err(|e| os_error(&e))?;
         this.st.borrow_mut(py).registered = true;
         Ok(())
@@ -543,7 +563,7 @@ impl StreamCore {
             (registered, dropped)
         };
         if registered {
-            this.loop_.get().unregister_stream(py, this.fd);
+            this.reactor.get().unregister_io(py, this.fd);
         }
         drop(dropped);
     }
@@ -663,7 +683,7 @@ impl StreamCore {
             }
             st.paused = false;
         }
-        slf.get().loop_.get().check_closed()?;
+        slf.get().reactor.get().check_closed()?;
         Self::queue_read(slf);
         Ok(true)
     }
@@ -723,7 +743,7 @@ impl StreamCore {
         let py = slf.py();
         let this = slf.get();
         if std::mem::replace(&mut this.st.borrow_mut(py).registered, false) {
-            this.loop_.get().unregister_stream(py, this.fd);
+            this.reactor.get().unregister_io(py, this.fd);
         }
     }
 
@@ -753,6 +773,7 @@ impl StreamCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
+        visit.call(&self.reactor)?;
         visit.call(&self.context)?;
         let Some(st) = self.st.try_borrow_for_gc() else { return Ok(()) };
         for obj in [&st.transport, &st.protocol].into_iter().flatten() {

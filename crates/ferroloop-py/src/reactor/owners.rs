@@ -1,0 +1,150 @@
+//! The owners a descriptor can have, one at a time: a `Watch` (`add_reader` /
+//! `add_writer`), parked `sock_*` operations (`SockWait`), or a transport
+//! (`IoRef`). Data only: the loop drives watches and `sock_*` operations, a
+//! transport drives itself through its `IoOps`.
+
+use pyo3::prelude::*;
+use pyo3::types::PyWeakrefReference;
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::bytes_io::Unsent;
+use crate::callbacks::Handle;
+use ferroloop_core::{Interest, Readiness};
+
+/// The reader and writer handles of a watched descriptor.
+#[derive(Default)]
+pub(crate) struct Watch {
+    pub(crate) reader: Option<Py<Handle>>,
+    pub(crate) writer: Option<Py<Handle>>,
+}
+
+impl Watch {
+    pub(crate) fn interest(&self) -> Interest {
+        Interest { read: self.reader.is_some(), write: self.writer.is_some() }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for h in [&self.reader, &self.writer].into_iter().flatten() {
+            visit.call(h)?;
+        }
+        Ok(())
+    }
+}
+
+/// A `sock_*` operation, without its future.
+pub(crate) enum OpKind {
+    Recv { n: usize },
+    RecvInto { buf: Py<PyAny> },
+    SendAll { data: Unsent, pos: usize },
+    Accept { sock: Py<PyAny> },
+}
+
+/// A `sock_*` operation waiting for its descriptor, and the future its
+/// caller awaits.
+pub(crate) struct SockOp {
+    pub(crate) fut: Py<PyAny>,
+    pub(crate) kind: OpKind,
+}
+
+impl SockOp {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.fut)?;
+        match &self.kind {
+            OpKind::RecvInto { buf } => visit.call(buf),
+            OpKind::Accept { sock } => visit.call(sock),
+            OpKind::Recv { .. } | OpKind::SendAll { .. } => Ok(()),
+        }
+    }
+}
+
+/// The parked operations of one descriptor, one per direction.
+#[derive(Default)]
+pub(crate) struct SockWait {
+    /// A weak reference to the socket object that registered the descriptor:
+    /// while the same object waits again, its registration is known to be
+    /// live and the edge still armed, so no `epoll_ctl` is needed at all.
+    pub(crate) owner: Option<Py<PyWeakrefReference>>,
+    pub(crate) read: Option<SockOp>,
+    pub(crate) write: Option<SockOp>,
+}
+
+impl SockWait {
+    pub(crate) fn slot(&mut self, write: bool) -> &mut Option<SockOp> {
+        if write {
+            &mut self.write
+        } else {
+            &mut self.read
+        }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for op in [&self.read, &self.write].into_iter().flatten() {
+            op.traverse(visit)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a transport is asked to do: read, or flush its write buffer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum IoEvent {
+    Read,
+    Write,
+}
+
+/// A transport's entry points, called with the object its `IoRef` holds.
+pub(crate) struct IoOps {
+    /// Whether a readiness report should queue a read, a flush (no Python
+    /// code may run here: the reactor's table is borrowed).
+    pub(crate) wants: fn(&Bound<'_, PyAny>, &Readiness) -> (bool, bool),
+    /// Runs one event (from the loop's ready queue or its I/O phase).
+    pub(crate) run: fn(&Bound<'_, PyAny>, IoEvent) -> PyResult<()>,
+}
+
+/// A transport as the reactor and the ready queue see it: the object and its
+/// entry points (uvloop's handles keep a callback type beside the object the
+/// same way). The reactor never names a transport type.
+pub(crate) struct IoRef {
+    obj: Py<PyAny>,
+    ops: &'static IoOps,
+}
+
+impl IoRef {
+    /// `ops` must be the entry points of `obj`'s type: they may assume it.
+    pub(crate) fn new(obj: Py<PyAny>, ops: &'static IoOps) -> Self {
+        Self { obj, ops }
+    }
+
+    pub(crate) fn clone_ref(&self, py: Python<'_>) -> Self {
+        Self { obj: self.obj.clone_ref(py), ops: self.ops }
+    }
+
+    pub(crate) fn obj(&self) -> &Py<PyAny> {
+        &self.obj
+    }
+
+    pub(crate) fn wants(&self, py: Python<'_>, ev: &Readiness) -> (bool, bool) {
+        (self.ops.wants)(self.obj.bind(py), ev)
+    }
+
+    pub(crate) fn run(&self, py: Python<'_>, event: IoEvent) -> PyResult<()> {
+        (self.ops.run)(self.obj.bind(py), event)
+    }
+}
+
+/// Who owns a descriptor.
+pub(crate) enum Owner {
+    Watch(Watch),
+    Sock(SockWait),
+    Io(IoRef),
+}
+
+impl Owner {
+    pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Owner::Watch(w) => w.traverse(visit),
+            Owner::Sock(s) => s.traverse(visit),
+            Owner::Io(r) => visit.call(&r.obj),
+        }
+    }
+}
