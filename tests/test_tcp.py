@@ -953,6 +953,63 @@ def test_set_write_buffer_limits_can_pause_at_once(loop, listener):
     run(loop, main())
 
 
+def test_write_buffer_limits_keep_the_given_numbers(loop, listener):
+    async def main():
+        tr, proto, peer = await connect(loop, listener)
+        tr.set_write_buffer_limits(high=100.0)
+        limits = tr.get_write_buffer_limits()
+        tr.set_write_buffer_limits(low=2.5)
+        derived = tr.get_write_buffer_limits()
+        with pytest.raises(ValueError) as err:
+            tr.set_write_buffer_limits(high=3, low=5)
+        with pytest.raises(TypeError):
+            tr.set_write_buffer_limits(high="x")
+        state = (tr._low_water, tr._high_water, tr._protocol_paused)
+        await finish(tr, proto, peer)
+        return limits, [type(v) for v in limits], derived, str(err.value), state
+
+    assert run(loop, main()) == (
+        (25.0, 100.0),
+        [float, float],
+        (2.5, 10.0),
+        "high (3) must be >= low (5) must be >= 0",
+        (2.5, 10.0, False),
+    )
+
+
+class FailingWaterMarks(WaterMarks):
+    def pause_writing(self):
+        super().pause_writing()
+        raise ZeroDivisionError("pause")
+
+    def resume_writing(self):
+        super().resume_writing()
+        raise LookupError("resume")
+
+
+def test_flow_control_callback_errors_go_to_the_exception_handler(loop, listener, exc_calls):
+    async def main():
+        tr, proto, peer = await connect(loop, listener, lambda: FailingWaterMarks(loop))
+        tr.set_write_buffer_limits(high=1 << 30)
+        while tr.get_write_buffer_size() == 0:
+            tr.write(pattern(1 << 20))
+        written = tr.get_write_buffer_size()
+        tr.set_write_buffer_limits(high=1)  # pauses at once; the protocol raises
+        paused = tr._protocol_paused
+        while "resume_writing" not in proto.events:
+            await loop.sock_recv(peer, 1 << 20)
+        await finish(tr, proto, peer)
+        return written > 0, paused, proto.events
+
+    assert run(loop, main()) == (True, True, ["made", "pause_writing", "resume_writing", "lost"])
+    assert [(c["message"], type(c["exception"])) for c in exc_calls] == [
+        ("protocol.pause_writing() failed", ZeroDivisionError),
+        ("protocol.resume_writing() failed", LookupError),
+    ]
+    assert all(c["transport"] is not None and c["protocol"] is not None for c in exc_calls)
+    exc_calls.clear()
+
+
 # -- contexts --------------------------------------------------------------------------------------
 
 VAR = contextvars.ContextVar("VAR", default="unset")

@@ -17,7 +17,7 @@ import weakref
 from asyncio import base_events, selector_events, unix_events
 from typing import Any
 
-from ._transports import SocketTransport
+from ._stream import SocketTransport
 
 _Future = asyncio.Future
 _BASE = base_events.BaseEventLoop

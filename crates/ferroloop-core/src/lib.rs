@@ -2,11 +2,13 @@
 //!
 //! Owns the OS layer (`sys`, the only module that calls libc), the clock and the
 //! timer queue (`time`), the readiness poller over mio (`poller`), the cross-thread
-//! wake-up (`notify`) and the signal wake-up channel (`signals`).
+//! wake-up (`notify`), the signal wake-up channel (`signals`), and the stream
+//! I/O calls over sockets and pipes (`io`, `net`).
 //!
 //! Must not: touch Python objects, allocate per event on the hot path, or block
 //! anywhere except inside [`poller::Poller::poll`].
 
+pub mod io;
 pub mod net;
 pub mod notify;
 pub mod poller;
@@ -14,6 +16,7 @@ pub mod signals;
 pub mod sys;
 pub mod time;
 
+pub use io::StreamFd;
 pub use notify::Notifier;
 pub use poller::{Interest, Poller, Readiness};
 pub use signals::SignalChannel;

@@ -1,10 +1,15 @@
-//! Python objects the native code needs, imported once per interpreter.
+//! The registry of Python objects the native code calls, imported once per
+//! interpreter. Rust calls no other Python function by name: what is here is
+//! Python for a stated reason (cold, or asyncio's own object, or asyncio's
+//! exact text and logging), and each entry says which.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+/// `fn $name(py) -> PyResult<&Bound<PyAny>>`: `$module.$attr`, looked up once.
 macro_rules! cached_attr {
-    ($name:ident, $module:literal, $attr:literal) => {
+    ($(#[$doc:meta])* $name:ident, $module:literal, $attr:literal) => {
+        $(#[$doc])*
         pub(crate) fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
             static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
             CELL.get_or_try_init(py, || Ok::<_, PyErr>(py.import($module)?.getattr($attr)?.unbind()))
@@ -13,7 +18,6 @@ macro_rules! cached_attr {
     };
 }
 
-cached_attr!(helpers, "ferroloop._helpers", "__dict__");
 cached_attr!(futures_dict, "asyncio.futures", "__dict__");
 cached_attr!(tasks_dict, "asyncio.tasks", "__dict__");
 
@@ -39,7 +43,64 @@ pub(crate) fn threadsafe_handle_type(py: Python<'_>) -> PyResult<Option<&Bound<'
     Ok(cls.as_ref().map(|c| c.bind(py)))
 }
 
-/// A function of `ferroloop._helpers` (the cold paths written in Python).
-pub(crate) fn helper<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    helpers(py)?.get_item(name)
-}
+// ---- the loop's and handles' cold paths (ferroloop._helpers) ----------------
+
+cached_attr!(
+    /// Debug-mode checks of a callback (coroutine functions refused, with
+    /// asyncio's messages): debug mode only.
+    check_callback, "ferroloop._helpers", "check_callback"
+);
+cached_attr!(
+    /// asyncio's `selectors` fd conversion (`fileno()`, its errors): once
+    /// per `add_reader`.
+    fileobj_to_fd, "ferroloop._helpers", "fileobj_to_fd"
+);
+cached_attr!(
+    /// The creation traceback of a handle in debug mode (`traceback` module).
+    extract_stack, "ferroloop._helpers", "extract_stack"
+);
+cached_attr!(
+    /// A handle's `repr`, asyncio's format (`format_helpers`).
+    handle_repr, "ferroloop._helpers", "handle_repr"
+);
+cached_attr!(
+    /// A callback's exception to the loop's exception handler, with asyncio's
+    /// message and creation traceback: an error path.
+    report_callback_error, "ferroloop._helpers", "report_callback_error"
+);
+cached_attr!(
+    /// The debug-mode warning for a slow callback (asyncio's logger).
+    warn_slow_callback, "ferroloop._helpers", "warn_slow_callback"
+);
+
+// ---- the transports' cold paths ----------------------------------------------
+
+cached_attr!(
+    /// asyncio's warning for repeated writes after the connection was lost
+    /// (its logger).
+    warn_send_after_lost, "ferroloop._helpers", "warn_send_after_lost"
+);
+cached_attr!(
+    /// The `TypeError` of a `write()` of something not bytes-like, with the
+    /// running Python's wording.
+    write_type_error, "ferroloop._helpers", "write_type_error"
+);
+cached_attr!(
+    /// End of stream: `protocol.eof_received()` and closing (once per
+    /// connection; follows asyncio's `_read_ready__on_eof`).
+    transport_on_eof, "ferroloop._transport_base", "on_eof"
+);
+cached_attr!(
+    /// asyncio's `_fatal_error`: logging, the exception handler, the forced
+    /// close (an error path).
+    transport_fatal_error, "ferroloop._transport_base", "fatal_error"
+);
+cached_attr!(
+    /// A failed flush: the fatal error, and `loop.sendfile()`'s waiter.
+    transport_write_failed, "ferroloop._transport_base", "write_failed"
+);
+cached_attr!(
+    /// The buffer drained while closing, half-closed or handing over to
+    /// `loop.sendfile()`: once per connection.
+    transport_write_drained, "ferroloop._transport_base", "write_drained"
+);

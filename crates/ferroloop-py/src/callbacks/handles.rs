@@ -23,7 +23,7 @@ use super::run_guard::RunGuard;
 use crate::capi::freelist::{self, FreeList, Pooled};
 use crate::errors::is_exit;
 use crate::gil_cell::{GilCell, GilPy};
-use crate::pyimports::{helper, threadsafe_handle_type};
+use crate::pyimports::{extract_stack, handle_repr, report_callback_error, threadsafe_handle_type};
 
 /// Set once the free lists are installed. The types are shared by every
 /// module object, and `register` runs for each: PyO3 (0.28+) makes a new one
@@ -109,7 +109,7 @@ impl HandleCore {
             }
         };
         let source_traceback = match debug {
-            Some(trim) => Some(helper(py, "extract_stack")?.call1((trim,))?.unbind()),
+            Some(trim) => Some(extract_stack(py)?.call1((trim,))?.unbind()),
             None => None,
         };
         Ok(Self {
@@ -195,7 +195,7 @@ impl HandleCore {
             Ok(()) => Ok(()),
             Err(err) if is_exit(py, &err) => Err(err),
             Err(err) => {
-                let report = helper(py, "report_callback_error")?;
+                let report = report_callback_error(py)?;
                 report.call1((slf, callback, args, err.into_value(py)))?;
                 Ok(())
             }
@@ -347,7 +347,7 @@ macro_rules! handle_methods {
                 if let Some(r) = slf.get().core.repr.borrow(py).as_ref() {
                     return Ok(r.clone_ref(py).into_any());
                 }
-                Ok(helper(py, "handle_repr")?.call1((slf,))?.unbind())
+                Ok(handle_repr(py)?.call1((slf,))?.unbind())
             }
 
             #[getter]

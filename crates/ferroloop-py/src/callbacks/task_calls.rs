@@ -30,7 +30,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use super::handles::{call_in_exact_context, new_handle, Handle, HandleCore};
 use crate::errors::is_exit;
 use crate::gil_cell::GilPy;
-use crate::pyimports::helper;
+use crate::pyimports::report_callback_error;
 
 /// The step's type (`TaskStepMethWrapper`).
 static STEP_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
@@ -161,7 +161,7 @@ impl TaskCall {
         let context = Some(self.context.bind(py).clone());
         let core = HandleCore::new(loop_, callback.clone(), args.clone(), context, None)?;
         let handle = new_handle(py, Handle { core }, true)?;
-        helper(py, "report_callback_error")?.call1((handle, callback, args, err.into_value(py)))?;
+        report_callback_error(py)?.call1((handle, callback, args, err.into_value(py)))?;
         Ok(())
     }
 

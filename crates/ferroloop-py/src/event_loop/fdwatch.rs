@@ -14,13 +14,13 @@ use pyo3::types::PyTuple;
 use super::Loop;
 use crate::callbacks::{new_handle, Handle};
 use crate::errors::os_error;
-use crate::pyimports::helper;
+use crate::pyimports::fileobj_to_fd;
 
 /// asyncio's file-object-to-fd conversion, with its errors; `None` for a
 /// number too large for an fd (any size: `remove_reader(2**70)` is simply not
 /// registered, as in asyncio's selector).
 fn to_fd(fileobj: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
-    let fd = helper(fileobj.py(), "fileobj_to_fd")?.call1((fileobj,))?;
+    let fd = fileobj_to_fd(fileobj.py())?.call1((fileobj,))?;
     Ok(fd.extract::<RawFd>().ok())
 }
 

@@ -35,7 +35,7 @@ use pyo3::types::{PyBool, PyDict, PyTuple};
 use crate::callbacks::{new_handle, Handle, HandleCore, Queued, QueuedTimer, TaskCall, TimerHandle};
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
-use crate::pyimports::{future_type, helper, threadsafe_handle_type};
+use crate::pyimports::{check_callback, future_type, threadsafe_handle_type};
 use crate::reactor::{Reactor, Token};
 use ready::Ready;
 
@@ -143,7 +143,7 @@ impl Loop {
 
     /// Debug-mode checks of a user callback (asyncio only makes them in debug).
     fn check_callback(&self, callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
-        helper(callback.py(), "check_callback")?.call1((callback, method))?;
+        check_callback(callback.py())?.call1((callback, method))?;
         Ok(())
     }
 

@@ -31,7 +31,7 @@ use super::ready::Ready;
 use super::Loop;
 use crate::callbacks::{HandleCore, Queued};
 use crate::errors::os_error;
-use crate::pyimports::helper;
+use crate::pyimports::warn_slow_callback;
 use crate::reactor::Fired;
 
 impl Loop {
@@ -200,7 +200,7 @@ impl Loop {
             let seconds = monotonic() - t0;
             let limit = slf.getattr(pyo3::intern!(py, "slow_callback_duration"))?;
             if PyFloat::new(py, seconds).ge(&limit)? {
-                helper(py, "warn_slow_callback")?.call1((obj, seconds))?;
+                warn_slow_callback(py)?.call1((obj, seconds))?;
             }
             Ok(())
         });

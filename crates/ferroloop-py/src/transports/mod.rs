@@ -1,9 +1,16 @@
 //! Transports implemented natively. Each Python-visible transport is a small
 //! Python class (an `asyncio.Transport`, which a native type cannot subclass)
-//! around a native core that owns the socket I/O, the buffers and the
-//! protocol calls on the hot path.
+//! around a native core that owns the I/O, the buffers and the protocol calls
+//! on the hot path.
+//!
+//! Parts every transport shares: write flow control (`flow`) and the write
+//! buffer (`write_buf`); `stream` is the stream core over a socket or a pipe.
+//! A transport registers with the reactor and is called back through its
+//! `IoRef`: it never names the loop.
 
+pub(crate) mod flow;
 pub(crate) mod stream;
+pub(crate) mod write_buf;
 
 use pyo3::prelude::*;
 

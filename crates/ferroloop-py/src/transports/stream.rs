@@ -1,10 +1,12 @@
-//! `StreamCore`: the native half of TCP and Unix stream transports.
+//! `StreamCore`: the native half of stream transports (TCP and Unix sockets;
+//! pipes through the same code, over a [`StreamFd`]).
 //!
-//! Owns: the fd's registration in the poller (read + write interest, edge
-//! triggered, registered once), the write buffer, flow-control accounting,
-//! the protocol's cached methods and the reading state. The Python class
-//! `ferroloop._transports.SocketTransport` (an `asyncio.Transport`) holds it and
-//! does the cold paths: close, abort, errors, `connection_lost`, extra info.
+//! Owns: the fd's registration with the reactor (read + write interest, edge
+//! triggered, registered once), the write buffer (`write_buf`), write flow
+//! control (`flow`), the protocol and the reading state. The Python class
+//! around it (`ferroloop._stream.SocketTransport`, an `asyncio.Transport`)
+//! does the cold paths: close, abort, errors, `connection_lost`, extra info;
+//! the core calls them through the functions of `pyimports`.
 //!
 //! Semantics follow asyncio's `_SelectorSocketTransport`: one read per loop
 //! iteration (of up to [`MAX_READ`] bytes), run right after the poll (see
@@ -16,20 +18,22 @@
 //!
 //! Invariant: no `State` borrow is held across a call into Python.
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::RawFd;
 
-use ferroloop_core::{net, Interest, Readiness};
+use ferroloop_core::{Interest, Readiness, StreamFd};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::flow::{self, FlowControl};
+use super::write_buf::WriteBuffer;
 use crate::bytes_io::{as_bytes, recv_bytes, RawBuffer, Unsent};
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
+use crate::pyimports;
 use crate::reactor::{IoEvent, IoOps, IoRef, Reactor};
 
 /// The most one read takes: asyncio's `max_size` (256 KiB), so a message up
@@ -68,10 +72,8 @@ struct State {
     protocol: Option<Py<PyAny>>,
     /// Whether the protocol is a `BufferedProtocol` (decided by `set_protocol`).
     buffered: bool,
-    buf: VecDeque<Unsent>,
-    /// Bytes of `buf[0]` already sent.
-    head_sent: usize,
-    buf_size: usize,
+    out: WriteBuffer,
+    flow: FlowControl,
     started: bool,
     paused: bool,
     read_eof: bool,
@@ -96,6 +98,7 @@ pub(crate) struct StreamCore {
     loop_: Py<PyAny>,
     reactor: Py<Reactor>,
     fd: RawFd,
+    kind: StreamFd,
     /// Protocol callbacks run in the context current when the transport was
     /// made, as asyncio's reader handle does.
     context: Py<PyAny>,
@@ -198,7 +201,7 @@ impl StreamCore {
         if read {
             st.read_queued = true;
         }
-        (read, writable && !st.buf.is_empty() && st.conn_lost == 0)
+        (read, writable && !st.out.is_empty() && st.conn_lost == 0)
     }
 
     fn queue_read(slf: &Bound<'_, Self>) {
@@ -237,14 +240,15 @@ impl StreamCore {
     fn read_plain(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (res, data) = if this.st.borrow(py).large_reads {
+        // A socket's large reads go straight into a bytes object.
+        let (res, data) = if this.st.borrow(py).large_reads && this.kind == StreamFd::Socket {
             recv_bytes(py, this.fd, MAX_READ)?
         } else {
             let mut scratch = this.reactor.get().take_scratch(py);
             if scratch.len() < MAX_READ {
                 scratch.resize(MAX_READ, 0);
             }
-            let res = net::recv(this.fd, &mut scratch);
+            let res = this.kind.read(this.fd, &mut scratch);
             let data = match &res {
                 Ok(n) if *n > 0 => Some(PyBytes::new(py, &scratch[..*n])),
                 _ => None,
@@ -289,7 +293,7 @@ impl StreamCore {
         };
         let slice = buf.as_mut_slice();
         let capacity = slice.len();
-        let res = net::recv(this.fd, slice);
+        let res = this.kind.read(this.fd, slice);
         drop(buf);
         let deliver = |n: usize| protocol.call_method1(pyo3::intern!(py, "buffer_updated"), (n,)).map(drop);
         Self::after_read(slf, res, capacity, deliver, "Fatal error: protocol.buffer_updated() call failed.")
@@ -335,7 +339,7 @@ impl StreamCore {
     fn on_eof(&self, py: Python<'_>) -> PyResult<()> {
         self.st.borrow_mut(py).read_eof = true;
         match self.transport(py) {
-            Some(t) => t.call_method0(pyo3::intern!(py, "_read_ready__on_eof")).map(drop),
+            Some(t) => pyimports::transport_on_eof(py)?.call1((t,)).map(drop),
             None => Ok(()),
         }
     }
@@ -347,7 +351,7 @@ impl StreamCore {
         }
         match self.transport(py) {
             Some(t) => {
-                t.call_method1(pyo3::intern!(py, "_fatal_error"), (err.into_value(py), message)).map(drop)
+                pyimports::transport_fatal_error(py)?.call1((t, err.into_value(py), message)).map(drop)
             }
             None => Ok(()),
         }
@@ -356,7 +360,7 @@ impl StreamCore {
     fn on_writable(&self, py: Python<'_>) -> PyResult<()> {
         {
             let st = self.st.borrow(py);
-            if st.buf.is_empty() || st.conn_lost > 0 {
+            if st.out.is_empty() || st.conn_lost > 0 {
                 return Ok(());
             }
         }
@@ -364,49 +368,56 @@ impl StreamCore {
         self.after_flush(py, res)
     }
 
-    /// Sends as much of the buffer as the socket takes.
     fn flush(&self, py: Python<'_>) -> io::Result<()> {
-        let mut st = self.st.borrow_mut(py);
-        while !st.buf.is_empty() {
-            let sent = {
-                let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(st.buf.len().min(64));
-                for (i, chunk) in st.buf.iter().take(64).enumerate() {
-                    let start = if i == 0 { st.head_sent } else { 0 };
-                    slices.push(IoSlice::new(&chunk.bytes(py)[start..]));
-                }
-                match net::send_vectored(self.fd, &slices) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            st.consume(py, sent);
-        }
-        Ok(())
+        self.st.borrow_mut(py).out.flush(py, self.kind, self.fd)
     }
 
     fn after_flush(&self, py: Python<'_>, res: io::Result<()>) -> PyResult<()> {
         if let Err(e) = res {
-            let dropped = self.st.borrow_mut(py).clear_buffer();
+            let dropped = self.st.borrow_mut(py).out.clear();
             drop(dropped);
             return match self.transport(py) {
-                Some(t) => t
-                    .call_method1(pyo3::intern!(py, "_write_failed"), (os_error(&e).into_value(py),))
-                    .map(drop),
+                Some(t) => {
+                    pyimports::transport_write_failed(py)?.call1((t, os_error(&e).into_value(py))).map(drop)
+                }
                 None => Ok(()),
             };
         }
         let Some(t) = self.transport(py) else { return Ok(()) };
-        t.call_method0(pyo3::intern!(py, "_maybe_resume_protocol"))?;
-        let (empty, cold) = {
-            let st = self.st.borrow(py);
-            (st.buf.is_empty(), st.closing || st.eof)
+        let (resume, protocol) = {
+            let mut st = self.st.borrow_mut(py);
+            let size = st.out.size();
+            (st.flow.after_drain(size), st.protocol.as_ref().map(|p| p.clone_ref(py)))
         };
-        if empty && (cold || !t.getattr(pyo3::intern!(py, "_empty_waiter"))?.is_none()) {
-            t.call_method0(pyo3::intern!(py, "_write_drained"))?;
+        if let (Some(signal), Some(protocol)) = (resume, protocol) {
+            flow::signal_protocol(self.loop_.bind(py), &t, protocol.bind(py), signal)?;
+        }
+        // Drained: a closing transport loses its connection, a half-closed
+        // one shuts down its side, `loop.sendfile()` may take over.
+        let (empty, waiting) = {
+            let st = self.st.borrow(py);
+            (st.out.is_empty(), st.closing || st.eof || st.sendfile)
+        };
+        if empty && waiting {
+            pyimports::transport_write_drained(py)?.call1((t,))?;
         }
         Ok(())
+    }
+
+    /// asyncio's `_maybe_pause_protocol`, after the buffer grew.
+    fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(t) = self.transport(py) else { return Ok(()) };
+        let (pause, protocol) = {
+            let mut st = self.st.borrow_mut(py);
+            let size = st.out.size();
+            (st.flow.after_grow(size), st.protocol.as_ref().map(|p| p.clone_ref(py)))
+        };
+        match (pause, protocol) {
+            (Some(signal), Some(protocol)) => {
+                flow::signal_protocol(self.loop_.bind(py), &t, protocol.bind(py), signal)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Borrows the bytes of a bytes-like object without copying. `write()`
@@ -417,7 +428,7 @@ impl StreamCore {
             return Ok(f(b.as_bytes()));
         }
         if typed && !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
-            let err = crate::pyimports::helper(data.py(), "write_type_error")?.call1((data,))?;
+            let err = pyimports::write_type_error(data.py())?.call1((data,))?;
             return Err(PyErr::from_value(err));
         }
         let view = RawBuffer::get(data, false)?;
@@ -442,7 +453,7 @@ impl StreamCore {
             let warn = st.conn_lost > 5;
             drop(st);
             if warn {
-                crate::pyimports::helper(py, "warn_send_after_lost")?.call0()?;
+                pyimports::warn_send_after_lost(py)?.call0()?;
             }
             return Ok(false);
         }
@@ -453,18 +464,8 @@ impl StreamCore {
     /// full or data is queued), `head` bytes of it sent already, then pauses
     /// the protocol above the high-water mark.
     fn buffer_rest(&self, py: Python<'_>, chunk: Unsent, head: usize) -> PyResult<()> {
-        {
-            let mut st = self.st.borrow_mut(py);
-            if st.buf.is_empty() {
-                st.head_sent = head;
-            }
-            st.buf_size += chunk.bytes(py).len() - head;
-            st.buf.push_back(chunk);
-        }
-        match self.transport(py) {
-            Some(t) => t.call_method0(pyo3::intern!(py, "_maybe_pause_protocol")).map(drop),
-            None => Ok(()),
-        }
+        self.st.borrow_mut(py).out.push(py, chunk, head);
+        self.maybe_pause_protocol(py)
     }
 
     fn write_error(&self, py: Python<'_>, e: &io::Error) -> PyResult<()> {
@@ -476,55 +477,37 @@ impl State {
     fn can_read(&self) -> bool {
         self.started && !self.paused && !self.closing && !self.read_eof && self.conn_lost == 0
     }
-
-    fn consume(&mut self, py: Python<'_>, mut n: usize) {
-        self.buf_size -= n;
-        while n > 0 {
-            let Some(front) = self.buf.front() else { break };
-            let left = front.bytes(py).len() - self.head_sent;
-            if n >= left {
-                n -= left;
-                self.buf.pop_front();
-                self.head_sent = 0;
-            } else {
-                self.head_sent += n;
-                n = 0;
-            }
-        }
-    }
-
-    fn clear_buffer(&mut self) -> VecDeque<Unsent> {
-        self.buf_size = 0;
-        self.head_sent = 0;
-        std::mem::take(&mut self.buf)
-    }
 }
 
 #[pymethods]
 impl StreamCore {
-    /// Registers `fd` with the loop's poller (read and write, edge-triggered).
+    /// The core of `transport`, a stream over `fd` (a socket, or a pipe when
+    /// `pipe`), for `loop_`, whose reactor is `reactor`.
     #[new]
+    #[pyo3(signature = (loop_, reactor, transport, fd, pipe = false))]
     fn new(
         py: Python<'_>,
         loop_: Bound<'_, PyAny>,
+        reactor: Bound<'_, Reactor>,
         transport: Bound<'_, PyAny>,
         fd: RawFd,
+        pipe: bool,
     ) -> PyResult<Self> {
-        let reactor = loop_.getattr(pyo3::intern!(py, "_reactor"))?.cast_into::<Reactor>()?.unbind();
+        let reactor = reactor.unbind();
         // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception.
         let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind();
         Ok(Self {
             loop_: loop_.unbind(),
             reactor,
             fd,
+            kind: if pipe { StreamFd::Pipe } else { StreamFd::Socket },
             context,
             st: GilCell::new(State {
                 transport: Some(transport.unbind()),
                 protocol: None,
                 buffered: false,
-                buf: VecDeque::new(),
-                head_sent: 0,
-                buf_size: 0,
+                out: WriteBuffer::default(),
+                flow: FlowControl::default(),
                 started: false,
                 paused: false,
                 read_eof: false,
@@ -559,7 +542,7 @@ impl StreamCore {
         let (registered, dropped) = {
             let mut st = this.st.borrow_mut(py);
             let registered = std::mem::replace(&mut st.registered, false);
-            let dropped = (st.protocol.take(), st.transport.take(), st.clear_buffer());
+            let dropped = (st.protocol.take(), st.transport.take(), st.out.clear());
             (registered, dropped)
         };
         if registered {
@@ -591,8 +574,8 @@ impl StreamCore {
                 if !self.check_writable(py, bytes.is_empty())? {
                     return Ok(Ok(None));
                 }
-                let sent = if self.st.borrow(py).buf.is_empty() {
-                    match net::send(self.fd, bytes) {
+                let sent = if self.st.borrow(py).out.is_empty() {
+                    match self.kind.write(self.fd, bytes) {
                         Ok(n) if n == bytes.len() => return Ok(Ok(None)),
                         Ok(n) => n,
                         Err(e)
@@ -617,7 +600,7 @@ impl StreamCore {
     fn writelines(&self, py: Python<'_>, list_of_data: Bound<'_, PyAny>) -> PyResult<()> {
         // asyncio 3.12+ queues every chunk, then sends with one sendmsg when
         // nothing was queued before; the result is the same bytes in order.
-        let was_empty = self.st.borrow(py).buf.is_empty();
+        let was_empty = self.st.borrow(py).out.is_empty();
         let mut any = false;
         for item in list_of_data.try_iter()? {
             let item = item?;
@@ -629,9 +612,7 @@ impl StreamCore {
                 }
                 return Ok(());
             }
-            let mut st = self.st.borrow_mut(py);
-            st.buf_size += len;
-            st.buf.push_back(chunk);
+            self.st.borrow_mut(py).out.push(py, chunk, 0);
             any = true;
         }
         if !any {
@@ -640,19 +621,42 @@ impl StreamCore {
         if was_empty {
             let res = self.flush(py);
             if let Err(e) = res {
-                let dropped = self.st.borrow_mut(py).clear_buffer();
+                let dropped = self.st.borrow_mut(py).out.clear();
                 drop(dropped);
                 return self.write_error(py, &e);
             }
         }
-        match self.transport(py) {
-            Some(t) => t.call_method0(pyo3::intern!(py, "_maybe_pause_protocol")).map(drop),
-            None => Ok(()),
-        }
+        self.maybe_pause_protocol(py)
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
-        self.st.borrow(py).buf_size
+        self.st.borrow(py).out.size()
+    }
+
+    /// `(low, high)`, as asyncio's `get_write_buffer_limits`.
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        self.st.borrow(py).flow.limits(py)
+    }
+
+    /// asyncio's `set_write_buffer_limits`: new marks, then the protocol is
+    /// paused if the buffer is above the new high-water mark.
+    #[pyo3(signature = (high = None, low = None))]
+    fn set_write_buffer_limits(
+        &self,
+        py: Python<'_>,
+        high: Option<Bound<'_, PyAny>>,
+        low: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let limits = flow::parse_limits(py, high, low)?;
+        let old = self.st.borrow_mut(py).flow.set_limits(limits);
+        drop(old);
+        self.maybe_pause_protocol(py)
+    }
+
+    /// Whether the protocol was asked to pause writing (and not to resume).
+    #[getter]
+    fn protocol_paused(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).flow.paused
     }
 
     fn is_reading(&self, py: Python<'_>) -> bool {
@@ -701,7 +705,7 @@ impl StreamCore {
             return None;
         }
         st.closing = true;
-        let empty = st.buf.is_empty();
+        let empty = st.out.is_empty();
         if empty {
             st.conn_lost += 1;
         }
@@ -718,7 +722,7 @@ impl StreamCore {
             }
             st.closing = true;
             st.conn_lost += 1;
-            st.clear_buffer()
+            st.out.clear()
         };
         drop(dropped);
         true
@@ -731,7 +735,7 @@ impl StreamCore {
             return None;
         }
         st.eof = true;
-        Some(st.buf.is_empty())
+        Some(st.out.is_empty())
     }
 
     fn set_sendfile(&self, py: Python<'_>, active: bool) {
@@ -768,7 +772,7 @@ impl StreamCore {
 
     #[getter]
     fn writing(&self, py: Python<'_>) -> bool {
-        !self.st.borrow(py).buf.is_empty()
+        !self.st.borrow(py).out.is_empty()
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -779,7 +783,7 @@ impl StreamCore {
         for obj in [&st.transport, &st.protocol].into_iter().flatten() {
             visit.call(obj)?;
         }
-        Ok(())
+        st.flow.traverse(&visit)
     }
 
     fn __clear__(&self) {

@@ -1,0 +1,149 @@
+"""``SocketTransport``: asyncio's TCP/Unix stream transport over the native core.
+
+``_ferroloop.StreamCore`` reads and calls the protocol, sends, buffers and does
+write flow control without Python frames; the hot methods (``write``, reading
+control, buffer size) are the core's own methods, bound on the instance, so a
+call to ``transport.write`` goes straight to Rust. What is here is what a socket
+adds to ``NativeTransport``: extra info, ``TCP_NODELAY``, the server's count of
+connections, ``write_eof()`` by ``shutdown``, and the ``loop.sendfile()``
+hand-over. It follows ``asyncio.selector_events._SelectorSocketTransport``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import socket
+import warnings
+from asyncio import base_events, constants, futures, trsock
+from typing import Any
+
+from ._compat import PY312
+from ._ferroloop import StreamCore
+from ._transport_base import NativeTransport
+
+# asyncio.Server counts its transports; 3.13 passes the transport itself.
+_ATTACH_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) > 1
+
+
+class SocketTransport(NativeTransport):
+    max_size = 256 * 1024  # the native core's read size, as asyncio's
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _sock = None
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None) -> None:
+        super().__init__(loop, extra)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        core = self._core = StreamCore(loop, loop._reactor, self, self._sock_fd)
+        self.set_protocol(protocol)
+        self._server = server
+        # Hot paths, straight to the native core.
+        self.write = core.write
+        self.get_write_buffer_size = core.get_write_buffer_size
+        self.is_reading = core.is_reading
+        self.is_closing = core.is_closing
+        if server is not None:
+            if _ATTACH_TAKES_TRANSPORT:
+                server._attach(self)
+            else:
+                server._attach()
+        loop._transports[self._sock_fd] = self
+        base_events._set_nodelay(sock)
+        core.attach()
+        loop.call_soon(self._protocol.connection_made, self)
+        loop.call_soon(core.start_reading)  # only once connection_made() ran
+        if waiter is not None:
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    @property
+    def _eof(self) -> bool:
+        return self._core.eof
+
+    def __repr__(self) -> str:
+        info = [self.__class__.__name__]
+        if self._sock is None:
+            info.append("closed")
+        elif self._core.is_closing():
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        if self._loop is not None and not self._loop.is_closed() and self._sock is not None:
+            info.append("read=polling" if self._core.is_reading() else "read=idle")
+            state = "polling" if self._core.writing else "idle"
+            info.append(f"write=<{state}, bufsize={self._core.get_write_buffer_size()}>")
+        return "<{}>".format(" ".join(info))
+
+    # -- the Transport API (what a socket adds) -------------------------------------
+
+    def write(self, data) -> None:  # replaced per instance by the core's method
+        self._core.write(data)
+
+    def writelines(self, list_of_data) -> None:
+        if self._core.eof:
+            raise RuntimeError(
+                "Cannot call writelines() after write_eof()"
+                if PY312
+                else "Cannot call write() after write_eof()"
+            )
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to writelines; sendfile is in progress")
+        self._core.writelines(list_of_data)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        now = self._core.begin_eof()
+        if now:
+            self._sock.shutdown(socket.SHUT_WR)
+
+    def __del__(self, _warn=warnings.warn) -> None:
+        if self._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+            if self._server is not None:
+                if _ATTACH_TAKES_TRANSPORT:
+                    self._server._detach(self)
+                else:
+                    self._server._detach()
+
+    # -- closing --------------------------------------------------------------------
+
+    def _release(self) -> None:
+        self._sock.close()
+        self._sock = None
+        server = self._server
+        if server is not None:
+            if _ATTACH_TAKES_TRANSPORT:
+                server._detach(self)
+            else:
+                server._detach()
+            self._server = None
+
+    def _shutdown_write(self) -> None:
+        self._sock.shutdown(socket.SHUT_WR)
+
+    # -- loop.sendfile() --------------------------------------------------------------
+
+    def _make_empty_waiter(self) -> Any:
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        self._empty_waiter = self._loop.create_future()
+        self._core.set_sendfile(True)
+        if not self._core.writing:
+            self._empty_waiter.set_result(None)
+        return self._empty_waiter
+
+    def _reset_empty_waiter(self) -> None:
+        self._empty_waiter = None
+        self._core.set_sendfile(False)
