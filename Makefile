@@ -95,10 +95,10 @@ python-3.14: ## make (once) and cache the Debian chroot with Python 3.14 that te
 	.ci/py314 make
 
 .PHONY: bench
-bench: build bench-tools ## side-by-side micro and network benchmarks: asyncio, uvloop, ferroloop, rloop (benchmarks/results/)
+bench: build bench-tools ## side-by-side micro and network benchmarks: asyncio, uvloop, ferroloop, rloop (benchmarks/results/); BASELINE=dir adds another ferroloop build
 	@$(PY) -m pip install -q "rloop>=0.5,<0.6" 2>/dev/null \
 	  || echo "rloop could not be installed: the reports compare the other loops"
-	$(PY) benchmarks/run.py
+	$(if $(BASELINE),FERROLOOP_BASELINE=$(abspath $(BASELINE))) $(PY) benchmarks/run.py $(BENCH_ARGS)
 
 # wrk drives the HTTP point of the demo and `make bench`; from Debian's packages when missing
 # (as root with apt-get; otherwise that point says it was skipped and why).

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import net
-from loops import LOOPS
+from loops import LOOPS, env_for
 from micro import BENCHMARKS
 from model import Results, Section
 from netreport import render_net, render_syscalls
@@ -76,7 +76,7 @@ def probe_loops(names: Sequence[str]) -> Results:
             results.missing[name] = f"unknown loop (known: {', '.join(LOOPS)})"
             continue
         argv = [sys.executable, str(HERE / "micro.py"), "--probe", name]
-        out = _run_json(argv, timeout=60)
+        out = _run_json(argv, timeout=60, loop=name)
         if "version" in out:
             results.loops.append(name)
             results.versions[name] = out["version"]
@@ -85,12 +85,14 @@ def probe_loops(names: Sequence[str]) -> Results:
     return results
 
 
-def _run_json(argv: list[str], timeout: float, pin: int | None = None) -> dict:
+def _run_json(argv: list[str], timeout: float, pin: int | None = None, loop: str = "") -> dict:
     """Run ``argv`` and parse the JSON of its last output line; failures become {"error"}."""
     if pin is not None:
         argv = [*argv, "--pin", str(pin)]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, env=env_for(loop)
+        )
     except subprocess.TimeoutExpired as exc:
         return {"error": f"timed out after {timeout:.0f} s{_last_line(exc.stderr)}"}
     lines = proc.stdout.strip().splitlines()
@@ -148,7 +150,7 @@ def run_section(
                 if argv is None or loop in results.errors.get(bench, {}):
                     continue  # not applicable, or failed once: don't wait on it again
                 timeout = TIMEOUT_S * max(1.0, scale)
-                out = _run_json(argv, timeout, pin)
+                out = _run_json(argv, timeout, pin, loop)
                 _record(results, bench, loop, out, section.metric)
                 progress(f"rep {rep + 1}/{reps} {bench:<20} {loop:<10} {_describe(out, section)}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import platform
 from collections.abc import Callable
 
@@ -22,6 +23,13 @@ LOOPS: dict[str, tuple[str, str]] = {
     # the reports compare ferroloop with it too. It has no Unix servers, so those points are n/a.
     "rloop": ("rloop", "new_event_loop"),
 }
+
+# Another build of ferroloop to measure beside this one (`make bench BASELINE=dir`): `dir` holds an
+# importable `ferroloop` package (python/ferroloop of another commit with its built module), put
+# first on the path of that loop's processes only.
+BASELINE = os.environ.get("FERROLOOP_BASELINE")
+if BASELINE:
+    LOOPS["ferroloop-base"] = ("ferroloop", "new_event_loop")
 
 # The loops the demo shows: the stdlib's, the one users switch from, ours.
 DEMO_LOOPS = ("asyncio", "uvloop", "ferroloop")
@@ -39,3 +47,11 @@ def version(name: str) -> str:
         return platform.python_version()
     module = importlib.import_module(LOOPS[name][0])
     return str(getattr(module, "__version__", "unknown"))
+
+
+def env_for(name: str) -> dict[str, str] | None:
+    """The environment of loop ``name``'s processes (None: this one's)."""
+    if name != "ferroloop-base" or not BASELINE:
+        return None
+    path = os.pathsep.join(p for p in (BASELINE, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}

@@ -85,7 +85,6 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
     __repr__ = _Base.__repr__
     __del__ = _Base.__del__
     run_until_complete = _Base.run_until_complete
-    _create_task_slow = _Base.create_task  # the native create_task's fallback
     get_task_factory = _Base.get_task_factory
     run_in_executor = _Base.run_in_executor
     set_default_executor = _Base.set_default_executor

@@ -43,6 +43,18 @@ pub(crate) fn threadsafe_handle_type(py: Python<'_>) -> PyResult<Option<&Bound<'
     Ok(cls.as_ref().map(|c| c.bind(py)))
 }
 
+/// `BaseEventLoop.create_task`: asyncio's own `create_task`, taken when a
+/// task factory is set, in debug mode, or for keywords the fast path does not
+/// know (its exact rules, per Python version).
+pub(crate) fn base_create_task(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    CELL.get_or_try_init(py, || {
+        let base = py.import("asyncio.base_events")?.getattr("BaseEventLoop")?;
+        Ok::<_, PyErr>(base.getattr("create_task")?.unbind())
+    })
+    .map(|v| v.bind(py))
+}
+
 // ---- the loop's and handles' cold paths (ferroloop._helpers) ----------------
 
 cached_attr!(

@@ -24,7 +24,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 /// Below this many entries the heap is never compacted (asyncio uses 100).
-pub const COMPACT_MIN: usize = 100;
+pub(crate) const COMPACT_MIN: usize = 100;
 
 /// An item stored in the queue.
 pub trait TimerEntry {

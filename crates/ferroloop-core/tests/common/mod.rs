@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use ferroloop_core::Interest;
 
-pub const READ: Interest = Interest { read: true, write: false };
+pub(crate) const READ: Interest = Interest { read: true, write: false };
 
 /// How long a test waits for something that must happen; never reached when
 /// the code under test works.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A connected pair of non-blocking Unix stream sockets.
-pub fn pair() -> (UnixStream, UnixStream) {
+pub(crate) fn pair() -> (UnixStream, UnixStream) {
     let (a, b) = UnixStream::pair().unwrap();
     a.set_nonblocking(true).unwrap();
     b.set_nonblocking(true).unwrap();

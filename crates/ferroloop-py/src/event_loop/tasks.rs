@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::Loop;
-use crate::pyimports::task_type;
+use crate::pyimports::{base_create_task, task_type};
 
 /// Keyword arguments the running Python's `create_task` takes.
 fn accepted_kwarg(py: Python<'_>, key: &Bound<'_, PyAny>) -> bool {
@@ -64,10 +64,10 @@ impl Loop {
             && !this.debug()
             && kwargs.as_ref().is_none_or(|kw| kw.keys().iter().all(|k| accepted_kwarg(py, &k)));
         if !fast {
-            // Called as a method so no Python frame of ours sits between the
-            // user's and asyncio's (it trims its own frame off the traceback).
-            let slow = slf.getattr(pyo3::intern!(py, "_create_task_slow"))?;
-            return Ok(slow.call((coro,), kwargs.as_ref())?.unbind());
+            // asyncio's own function, called straight from here so no Python
+            // frame of ours sits between the user's and asyncio's.
+            let slow = base_create_task(py)?;
+            return Ok(slow.call((slf, coro), kwargs.as_ref())?.unbind());
         }
         this.check_closed()?;
         let task_type = task_type(py)?;
