@@ -116,7 +116,12 @@ class StreamCore:
     writing: bool
     protocol_paused: bool
     def __init__(
-        self, loop: Loop, reactor: Reactor, transport: asyncio.Transport, fd: int, pipe: bool = False
+        self,
+        loop: Loop,
+        reactor: Reactor,
+        transport: asyncio.Transport,
+        fd: int,
+        pipe: bool = False,
     ) -> None: ...
     def attach(self) -> None: ...
     def detach(self) -> None: ...
