@@ -3,7 +3,8 @@
 //! Owns the OS layer (`sys`, the only module that calls libc), the clock and the
 //! timer queue (`time`), the readiness poller over mio (`poller`), the cross-thread
 //! wake-up (`notify`), the signal wake-up channel (`signals`), and the stream
-//! I/O calls over sockets and pipes (`io`, `net`).
+//! I/O calls over sockets and pipes (`io`, `net`), and the
+//! child watcher over pid file descriptors (`process`).
 //!
 //! Must not: touch Python objects, allocate per event on the hot path, or block
 //! anywhere except inside [`poller::Poller::poll`].
@@ -12,6 +13,7 @@ pub mod io;
 pub mod net;
 pub mod notify;
 pub mod poller;
+pub mod process;
 pub mod signals;
 pub mod sys;
 pub mod time;

@@ -89,3 +89,6 @@ pub fn strerror(errno: i32) -> String {
     // SAFETY: non-null and NUL-terminated per strerror's contract.
     unsafe { std::ffi::CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
 }
+
+mod process;
+pub use process::{getpid, pidfd_open, pidfd_send_signal, waitid_pidfd, waitpid_nohang, ChildStatus};
