@@ -75,9 +75,12 @@ def warn_slow_callback(handle: Any, seconds: float) -> None:
     )
 
 
-def warn_send_after_lost() -> None:
+def warn_send_after_lost(pipe: bool) -> None:
     """asyncio's warning for writes to a transport whose connection is lost."""
-    base_events.logger.warning("socket.send() raised exception.")
+    if pipe:
+        base_events.logger.warning("pipe closed by peer or os.write(pipe, data) raised exception.")
+    else:
+        base_events.logger.warning("socket.send() raised exception.")
 
 
 def write_type_error(data: Any) -> TypeError:

@@ -31,6 +31,7 @@ class NativeTransport(transports._FlowControlMixin, transports.Transport):
     """
 
     _core: Any
+    _kind = "socket"  # in asyncio's messages: "Fatal write error on socket transport"
 
     def __init__(self, loop, extra=None) -> None:
         transports.Transport.__init__(self, extra)
@@ -109,7 +110,36 @@ class NativeTransport(transports._FlowControlMixin, transports.Transport):
     # -- closing ------------------------------------------------------------------
 
     def _fatal_error(self, exc, message="Fatal error on transport") -> None:
-        fatal_error(self, exc, message)
+        """asyncio's ``_fatal_error``: OS errors are logged in debug mode only."""
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+        self._force_close(exc)
+
+    def _read_eof(self) -> None:
+        """End of stream: asyncio's ``_read_ready__on_eof``."""
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if keep_open:
+            self._core.stop_reading()
+        else:
+            self.close()
 
     def _force_close(self, exc) -> None:
         if self._core.force_close():
@@ -140,42 +170,18 @@ class NativeTransport(transports._FlowControlMixin, transports.Transport):
 
 
 def on_eof(transport: NativeTransport) -> None:
-    """End of stream: asyncio's ``_read_ready__on_eof``."""
-    if transport._loop.get_debug():
-        logger.debug("%r received EOF", transport)
-    try:
-        keep_open = transport._protocol.eof_received()
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        fatal_error(transport, exc, "Fatal error: protocol.eof_received() call failed.")
-        return
-    if keep_open:
-        transport._core.stop_reading()
-    else:
-        transport.close()
+    """End of stream (for a write pipe: its reader went away)."""
+    transport._read_eof()
 
 
 def fatal_error(transport: NativeTransport, exc, message="Fatal error on transport") -> None:
-    """asyncio's ``_fatal_error``: OS errors are logged in debug mode only."""
-    if isinstance(exc, OSError):
-        if transport._loop.get_debug():
-            logger.debug("%r: %s", transport, message, exc_info=True)
-    else:
-        transport._loop.call_exception_handler(
-            {
-                "message": message,
-                "exception": exc,
-                "transport": transport,
-                "protocol": transport._protocol,
-            }
-        )
-    transport._force_close(exc)
+    """asyncio's ``_fatal_error`` of the transport's kind."""
+    transport._fatal_error(exc, message)
 
 
 def write_failed(transport: NativeTransport, exc: BaseException) -> None:
     """A flush failed: the fatal error, and ``loop.sendfile()``'s waiter."""
-    fatal_error(transport, exc, "Fatal write error on socket transport")
+    transport._fatal_error(exc, f"Fatal write error on {transport._kind} transport")
     if transport._empty_waiter is not None:
         transport._empty_waiter.set_exception(exc)
 

@@ -116,3 +116,8 @@ cached_attr!(
     /// `loop.sendfile()`: once per connection.
     transport_write_drained, "ferroloop._transport_base", "write_drained"
 );
+cached_attr!(
+    /// A child ended: asyncio's own `_process_exited` bookkeeping, per
+    /// Python version (once per child).
+    child_exited, "ferroloop._subprocess", "child_exited"
+);

@@ -4,16 +4,19 @@
 //! on the hot path.
 //!
 //! Parts every transport shares: write flow control (`flow`) and the write
-//! buffer (`write_buf`); `stream` is the stream core over a socket or a pipe.
+//! buffer (`write_buf`); `stream` is the stream core over a socket or a pipe;
+//! `subprocess` watches a child's exit through its pidfd.
 //! A transport registers with the reactor and is called back through its
 //! `IoRef`: it never names the loop.
 
 pub(crate) mod flow;
 pub(crate) mod stream;
+pub(crate) mod subprocess;
 pub(crate) mod write_buf;
 
 use pyo3::prelude::*;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<stream::StreamCore>()
+    m.add_class::<stream::StreamCore>()?;
+    m.add_class::<subprocess::ChildWatch>()
 }

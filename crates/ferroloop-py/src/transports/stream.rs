@@ -16,6 +16,15 @@
 //! read that filled the buffer schedules another read next iteration, and
 //! resuming reading schedules one, so nothing that arrived is left unread.
 //!
+//! A pipe transport (`ferroloop._pipes`) is this core over `StreamFd::Pipe`
+//! in one direction ([`Dir`]), with asyncio's `_UnixReadPipeTransport` /
+//! `_UnixWritePipeTransport` rules where they differ from a socket's: an
+//! exception of `data_received` goes to the exception handler and reading
+//! goes on; a write after `close()` is dropped and counted; a write pipe
+//! watches its descriptor for reading, and readability there means the
+//! reader went away (the Python half closes, with `BrokenPipeError` when
+//! data was still buffered).
+//!
 //! Invariant: no `State` borrow is held across a call into Python.
 
 use std::io;
@@ -63,9 +72,23 @@ pub(crate) fn prime_allocator() {
 /// costs more than the large allocation shrunk to size that saves the copy.
 const LARGE_READ: usize = 16 * 1024;
 
+/// Which way the bytes go.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Dir {
+    /// A socket: both.
+    Both,
+    /// A read pipe.
+    Read,
+    /// A write pipe; `watch_peer`: readiness for reading means the reader
+    /// closed (FIFOs and sockets, as asyncio watches them; not character
+    /// devices).
+    Write { watch_peer: bool },
+}
+
 // The flags are asyncio's transport state, one each, named as there.
 #[allow(clippy::struct_excessive_bools)]
 struct State {
+    dir: Dir,
     transport: Option<Py<PyAny>>,
     /// The protocol; its methods are looked up at each call, as asyncio
     /// does, so one replaced on the instance takes effect.
@@ -86,7 +109,8 @@ struct State {
     /// `loop.sendfile()` owns the socket: `write()` is refused.
     sendfile: bool,
     /// The poller saw the peer close (or an error): keep reading until the
-    /// end of stream shows, since no new edge will announce it.
+    /// end of stream shows, since no new edge will announce it. For a write
+    /// pipe: the reader went away.
     peer_closed: bool,
     /// The last read brought at least `LARGE_READ` bytes.
     large_reads: bool,
@@ -99,6 +123,7 @@ pub(crate) struct StreamCore {
     reactor: Py<Reactor>,
     fd: RawFd,
     kind: StreamFd,
+    dir: Dir,
     /// Protocol callbacks run in the context current when the transport was
     /// made, as asyncio's reader handle does.
     context: Py<PyAny>,
@@ -121,6 +146,14 @@ static STREAM_OPS: IoOps = IoOps {
 impl StreamCore {
     fn io_ref(slf: &Bound<'_, Self>) -> IoRef {
         IoRef::new(slf.clone().into_any().unbind(), &STREAM_OPS)
+    }
+
+    fn interest(&self) -> Interest {
+        match self.dir {
+            Dir::Both => Interest { read: true, write: true },
+            Dir::Read => Interest { read: true, write: false },
+            Dir::Write { watch_peer } => Interest { read: watch_peer, write: true },
+        }
     }
 
     fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
@@ -183,7 +216,10 @@ impl StreamCore {
         let res = match event {
             IoEvent::Read => {
                 this.st.borrow_mut(py).read_queued = false;
-                Self::on_readable(slf)
+                match this.dir {
+                    Dir::Write { .. } => this.on_peer_closed(py),
+                    _ => Self::on_readable(slf),
+                }
             }
             IoEvent::Write => this.on_writable(py),
         };
@@ -195,8 +231,14 @@ impl StreamCore {
     /// Whether a readiness report should queue a read / a flush.
     fn wants(&self, py: Python<'_>, ev: &Readiness) -> (bool, bool) {
         let mut st = self.st.borrow_mut(py);
-        st.peer_closed |= ev.closed;
-        let (readable, writable) = (ev.readable, ev.writable);
+        let readable = if let Dir::Write { watch_peer } = self.dir {
+            st.peer_closed |= watch_peer && ev.readable;
+            st.peer_closed
+        } else {
+            st.peer_closed |= ev.closed;
+            ev.readable
+        };
+        let writable = ev.writable;
         let read = readable && st.can_read() && !st.read_queued;
         if read {
             st.read_queued = true;
@@ -285,7 +327,7 @@ impl StreamCore {
                             "recv_into() argument 1 must be read-write bytes-like object, not {}",
                             obj.get_type().name()?
                         ));
-                        return this.fatal(py, err, "Fatal read error on socket transport");
+                        return this.fatal(py, err, this.message("read"));
                     }
                 };
                 return this.fatal(py, err, "Fatal error: protocol.get_buffer() call failed.");
@@ -319,7 +361,12 @@ impl StreamCore {
                     // again next iteration, as level triggering would.
                     Self::queue_read(slf);
                 }
-                deliver(n).or_else(|err| this.fatal(py, err, failed))
+                match deliver(n) {
+                    // A read pipe's callback error reaches the exception
+                    // handler from its handle, and reading goes on.
+                    Err(err) if this.kind == StreamFd::Pipe => Err(err),
+                    res => res.or_else(|err| this.fatal(py, err, failed)),
+                }
             }
             Err(e) => Self::read_error(slf, &e),
         }
@@ -332,7 +379,7 @@ impl StreamCore {
                 Self::queue_read(slf);
                 Ok(())
             }
-            _ => slf.get().fatal(slf.py(), os_error(e), "Fatal read error on socket transport"),
+            _ => slf.get().fatal(slf.py(), os_error(e), slf.get().message("read")),
         }
     }
 
@@ -448,12 +495,13 @@ impl StreamCore {
         if empty {
             return Ok(false);
         }
-        if st.conn_lost > 0 {
+        let pipe = self.kind == StreamFd::Pipe;
+        if st.conn_lost > 0 || (pipe && st.closing) {
             st.conn_lost += 1;
             let warn = st.conn_lost > 5;
             drop(st);
             if warn {
-                pyimports::warn_send_after_lost(py)?.call0()?;
+                pyimports::warn_send_after_lost(py)?.call1((pipe,))?;
             }
             return Ok(false);
         }
@@ -469,22 +517,47 @@ impl StreamCore {
     }
 
     fn write_error(&self, py: Python<'_>, e: &io::Error) -> PyResult<()> {
-        self.fatal(py, os_error(e), "Fatal write error on socket transport")
+        self.fatal(py, os_error(e), self.message("write"))
+    }
+
+    /// asyncio's message for a fatal read or write error of this kind.
+    fn message(&self, what: &str) -> &'static str {
+        match (self.kind, what) {
+            (StreamFd::Pipe, "read") => "Fatal read error on pipe transport",
+            (StreamFd::Pipe, _) => "Fatal write error on pipe transport",
+            (StreamFd::Socket, "read") => "Fatal read error on socket transport",
+            (StreamFd::Socket, _) => "Fatal write error on socket transport",
+        }
+    }
+
+    /// A write pipe's reader went away: asyncio's `_read_ready` of a write
+    /// pipe, in Python (once).
+    fn on_peer_closed(&self, py: Python<'_>) -> PyResult<()> {
+        if !self.st.borrow(py).can_read() {
+            return Ok(());
+        }
+        self.on_eof(py)
     }
 }
 
 impl State {
     fn can_read(&self) -> bool {
-        self.started && !self.paused && !self.closing && !self.read_eof && self.conn_lost == 0
+        match self.dir {
+            // A write pipe "reads" once: the news that its reader went away,
+            // even while closing with data buffered.
+            Dir::Write { .. } => self.started && self.peer_closed && !self.read_eof && self.conn_lost == 0,
+            _ => self.started && !self.paused && !self.closing && !self.read_eof && self.conn_lost == 0,
+        }
     }
 }
 
 #[pymethods]
 impl StreamCore {
     /// The core of `transport`, a stream over `fd` (a socket, or a pipe when
-    /// `pipe`), for `loop_`, whose reactor is `reactor`.
+    /// `pipe`), for `loop_`, whose reactor is `reactor`. A pipe goes one
+    /// way: `direction` is "r" or "w" ("w+" watches for its reader closing).
     #[new]
-    #[pyo3(signature = (loop_, reactor, transport, fd, pipe = false))]
+    #[pyo3(signature = (loop_, reactor, transport, fd, pipe = false, direction = "rw"))]
     fn new(
         py: Python<'_>,
         loop_: Bound<'_, PyAny>,
@@ -492,7 +565,15 @@ impl StreamCore {
         transport: Bound<'_, PyAny>,
         fd: RawFd,
         pipe: bool,
+        direction: &str,
     ) -> PyResult<Self> {
+        let dir = match direction {
+            "rw" => Dir::Both,
+            "r" => Dir::Read,
+            "w" => Dir::Write { watch_peer: false },
+            "w+" => Dir::Write { watch_peer: true },
+            _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("bad direction {direction:?}"))),
+        };
         let reactor = reactor.unbind();
         // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception.
         let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind();
@@ -501,8 +582,10 @@ impl StreamCore {
             reactor,
             fd,
             kind: if pipe { StreamFd::Pipe } else { StreamFd::Socket },
+            dir,
             context,
             st: GilCell::new(State {
+                dir,
                 transport: Some(transport.unbind()),
                 protocol: None,
                 buffered: false,
@@ -529,7 +612,7 @@ impl StreamCore {
         let this = slf.get();
         this.reactor
             .get()
-            .register_io(py, this.fd, Self::io_ref(slf), Interest { read: true, write: true })
+            .register_io(py, this.fd, Self::io_ref(slf), this.interest())
             .map_err(|e| os_error(&e))?;
         this.st.borrow_mut(py).registered = true;
         Ok(())
@@ -567,6 +650,14 @@ impl StreamCore {
     }
 
     fn write(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
+        if self.kind == StreamFd::Pipe
+            && !(data.is_instance_of::<PyBytes>()
+                || data.is_instance_of::<PyByteArray>()
+                || data.is_instance_of::<PyMemoryView>())
+        {
+            // asyncio's pipe checks the type with an assert.
+            return Err(pyo3::exceptions::PyAssertionError::new_err(data.repr()?.unbind()));
+        }
         // What `send` left of `data` (to queue), or nothing (all went out,
         // or it is dropped), or an error.
         let unsent =
