@@ -1,15 +1,19 @@
 """Subprocesses through asyncio's API, on asyncio and ferroloop alike.
 
-On 3.14 there are no child watchers in the policy: the loop brings its own.
+ferroloop reaps its own children (a pidfd on its poller) and never asks the policy for a
+child watcher; asyncio does before 3.14.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+import threading
 
-from _support import run
+import pytest
+from _support import PY311, PY314, run
 
 PY = sys.executable
 
@@ -63,3 +67,325 @@ def test_many_children_at_once(loop):
         return await asyncio.gather(*(child(i) for i in range(8)))
 
     assert run(loop, main()) == list(range(8))
+
+
+# ---- the options asyncio passes on to Popen ------------------------------------------------
+
+
+def test_devnull_and_stdout_and_fd(loop, tmp_path):
+    out_path = tmp_path / "out"
+
+    async def main():
+        with open(out_path, "wb") as f:
+            proc = await asyncio.create_subprocess_exec(
+                PY,
+                "-c",
+                "import sys; print(sys.stdin.read() == ''); print('err', file=sys.stderr)",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=f.fileno(),
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            rc = await proc.wait()
+        return rc, out_path.read_bytes().split()
+
+    assert run(loop, main()) == (0, [b"True", b"err"])
+
+
+def test_communicate_several_mib_each_way(loop):
+    payload = os.urandom(6 * 1024 * 1024)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY,
+            "-c",
+            "import sys; d = sys.stdin.buffer.read(); "
+            "sys.stdout.buffer.write(d); sys.stderr.buffer.write(d[::-1])",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate(payload)
+        return out == payload, err == payload[::-1], proc.returncode
+
+    assert run(loop, main(), timeout=30) == (True, True, 0)
+
+
+def test_cwd_env_and_start_new_session(loop, tmp_path):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY,
+            "-c",
+            "import os; print(os.getcwd(), os.environ['FERRO_X'], os.getsid(0) == os.getpid())",
+            stdout=asyncio.subprocess.PIPE,
+            cwd=tmp_path,
+            env={"FERRO_X": "42"},
+            start_new_session=True,
+        )
+        out, _ = await proc.communicate()
+        return out.split()
+
+    assert run(loop, main()) == [str(tmp_path).encode(), b"42", b"True"]
+
+
+# ---- signals and returncodes -----------------------------------------------------------------
+
+
+def test_signals_after_exit(loop):
+    """While the exit is known but a pipe is still open (a grandchild holds stdout), a signal
+    is dropped silently; once the transport has finished, asyncio raises ProcessLookupError."""
+
+    def signal_all(proc, outcomes):
+        for send in (lambda: proc.send_signal(signal.SIGTERM), proc.terminate, proc.kill):
+            try:
+                send()
+                outcomes.append(None)
+            except ProcessLookupError:
+                outcomes.append("ProcessLookupError")
+
+    async def main():
+        outcomes = []
+        proc = await asyncio.create_subprocess_shell(
+            "sleep 30 & echo $!", stdout=asyncio.subprocess.PIPE
+        )
+        grandchild = int(await proc.stdout.readline())
+        while proc.returncode is None:
+            await asyncio.sleep(0.01)
+        signal_all(proc, outcomes)
+        os.kill(grandchild, signal.SIGKILL)
+        await proc.stdout.read()
+        outcomes.append(await proc.wait())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        signal_all(proc, outcomes)
+        return outcomes
+
+    assert run(loop, main()) == [None] * 3 + [0] + ["ProcessLookupError"] * 3
+
+
+def test_terminate_and_send_signal(loop):
+    async def main():
+        codes = []
+        for how in ("terminate", "sigint"):
+            proc = await asyncio.create_subprocess_exec(
+                PY,
+                "-c",
+                "import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                "print('ready', flush=True); time.sleep(60)",
+                stdout=asyncio.subprocess.PIPE,
+            )
+            await proc.stdout.readline()
+            if how == "terminate":
+                proc.terminate()
+            else:
+                proc.send_signal(signal.SIGINT)
+            codes.append(await proc.wait())
+        return codes
+
+    assert run(loop, main()) == [-signal.SIGTERM, -signal.SIGINT]
+
+
+def test_protocol_events_order(loop):
+    async def main():
+        events = []
+        done = loop.create_future()
+
+        class Proto(asyncio.SubprocessProtocol):
+            def connection_made(self, transport):
+                events.append("made")
+
+            def pipe_data_received(self, fd, data):
+                events.append(("data", fd))
+
+            def pipe_connection_lost(self, fd, exc):
+                events.append(("pipe_lost", fd, exc))
+
+            def process_exited(self):
+                events.append("exited")
+
+            def connection_lost(self, exc):
+                events.append(("lost", exc))
+                done.set_result(None)
+
+        code = "import sys; sys.stdout.write('out'); sys.stderr.write('err')"
+        tr, _ = await loop.subprocess_exec(Proto, PY, "-c", code, stdin=None)
+        pid = tr.get_pid()
+        pipes = [tr.get_pipe_transport(fd) for fd in (0, 1, 2)]
+        await done
+        rc = tr.get_returncode()
+        tr.close()
+        return events, pid > 0, pipes[0], pipes[1] is not None, rc
+
+    events, has_pid, stdin, has_stdout, rc = run(loop, main())
+    assert (has_pid, stdin, has_stdout, rc) == (True, None, True, 0)
+    assert events[0] == "made" and events[-1] == ("lost", None)
+    middle = events[1:-1]
+    assert sorted(map(str, middle)) == sorted(
+        map(
+            str,
+            [("data", 1), ("data", 2), ("pipe_lost", 1, None), ("pipe_lost", 2, None), "exited"],
+        )
+    )
+    for fd in (1, 2):
+        assert middle.index(("data", fd)) < middle.index(("pipe_lost", fd, None))
+
+
+def test_close_kills_a_running_child(loop):
+    async def main():
+        tr, proto = await loop.subprocess_exec(
+            asyncio.SubprocessProtocol, PY, "-c", "import time; time.sleep(60)"
+        )
+        tr.close()
+        return await tr._wait()
+
+    assert run(loop, main()) == -signal.SIGKILL
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize(
+    ("what", "expected"),
+    [
+        ("missing", FileNotFoundError),
+        ("bad_cwd", NotADirectoryError),
+        ("not_exec", PermissionError),
+    ],
+)
+def test_spawn_errors_leak_nothing(loop, tmp_path, what, expected):
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\n")
+    kwargs: dict = {}
+    program = PY
+    if what == "missing":
+        program = str(tmp_path / "no-such-program")
+    elif what == "bad_cwd":
+        kwargs["cwd"] = str(script)
+    else:
+        program = str(script)
+
+    async def main():
+        before = _open_fds()
+        for _ in range(3):
+            with pytest.raises(expected):
+                await asyncio.create_subprocess_exec(
+                    program,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    **kwargs,
+                )
+        return _open_fds() - before
+
+    assert run(loop, main()) == 0
+
+
+# ---- many children, no zombie, no leak ---------------------------------------------------------
+
+
+def _zombies_of(pids) -> list[int]:
+    me = os.getpid()
+    found = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                status = f.read()
+        except FileNotFoundError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        if fields.get("State", "").startswith("Z") and int(fields.get("PPid", "0")) == me:
+            found.append(pid)
+    return found
+
+
+def test_many_short_children_leave_nothing(loop, loop_kind):
+    async def one(sem, pids):
+        async with sem:
+            proc = await asyncio.create_subprocess_exec(
+                "true", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+            )
+            pids.append(proc.pid)
+            await proc.communicate()
+            return proc.returncode
+
+    async def main():
+        await one(asyncio.Semaphore(1), [])  # warm up (first-use descriptors)
+        fds, threads = _open_fds(), threading.active_count()
+        sem, pids = asyncio.Semaphore(16), []
+        codes = await asyncio.gather(*(one(sem, pids) for _ in range(200)))
+        await asyncio.sleep(0)
+        return codes, pids, _open_fds() - fds, threading.active_count() - threads
+
+    codes, pids, fd_growth, thread_growth = run(loop, main(), timeout=60)
+    assert codes == [0] * 200
+    assert _zombies_of(pids) == []
+    assert fd_growth == 0
+    if loop_kind == "ferroloop":  # asyncio's threaded watcher may still be winding down
+        assert thread_growth == 0
+
+
+# ---- where the loop runs ---------------------------------------------------------------------
+
+
+def test_loop_in_another_thread(loop_factory):
+    result = {}
+
+    def target():
+        lp = loop_factory()
+        try:
+
+            async def main():
+                proc = await asyncio.create_subprocess_exec(
+                    PY, "-c", "print('hi')", stdout=asyncio.subprocess.PIPE
+                )
+                out, _ = await proc.communicate()
+                return out, proc.returncode
+
+            result["value"] = lp.run_until_complete(asyncio.wait_for(main(), 10))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            result["value"] = exc
+        finally:
+            lp.close()
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join(20)
+    assert result["value"] == (b"hi\n", 0)
+
+
+def test_policy_without_child_watcher(loop_factory, loop_kind):
+    if loop_kind == "asyncio" and not PY314:
+        pytest.skip("asyncio before 3.14 needs the policy's child watcher")
+
+    class Policy(asyncio.events.BaseDefaultEventLoopPolicy):
+        _loop_factory = staticmethod(loop_factory)
+
+    async def main():
+        proc = await asyncio.create_subprocess_shell("exit 5")
+        return await proc.wait()
+
+    old = asyncio.events._event_loop_policy
+    asyncio.events._event_loop_policy = Policy()
+    try:
+        lp = asyncio.new_event_loop()
+        try:
+            assert lp.run_until_complete(main()) == 5
+        finally:
+            lp.close()
+    finally:
+        asyncio.events._event_loop_policy = old
+
+
+def test_runner_with_loop_factory(loop_factory):
+    if not PY311:
+        pytest.skip("asyncio.Runner is 3.11+")
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(PY, "-c", "raise SystemExit(9)")
+        return await proc.wait()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        assert runner.run(main()) == 9

@@ -68,8 +68,9 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         self._clock_resolution = time.get_clock_info("monotonic").resolution
         self._init_net()
         if _compat.PY314:
-            # 3.14's subprocess code (borrowed from asyncio) asks the loop for its
-            # watcher, which asyncio's own loop makes here.
+            # The watcher asyncio's own loop makes here: 3.14's subprocess code (borrowed
+            # from asyncio) uses it where pidfds are missing; elsewhere the loop reaps
+            # its children itself (_subprocess.py) and this is only there to be read.
             self._watcher = _compat.child_watcher()
         self._set_debug_flag(coroutines._is_debug_mode())
         if sys.version_info < (3, 12):

@@ -2,10 +2,11 @@
 
 This first version takes asyncio's own implementations from the running
 interpreter (sockets, ``sock_*``, DNS through the executor, TCP and Unix
-transports, servers, sendfile, pipes, UDP), run by the native loop through
+transports, servers, sendfile, UDP), run by the native loop through
 ``_add_reader``/``_add_writer``. They behave exactly as asyncio's on every
 Python version, by construction. Native transports replace them where the
-benchmarks say it pays (see the README's status section).
+benchmarks say it pays (see the README's status section): stream sockets,
+pipes and subprocesses have theirs (``_stream``, ``_pipes``, ``_subprocess``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import weakref
 from asyncio import base_events, selector_events, unix_events
 from typing import Any
 
+from . import _subprocess
+from ._pipes import ReadPipeTransport, WritePipeTransport
 from ._stream import SocketTransport
 
 _Future = asyncio.Future
@@ -86,9 +89,7 @@ _BORROWED = {
         "_sock_sendfile_native_impl",
         "_sock_sendfile_update_filepos",
         "_sock_add_cancellation_callback",
-        "_make_read_pipe_transport",
-        "_make_write_pipe_transport",
-        "_make_subprocess_transport",
+        "_make_subprocess_transport",  # where pidfds are missing (_subprocess.py)
         "_child_watcher_callback",
     ),
 }
@@ -188,6 +189,23 @@ class NetMixin:
         if r is not NotImplemented:
             return (await r) if type(r) is _Future else r
         return await _SELECTOR.sock_accept(self, sock)
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return WritePipeTransport(self, pipe, protocol, waiter, extra)
+
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ):
+        if not _subprocess.PIDFD:  # asyncio's own, with the policy's child watcher
+            return await _UNIX._make_subprocess_transport(
+                self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, **kwargs
+            )
+        return await _subprocess.make_transport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, **kwargs
+        )
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return SocketTransport(self, sock, protocol, waiter, extra, server)

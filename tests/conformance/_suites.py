@@ -58,6 +58,19 @@ def _events_adapter(mod: ModuleType) -> None:
     EventLoopTests.__qualname__ = "EventLoopTests"
     mod.EventLoopTests = EventLoopTests
 
+    # SubprocessTestsMixin, on the loop under test. Before 3.14 the selector classes add it
+    # with UnixEventLoopTestsMixin, whose setUp installs the child watcher asyncio's own loop
+    # needs there (ferroloop never asks for one).
+    unix = getattr(mod, "UnixEventLoopTestsMixin", mod.EventLoopTestsMixin)
+
+    class SubprocessTests(unix, mod.SubprocessTestsMixin, test_utils.TestCase):
+        def create_event_loop(self):
+            return loop_factory()
+
+    SubprocessTests.__module__ = mod.__name__
+    SubprocessTests.__qualname__ = "SubprocessTests"
+    mod.SubprocessTests = SubprocessTests
+
 
 def _runners_adapter(mod: ModuleType) -> None:
     """test_runners' BaseTest.new_loop() returns a bare asyncio.BaseEventLoop with a mocked
@@ -134,6 +147,9 @@ EVENTS_NETWORK = (
     "TestServer.*",  # create_server
 )
 
+# SubprocessTestsMixin (subprocess_exec/subprocess_shell, their pipes and signals).
+EVENTS_SUBPROCESS = ("SubprocessTests.test_subprocess_*",)
+
 MODULES: tuple[Module, ...] = (
     Module("test_tasks"),
     Module("test_futures"),
@@ -147,7 +163,11 @@ MODULES: tuple[Module, ...] = (
     Module("test_timeouts"),
     Module("test_waitfor"),
     Module("test_threads"),
-    Module("test_events", select=EVENTS_CORE + EVENTS_NETWORK, adapter=_events_adapter),
+    Module(
+        "test_events",
+        select=EVENTS_CORE + EVENTS_NETWORK + EVENTS_SUBPROCESS,
+        adapter=_events_adapter,
+    ),
     # Network (issue 3)
     Module(
         "test_sock_lowlevel",

@@ -1,0 +1,123 @@
+"""Subprocesses whose exit the loop watches itself (``_ferroloop.ChildWatch``).
+
+``SubprocessTransport`` is the running Python's own
+``asyncio.base_subprocess.BaseSubprocessTransport`` (its exact order of
+``pipe_data_received``, ``pipe_connection_lost``, ``process_exited`` and
+``connection_lost``, its ``wait()`` waiters, ``close()``, repr and
+``ResourceWarning``, all of which differ between 3.10 and 3.14), spawning with
+``subprocess.Popen`` (every option asyncio passes on, unchanged), and two
+differences of mechanism, none of behaviour:
+
+* the exit comes from a pidfd on the loop's own poller, not from the policy's
+  child watcher (none is asked for, on any version, so a policy without one
+  works, and so does a loop in any thread);
+* ``send_signal``/``terminate``/``kill`` go through the pidfd: after the child
+  was reaped they do nothing (as asyncio's), and they can never reach another
+  process that took over the pid.
+
+``make_transport`` is the loop's ``_make_subprocess_transport``, with asyncio's
+steps minus the watcher; where pidfds are missing (Linux < 5.3, or a seccomp
+policy refusing them) the loop keeps asyncio's own code and the policy's watcher.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from asyncio import base_subprocess, tasks
+from asyncio.log import logger
+
+from ._compat import PY314
+from ._ferroloop import ChildWatch
+
+PIDFD = ChildWatch.supported()
+
+
+class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
+    _watch = None
+
+    def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
+        self._proc = subprocess.Popen(
+            args,
+            shell=shell,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            universal_newlines=False,
+            bufsize=bufsize,
+            **kwargs,
+        )
+        loop = self._loop
+        try:
+            self._watch = ChildWatch.start(loop, loop._reactor, self._proc.pid, self)
+        except BaseException:
+            # No watch, so no one would reap it: end it here (at once, after SIGKILL).
+            proc = self._proc
+            proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            raise
+
+    def send_signal(self, signal):
+        self._check_proc()
+        if self._returncode is not None:  # the process already exited
+            return
+        self._watch.send_signal(signal)
+
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+
+def child_exited(transport: SubprocessTransport, pid: int, returncode: int | None) -> None:
+    """The child's pidfd fired and the child was reaped (``returncode`` None:
+    someone else reaped it first, e.g. ``Popen.poll()``)."""
+    proc = transport._proc
+    if returncode is None:
+        returncode = None if proc is None else proc.returncode
+        if returncode is None:
+            returncode = 255
+            logger.warning(
+                "child process pid %d exit status already read:  will report returncode 255",
+                pid,
+            )
+    elif proc is not None and proc.returncode is None:
+        # At once, so that Popen never waits on a pid that is no longer its child.
+        proc.returncode = returncode
+    transport._loop._child_watcher_callback(pid, returncode, transport)
+
+
+async def make_transport(
+    loop, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+):
+    """asyncio's ``_make_subprocess_transport`` without a child watcher."""
+    waiter = loop.create_future()
+    transp = SubprocessTransport(
+        loop,
+        protocol,
+        args,
+        shell,
+        stdin,
+        stdout,
+        stderr,
+        bufsize,
+        waiter=waiter,
+        extra=extra,
+        **kwargs,
+    )
+    try:
+        await waiter
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException:
+        transp.close()
+        if PY314:
+            await tasks.shield(transp._wait())
+        else:
+            await transp._wait()
+        raise
+    return transp
