@@ -213,6 +213,46 @@ def sleep0(new_loop: LoopFactory, scale: float = 1.0) -> float:
     return n / seconds
 
 
+def spawn(new_loop: LoopFactory, scale: float = 1.0) -> float:
+    """400 children running ``true``, 16 at a time, each awaited (``create_subprocess_exec``)."""
+    n = _size(400, scale)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> int:
+        sem = asyncio.Semaphore(16)
+
+        async def one() -> int:
+            async with sem:
+                proc = await asyncio.create_subprocess_exec("true")
+                return await proc.wait()
+
+        codes = await asyncio.gather(*(one() for _ in range(n)))
+        return codes.count(0)
+
+    done, seconds = _run_coro_timed(new_loop, main)
+    _check(done == n, f"{n} children exited 0")
+    return n / seconds
+
+
+def pipe_read(new_loop: LoopFactory, scale: float = 1.0) -> float:
+    """A child's stdout read through ``StreamReader.read(64 KiB)``: 2.5 GiB of
+    ``head -c N /dev/zero``; one op is one MiB."""
+    mib = _size(2560, scale)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> int:
+        proc = await asyncio.create_subprocess_exec(
+            "head", "-c", str(mib << 20), "/dev/zero", stdout=asyncio.subprocess.PIPE
+        )
+        total = 0
+        while chunk := await proc.stdout.read(65536):
+            total += len(chunk)
+        await proc.wait()
+        return total
+
+    total, seconds = _run_coro_timed(new_loop, main)
+    _check(total == mib << 20, f"{mib} MiB read")
+    return mib / seconds
+
+
 # name -> (benchmark, title). Order is the row order of every report.
 BENCHMARKS: dict[str, tuple[Callable[[LoopFactory, float], float], str]] = {
     "call_soon": (call_soon, "call_soon"),
@@ -221,6 +261,8 @@ BENCHMARKS: dict[str, tuple[Callable[[LoopFactory, float], float], str]] = {
     "ping_pong": (ping_pong, "future ping-pong"),
     "threadsafe": (threadsafe, "call_soon_threadsafe, 4 threads"),
     "sleep0": (sleep0, "sleep(0) loop"),
+    "spawn": (spawn, "spawn 400 x true, 16 at a time"),
+    "pipe_read": (pipe_read, "child stdout via StreamReader, MiB"),
 }
 
 
