@@ -62,6 +62,8 @@ struct State {
     ready: VecDeque<Ready>,
     timers: TimerQueue<QueuedTimer>,
     signal_handlers: HashMap<i32, Py<Handle>>,
+    /// The poller's report, reused by every iteration.
+    events: Vec<ferroloop_core::Readiness>,
     /// Native I/O events of this iteration, completed before the ready queue
     /// runs (run.rs); reused by every iteration.
     io: Vec<Ready>,

@@ -56,21 +56,21 @@ impl Loop {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                this.reactor().give_back_events(py, events);
+                this.state.borrow_mut(py).events = events;
                 return Err(os_error(&e));
             }
         }
         if events.is_empty() {
             // Nothing was polled (or nothing is ready): the common case of
             // callback-only iterations skips the I/O bookkeeping.
-            this.reactor().give_back_events(py, events);
+            this.state.borrow_mut(py).events = events;
             py.check_signals()?;
             this.move_due_timers(py);
             return Self::run_ready(slf);
         }
         let mut io = std::mem::take(&mut this.state.borrow_mut(py).io);
         let signalled = this.dispatch_events(py, &mut events, &mut io);
-        this.reactor().give_back_events(py, events);
+        this.state.borrow_mut(py).events = events;
         let early = if signalled { Self::dispatch_signals(slf) } else { Ok(()) };
         if let Err(err) = early.and_then(|()| py.check_signals()) {
             this.requeue(py, &mut io);
@@ -118,10 +118,12 @@ impl Loop {
     /// The poll timeout, the event buffer, and whether any fd or signal
     /// handler is registered (else a non-blocking poll has nothing to report).
     fn prepare_poll(&self, py: Python<'_>) -> PyResult<(Option<Duration>, Vec<Readiness>, bool)> {
-        let events = self.reactor().before_poll(py);
-        self.take_pending_io(py);
+        let (watching, pending) = self.reactor().before_poll(py);
         let mut dead = Vec::new();
         let mut st = self.state.borrow_mut(py);
+        if pending {
+            self.reactor().take_pending(py, |(io, event)| st.ready.push_back(Ready::Io(io, event)));
+        }
         let timeout = if !st.ready.is_empty() || self.stopping.load(Ordering::Relaxed) {
             Some(Duration::ZERO)
         } else {
@@ -131,16 +133,15 @@ impl Loop {
                 Some(when) if when.is_nan() && py.version_info() >= (3, 13) => {
                     drop(st);
                     drop(dead);
-                    self.reactor().give_back_events(py, events);
                     return Err(PyValueError::new_err("cannot convert float NaN to integer"));
                 }
                 next => next.map(|when| timeout_until(when, monotonic())),
             }
         };
-        let handlers = !st.signal_handlers.is_empty();
+        let events = std::mem::take(&mut st.events);
+        let watching = watching || !st.signal_handlers.is_empty();
         drop(st);
         drop(dead);
-        let watching = handlers || self.reactor().watching(py);
         Ok((timeout, events, watching))
     }
 
