@@ -2,7 +2,7 @@
 
 This first version takes asyncio's own implementations from the running
 interpreter (sockets, ``sock_*``, DNS through the executor, TCP and Unix
-transports, servers, sendfile, pipes, UDP), run by the native loop through
+transports, servers, sendfile, pipes, UDP set-up), run by the native loop through
 ``_add_reader``/``_add_writer``. They behave exactly as asyncio's on every
 Python version, by construction. Native transports replace them where the
 benchmarks say it pays (see the README's status section).
@@ -17,6 +17,7 @@ import weakref
 from asyncio import base_events, selector_events, unix_events
 from typing import Any
 
+from ._datagram import DatagramTransport
 from ._stream import SocketTransport
 
 _Future = asyncio.Future
@@ -189,8 +190,40 @@ class NetMixin:
             return (await r) if type(r) is _Future else r
         return await _SELECTOR.sock_accept(self, sock)
 
+    if hasattr(_SELECTOR, "sock_recvfrom"):  # 3.11+
+
+        async def sock_recvfrom(self, sock, bufsize):
+            """Receive a datagram from sock: (data, address)."""
+            self._check_sock(sock)
+            if type(bufsize) is int and bufsize >= 0:
+                r = self._sock_recvfrom_native(sock, sock.fileno(), bufsize)
+                if r is not NotImplemented:
+                    return (await r) if type(r) is _Future else r
+            return await _SELECTOR.sock_recvfrom(self, sock, bufsize)
+
+        async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+            """Receive a datagram into buf: (nbytes, address)."""
+            self._check_sock(sock)
+            n = nbytes or len(buf)
+            if type(n) is int and n >= 0:
+                r = self._sock_recvfrom_into_native(sock, sock.fileno(), buf, n)
+                if r is not NotImplemented:
+                    return (await r) if type(r) is _Future else r
+            return await _SELECTOR.sock_recvfrom_into(self, sock, buf, nbytes)
+
+        async def sock_sendto(self, sock, data, address):
+            """Send a datagram to address; the number of bytes sent."""
+            self._check_sock(sock)
+            r = self._sock_sendto_native(sock, sock.fileno(), sock.family, data, address)
+            if r is not NotImplemented:
+                return (await r) if type(r) is _Future else r
+            return await _SELECTOR.sock_sendto(self, sock, data, address)
+
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     async def _sendfile_native(self, transp, file, offset, count):
         if not isinstance(transp, SocketTransport):

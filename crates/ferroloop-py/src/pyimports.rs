@@ -116,3 +116,8 @@ cached_attr!(
     /// `loop.sendfile()`: once per connection.
     transport_write_drained, "ferroloop._transport_base", "write_drained"
 );
+cached_attr!(
+    /// `sendto` on a datagram transport whose socket is closed: asyncio's
+    /// failure, reproduced (an error path).
+    datagram_send_closed, "ferroloop._datagram", "send_closed"
+);

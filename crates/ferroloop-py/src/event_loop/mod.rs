@@ -618,6 +618,38 @@ impl Loop {
         Self::sock_accept_native(slf, sock)
     }
 
+    /// The body of `sock_recvfrom` (as `_sock_recv_native`).
+    fn _sock_recvfrom_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        n: usize,
+    ) -> PyResult<Py<PyAny>> {
+        Self::sock_recvfrom_native(slf, sock, fd, n)
+    }
+
+    fn _sock_recvfrom_into_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        buf: Bound<'_, PyAny>,
+        nbytes: usize,
+    ) -> PyResult<Py<PyAny>> {
+        Self::sock_recvfrom_into_native(slf, sock, fd, buf, nbytes)
+    }
+
+    /// The body of `sock_sendto` for a socket of address family `family`.
+    fn _sock_sendto_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        family: i32,
+        data: Bound<'_, PyAny>,
+        address: Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::sock_sendto_native(slf, sock, fd, family, data, address)
+    }
+
     // ---- introspection used by tests and the Python layer -----------------
 
     /// Number of callbacks in the ready queue and of timers held (cancelled

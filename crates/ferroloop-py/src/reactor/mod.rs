@@ -386,6 +386,18 @@ impl Reactor {
         Ok(())
     }
 
+    /// Changes what a transport's `fd` is watched for (re-arming its edge):
+    /// a transport that is not always interested in writability (a datagram
+    /// socket, which reports it after every datagram sent) asks for it only
+    /// while it has something buffered.
+    pub(crate) fn set_io_interest(&self, py: Python<'_>, fd: RawFd, interest: Interest) -> io::Result<()> {
+        let fds = self.fds.borrow(py);
+        match fds.owners.get(&fd) {
+            Some(Owner::Io(_)) => self.poller.rearm(fd, Token::of_fd(fd).raw(), interest),
+            _ => Ok(()),
+        }
+    }
+
     /// Forgets the transport that owns `fd`.
     pub(crate) fn unregister_io(&self, py: Python<'_>, fd: RawFd) {
         let old = {

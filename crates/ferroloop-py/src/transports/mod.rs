@@ -4,10 +4,12 @@
 //! on the hot path.
 //!
 //! Parts every transport shares: write flow control (`flow`) and the write
-//! buffer (`write_buf`); `stream` is the stream core over a socket or a pipe.
+//! buffer (`write_buf`); `stream` is the stream core over a socket or a pipe,
+//! `datagram` the core of UDP and `AF_UNIX` datagram sockets.
 //! A transport registers with the reactor and is called back through its
 //! `IoRef`: it never names the loop.
 
+pub(crate) mod datagram;
 pub(crate) mod flow;
 pub(crate) mod stream;
 pub(crate) mod write_buf;
@@ -15,5 +17,6 @@ pub(crate) mod write_buf;
 use pyo3::prelude::*;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<stream::StreamCore>()
+    m.add_class::<stream::StreamCore>()?;
+    m.add_class::<datagram::DatagramCore>()
 }
