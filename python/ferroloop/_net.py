@@ -214,9 +214,11 @@ class NetMixin:
         async def sock_sendto(self, sock, data, address):
             """Send a datagram to address; the number of bytes sent."""
             self._check_sock(sock)
-            r = self._sock_sendto_native(sock, sock.fileno(), sock.family, data, address)
-            if r is not NotImplemented:
-                return (await r) if type(r) is _Future else r
+            family = sock.family
+            if isinstance(family, int):  # not a stand-in (a mock): its own sendto is called
+                r = self._sock_sendto_native(sock, sock.fileno(), family, data, address)
+                if r is not NotImplemented:
+                    return (await r) if type(r) is _Future else r
             return await _SELECTOR.sock_sendto(self, sock, data, address)
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
