@@ -12,6 +12,7 @@ import asyncio
 import errno
 import os
 import socket
+import sys
 import tempfile
 
 import pytest
@@ -445,6 +446,26 @@ def test_sendto_after_close(loop, ref_loop):
     assert got == run(ref_loop, main(ref_loop))
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="3.11 added reading control")
+def test_no_reading_control_before_3_11(loop):
+    async def main():
+        tr, proto = await loop.create_datagram_endpoint(
+            lambda: Recorder(loop), local_addr=(LOCALHOST, 0)
+        )
+        raised = []
+        for method in (tr.pause_reading, tr.resume_reading, tr.is_reading):
+            try:
+                method()
+            except NotImplementedError:
+                raised.append(method.__name__)
+        tr.close()
+        await proto.lost
+        return raised
+
+    assert run(loop, main()) == ["pause_reading", "resume_reading", "is_reading"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10's datagram transports cannot pause")
 def test_pause_and_resume_reading(loop):
     async def main():
         tr, proto = await loop.create_datagram_endpoint(

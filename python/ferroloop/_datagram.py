@@ -17,6 +17,7 @@ so the native transport matches it on every version.
 from __future__ import annotations
 
 import collections
+import sys
 import warnings
 from asyncio import futures, selector_events, transports, trsock
 from types import SimpleNamespace
@@ -64,9 +65,17 @@ _BASES = (
 )
 
 
+# Reading control of datagram transports came with 3.11; 3.10's raise NotImplementedError.
+_READING_CONTROL = sys.version_info >= (3, 11)
+
+
 class DatagramTransport(*_BASES):  # type: ignore[misc]
     max_size = 256 * 1024  # the native core's largest read, as asyncio's
     _sock = None
+    if not _READING_CONTROL:
+        pause_reading = transports.ReadTransport.pause_reading
+        resume_reading = transports.ReadTransport.resume_reading
+        is_reading = transports.ReadTransport.is_reading
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None) -> None:
         super().__init__(loop, extra)
@@ -101,7 +110,8 @@ class DatagramTransport(*_BASES):  # type: ignore[misc]
         # Hot paths, straight to the native core.
         self.sendto = core.sendto
         self.get_write_buffer_size = core.get_write_buffer_size
-        self.is_reading = core.is_reading
+        if _READING_CONTROL:
+            self.is_reading = core.is_reading
         self.is_closing = core.is_closing
         loop._transports[self._sock_fd] = self
         core.attach()

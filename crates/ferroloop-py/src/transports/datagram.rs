@@ -465,7 +465,7 @@ impl DatagramCore {
         if as_bytes(data).is_none()
             && !(data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>())
         {
-            let err = pyimports::write_type_error(py)?.call1((data,))?;
+            let err = pyimports::write_type_error(py)?.call1((data, true))?;
             return Err(PyErr::from_value(err));
         }
         let Some(address) = &self.address else { return Ok(addr) };
