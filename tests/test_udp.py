@@ -685,3 +685,33 @@ def test_cancel_sock_sendto_when_peer_full(loop, tmp_sock_dir):
 
         got, sent = run(loop, main())
         assert got == [b"fill"] * sent + [b"after"]
+
+
+def test_datagram_read_waits_behind_callbacks_queued_before_the_poll(loop):
+    # A datagram already waiting is delivered after the callbacks queued before it, as
+    # asyncio's reader handle is: here the task step that creates the future it resolves.
+    class Waiter(asyncio.DatagramProtocol):
+        fut = None
+
+        def datagram_received(self, data, addr):
+            self.fut.set_result(data)
+
+        async def next(self):
+            self.fut = loop.create_future()
+            return await asyncio.wait_for(self.fut, 10)
+
+    async def endpoint():
+        return await loop.create_datagram_endpoint(Waiter, local_addr=(LOCALHOST, 0))
+
+    tr1, p1 = loop.run_until_complete(endpoint())
+    tr2, p2 = loop.run_until_complete(endpoint())
+    try:
+        tr1.sendto(b"a", tr2.get_extra_info("sockname"))
+        got = loop.run_until_complete(p2.next())
+        tr2.sendto(b"b", tr1.get_extra_info("sockname"))
+        got += loop.run_until_complete(p1.next())
+    finally:
+        tr1.close()
+        tr2.close()
+        loop.run_until_complete(asyncio.sleep(0))
+    assert got == b"ab"

@@ -11,9 +11,10 @@
 //!    poll phase: what they wake (a task awaiting `sock_recv`, a stream
 //!    reader's waiter) is queued behind the callbacks already ready and the
 //!    due timers, in the order asyncio would queue it, but runs in this
-//!    iteration instead of after another (zero-timeout) poll. A `sock_*`
-//!    operation waits its turn in the ready queue instead, as in asyncio,
-//!    when callbacks were queued before the poll (one may cancel it);
+//!    iteration instead of after another (zero-timeout) poll. When callbacks
+//!    were queued before the poll, native I/O waits its turn in the ready
+//!    queue behind them instead, as asyncio's reader handles do (one may
+//!    cancel a `sock_*` operation, or create what a protocol callback needs);
 //! 6. run the callbacks that were ready at this point, FIFO, one at a time, so
 //!    that `KeyboardInterrupt`/`SystemExit` leave the rest queued.
 
@@ -156,17 +157,20 @@ impl Loop {
     /// returns whether a signal arrived.
     fn dispatch_events(&self, py: Python<'_>, events: &mut Vec<Readiness>, io: &mut Vec<Ready>) -> bool {
         let mut st = self.state.borrow_mut(py);
-        // A parked sock_* operation completes at once only when no callback
-        // was queued before the poll: one of those may cancel the operation
-        // (asyncio runs them first), and an accept or a receive made for a
-        // future that is then cancelled would lose a connection or data.
+        // Native I/O (a parked sock_* operation, a transport's read or flush)
+        // completes at once only when no callback was queued before the poll;
+        // otherwise it waits behind them, as asyncio's reader handles do: one
+        // of them may cancel the operation (an accept or a receive made for a
+        // future then cancelled would lose a connection or data), or set up
+        // what the protocol's callback expects (a task's first step).
         let sock_io_first = st.ready.is_empty();
         let mut dead = Vec::new();
         let signalled = self.reactor().dispatch(py, events, &mut dead, |fired| match fired {
             Fired::Handle(h) => st.ready.push_back(Ready::Plain(Queued::new(h))),
             Fired::Sock(fd, write) if sock_io_first => io.push(Ready::Sock(fd, write)),
             Fired::Sock(fd, write) => st.ready.push_back(Ready::Sock(fd, write)),
-            Fired::Io(r, event) => io.push(Ready::Io(r, event)),
+            Fired::Io(r, event) if sock_io_first => io.push(Ready::Io(r, event)),
+            Fired::Io(r, event) => st.ready.push_back(Ready::Io(r, event)),
         });
         drop(st);
         drop(dead);
