@@ -37,6 +37,7 @@ LAYER = {
     "gil_cell": 1,
     "pyimports": 1,
     "bytes_io": 1,  # with capi: the bytes and buffers the transports and sock_* share
+    "sockaddr": 1,  # socket addresses between the kernel and Python (transports and sock_*)
 }
 
 # Imports that break the rule today: (from, to). Each entry goes when its import does.

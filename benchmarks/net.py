@@ -56,6 +56,7 @@ SERVERS = {
     "streams": "streams echo",
     "sock": "sock_* echo",
     "unix": "Unix echo",
+    "udp": "UDP echo",
 }
 SIZES = {"1k": 1024, "10k": 10 * 1024, "100k": 100 * 1024}
 POINTS: dict[str, Point] = {
@@ -65,11 +66,15 @@ POINTS: dict[str, Point] = {
     for conns in (1, 16)
 }
 POINTS["unix_1k_c16"] = Point("unix", 1024, 16)
+POINTS["udp_1k_c16"] = Point("udp", 1024, 16)
+POINTS["udp_64b_c16"] = Point("udp", 64, 16)
+POINTS["udp_8k_c1"] = Point("udp", 8 * 1024, 1)
 HTTP_CONNS = 16
 
 
 def point_title(point: Point) -> str:
-    return f"{SERVERS[point.server]} {point.size // 1024} KiB x {point.conns}"
+    size = f"{point.size // 1024} KiB" if point.size >= 1024 else f"{point.size} B"
+    return f"{SERVERS[point.server]} {size} x {point.conns}"
 
 
 # name -> title, in report order
@@ -267,18 +272,17 @@ class Server:
 def server_argv(server: str, loop: str, cpu: int, tmp: str) -> list[str]:
     path = os.path.join(tmp, "echo.sock")
     if loop == CEILING:
-        where = ["--unix", path] if server == "unix" else ["--tcp", f"{HOST}:0"]
-        return [str(ECHO_SERVER), *where]
+        where = {"unix": ["--unix", path], "udp": ["--udp", f"{HOST}:0"]}
+        return [str(ECHO_SERVER), *where.get(server, ["--tcp", f"{HOST}:0"])]
     argv = [sys.executable, str(HERE / "servers.py"), server, "--loop", loop, "--cpu", str(cpu)]
     return argv + (["--unix", path] if server == "unix" else [])
 
 
 def loadgen_argv(server: Server, point: Point, *extra: str) -> list[str]:
-    where = (
-        ["--unix", server.address]
-        if point.server == "unix"
-        else ["--tcp", f"{HOST}:{server.address}"]
-    )
+    where = {
+        "unix": ["--unix", server.address],
+        "udp": ["--udp", f"{HOST}:{server.address}"],
+    }.get(point.server, ["--tcp", f"{HOST}:{server.address}"])
     conns, size = str(point.conns), str(point.size)
     return [str(LOADGEN), *where, "--conns", conns, "--size", size, *extra]
 

@@ -7,9 +7,10 @@ One server per process, as benchmarks/net.py runs them::
 
 Kinds: ``proto`` (TCP echo with an asyncio.Protocol), ``streams`` (TCP echo with asyncio
 streams), ``sock`` (TCP echo with loop.sock_accept / sock_recv / sock_sendall), ``unix`` (Unix
-socket echo with a Protocol) and ``http`` (HTTP/1.1 keep-alive with httptools, one fixed small
-response). Each listens on 127.0.0.1 (port chosen by the system) or on ``--unix PATH``, prints
-one READY line once it accepts, and serves until it is killed. It dies with its parent.
+socket echo with a Protocol), ``udp`` (UDP echo with a DatagramProtocol) and ``http``
+(HTTP/1.1 keep-alive with httptools, one fixed small response). Each listens on 127.0.0.1
+(port chosen by the system) or on ``--unix PATH``, prints one READY line once it accepts, and
+serves until it is killed. It dies with its parent.
 """
 
 from __future__ import annotations
@@ -44,6 +45,21 @@ class EchoProtocol(asyncio.Protocol):
 async def proto(loop: asyncio.AbstractEventLoop, unix: str | None) -> str:
     server = await loop.create_server(EchoProtocol, HOST, 0)
     return str(server.sockets[0].getsockname()[1])
+
+
+class EchoDatagramProtocol(asyncio.DatagramProtocol):
+    """Sends every datagram back to where it came from."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.transport.sendto(data, addr)
+
+
+async def udp(loop: asyncio.AbstractEventLoop, unix: str | None) -> str:
+    transport, _ = await loop.create_datagram_endpoint(EchoDatagramProtocol, local_addr=(HOST, 0))
+    return str(transport.get_extra_info("sockname")[1])
 
 
 async def unix(loop: asyncio.AbstractEventLoop, unix: str | None) -> str:
@@ -136,6 +152,7 @@ SERVERS: dict[str, Callable[[asyncio.AbstractEventLoop, str | None], Awaitable[s
     "streams": streams,
     "sock": sock,
     "unix": unix,
+    "udp": udp,
     "http": http,
 }
 

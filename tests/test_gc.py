@@ -282,6 +282,37 @@ def test_transport_protocol_cycle_is_collected(loop_factory):
         assert all(_collected(r) for r in refs)
 
 
+def test_datagram_transport_protocol_cycle_is_collected(loop_factory):
+    """A datagram endpoint dropped without close(), after it received a datagram (so its
+    native core holds a peer address): the cycle is freed once the loop is closed."""
+    import asyncio
+    import warnings
+
+    lp = loop_factory()
+
+    class Proto(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            self.got = asyncio.get_running_loop().create_future()
+
+        def datagram_received(self, data, addr):
+            self.got.set_result(addr)
+
+    async def main(lp):
+        transport, protocol = await lp.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"x", transport.get_extra_info("sockname"))
+            await protocol.got
+        return weakref.ref(transport), weakref.ref(protocol)
+
+    refs = lp.run_until_complete(main(lp))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        lp.close()
+        del lp
+        assert all(_collected(r) for r in refs)
+
+
 def _churn_handles(loop, rounds: int = 3, batch: int = 5000) -> None:
     for _ in range(rounds):
         for _ in range(batch):

@@ -83,9 +83,9 @@ def warn_send_after_lost(pipe: bool) -> None:
         base_events.logger.warning("socket.send() raised exception.")
 
 
-def write_type_error(data: Any) -> TypeError:
+def write_type_error(data: Any, datagram: bool = False) -> TypeError:
     """asyncio's error for a transport write of something that is not bytes-like."""
-    kinds = "a bytes, bytearray, or memoryview" if PY314 else "a bytes-like"
+    kinds = "a bytes, bytearray, or memoryview" if PY314 and not datagram else "a bytes-like"
     return TypeError(f"data argument must be {kinds} object, not {type(data).__name__!r}")
 
 

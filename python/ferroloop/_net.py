@@ -2,11 +2,12 @@
 
 This first version takes asyncio's own implementations from the running
 interpreter (sockets, ``sock_*``, DNS through the executor, TCP and Unix
-transports, servers, sendfile, UDP), run by the native loop through
+transports, servers, sendfile, UDP set-up), run by the native loop through
 ``_add_reader``/``_add_writer``. They behave exactly as asyncio's on every
 Python version, by construction. Native transports replace them where the
 benchmarks say it pays (see the README's status section): stream sockets,
-pipes and subprocesses have theirs (``_stream``, ``_pipes``, ``_subprocess``).
+datagrams, pipes and subprocesses have theirs (``_stream``, ``_datagram``,
+``_pipes``, ``_subprocess``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from asyncio import base_events, selector_events, unix_events
 from typing import Any
 
 from . import _subprocess
+from ._datagram import DatagramTransport
 from ._pipes import ReadPipeTransport, WritePipeTransport
 from ._stream import SocketTransport
 
@@ -207,8 +209,42 @@ class NetMixin:
             self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, **kwargs
         )
 
+    if hasattr(_SELECTOR, "sock_recvfrom"):  # 3.11+
+
+        async def sock_recvfrom(self, sock, bufsize):
+            """Receive a datagram from sock: (data, address)."""
+            self._check_sock(sock)
+            if type(bufsize) is int and bufsize >= 0:
+                r = self._sock_recvfrom_native(sock, sock.fileno(), bufsize)
+                if r is not NotImplemented:
+                    return (await r) if type(r) is _Future else r
+            return await _SELECTOR.sock_recvfrom(self, sock, bufsize)
+
+        async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+            """Receive a datagram into buf: (nbytes, address)."""
+            self._check_sock(sock)
+            n = nbytes or len(buf)
+            if type(n) is int and n >= 0:
+                r = self._sock_recvfrom_into_native(sock, sock.fileno(), buf, n)
+                if r is not NotImplemented:
+                    return (await r) if type(r) is _Future else r
+            return await _SELECTOR.sock_recvfrom_into(self, sock, buf, nbytes)
+
+        async def sock_sendto(self, sock, data, address):
+            """Send a datagram to address; the number of bytes sent."""
+            self._check_sock(sock)
+            family = sock.family
+            if isinstance(family, int):  # not a stand-in (a mock): its own sendto is called
+                r = self._sock_sendto_native(sock, sock.fileno(), family, data, address)
+                if r is not NotImplemented:
+                    return (await r) if type(r) is _Future else r
+            return await _SELECTOR.sock_sendto(self, sock, data, address)
+
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     async def _sendfile_native(self, transp, file, offset, count):
         if not isinstance(transp, SocketTransport):

@@ -1,5 +1,6 @@
 //! Pieces shared by the load generator and the Rust echo server: command-line flags, the
-//! endpoint (TCP or Unix socket), a stream over either, and the process's own CPU time.
+//! endpoint (TCP, Unix socket or UDP), a stream over any of them (a connected UDP socket sends
+//! and receives one message per datagram), and the process's own CPU time.
 //!
 //! Both binaries are single-threaded mio loops; nothing here spawns threads or blocks, except
 //! connecting, which happens before any measurement starts.
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mio::event::Source;
-use mio::net::{TcpStream, UnixStream};
+use mio::net::{TcpStream, UdpSocket, UnixStream};
 use mio::{Interest, Registry, Token};
 
 /// `--name value` flags and bare `--switch`es; anything else is an error.
@@ -49,14 +50,17 @@ impl Flags {
         }
     }
 
-    /// `--tcp HOST:PORT` or `--unix PATH`.
+    /// `--tcp HOST:PORT`, `--unix PATH` or `--udp HOST:PORT`.
     pub fn endpoint(&self) -> Result<Endpoint, String> {
-        match (self.text("tcp"), self.text("unix")) {
-            (Some(addr), None) => {
+        match (self.text("tcp"), self.text("unix"), self.text("udp")) {
+            (Some(addr), None, None) => {
                 addr.parse().map(Endpoint::Tcp).map_err(|_| format!("bad --tcp address {addr:?}"))
             }
-            (None, Some(path)) => Ok(Endpoint::Unix(PathBuf::from(path))),
-            _ => Err("give exactly one of --tcp HOST:PORT and --unix PATH".to_owned()),
+            (None, Some(path), None) => Ok(Endpoint::Unix(PathBuf::from(path))),
+            (None, None, Some(addr)) => {
+                addr.parse().map(Endpoint::Udp).map_err(|_| format!("bad --udp address {addr:?}"))
+            }
+            _ => Err("give exactly one of --tcp HOST:PORT, --unix PATH and --udp HOST:PORT".to_owned()),
         }
     }
 }
@@ -66,6 +70,7 @@ impl Flags {
 pub enum Endpoint {
     Tcp(SocketAddr),
     Unix(PathBuf),
+    Udp(SocketAddr),
 }
 
 impl Endpoint {
@@ -84,14 +89,24 @@ impl Endpoint {
                 stream.set_nonblocking(true)?;
                 Ok(Stream::Unix(UnixStream::from_std(stream)))
             }
+            Endpoint::Udp(addr) => {
+                let local: SocketAddr = if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }
+                    .parse()
+                    .expect("a literal address");
+                let socket = std::net::UdpSocket::bind(local)?;
+                socket.connect(addr)?;
+                socket.set_nonblocking(true)?;
+                Ok(Stream::Udp(UdpSocket::from_std(socket)))
+            }
         }
     }
 }
 
-/// A connected nonblocking stream socket of either family.
+/// A connected nonblocking socket: a stream, or UDP (one message per datagram).
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Udp(UdpSocket),
 }
 
 impl Read for Stream {
@@ -99,6 +114,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Udp(s) => s.recv(buf),
         }
     }
 }
@@ -108,6 +124,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Udp(s) => s.send(buf),
         }
     }
 
@@ -121,6 +138,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(registry, token, interests),
             Stream::Unix(s) => s.register(registry, token, interests),
+            Stream::Udp(s) => s.register(registry, token, interests),
         }
     }
 
@@ -128,6 +146,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.reregister(registry, token, interests),
             Stream::Unix(s) => s.reregister(registry, token, interests),
+            Stream::Udp(s) => s.reregister(registry, token, interests),
         }
     }
 
@@ -135,6 +154,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.deregister(registry),
             Stream::Unix(s) => s.deregister(registry),
+            Stream::Udp(s) => s.deregister(registry),
         }
     }
 }

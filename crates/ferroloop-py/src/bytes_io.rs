@@ -27,6 +27,15 @@ pub(crate) fn recv_bytes(
     fd: RawFd,
     max: usize,
 ) -> PyResult<(io::Result<usize>, Option<Bound<'_, PyBytes>>)> {
+    recv_bytes_with(py, max, |buf| net::recv(fd, buf))
+}
+
+/// `recv_bytes` with another receiving call (`recvfrom`...).
+pub(crate) fn recv_bytes_with(
+    py: Python<'_>,
+    max: usize,
+    recv: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+) -> PyResult<(io::Result<usize>, Option<Bound<'_, PyBytes>>)> {
     let size = isize::try_from(max)
         .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("buffer size too large"))?;
     // SAFETY: a null source makes an uninitialised bytes object of `size`
@@ -38,7 +47,7 @@ pub(crate) fn recv_bytes(
             return Err(PyErr::fetch(py));
         }
         let buf = std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj).cast::<u8>(), max);
-        let res = net::recv(fd, buf);
+        let res = recv(buf);
         match res {
             Ok(n) if n > 0 => {
                 // n <= max, which fits in Py_ssize_t (above). On failure

@@ -15,6 +15,7 @@ mod event_loop;
 mod gil_cell;
 mod pyimports;
 mod reactor;
+mod sockaddr;
 mod transports;
 
 use pyo3::prelude::*;

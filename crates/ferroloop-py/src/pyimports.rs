@@ -121,3 +121,8 @@ cached_attr!(
     /// Python version (once per child).
     child_exited, "ferroloop._subprocess", "child_exited"
 );
+cached_attr!(
+    /// `sendto` on a datagram transport whose socket is closed: asyncio's
+    /// failure, reproduced (an error path).
+    datagram_send_closed, "ferroloop._datagram", "send_closed"
+);

@@ -1,6 +1,7 @@
 //! The ceiling for benchmarks/net.py: a single-threaded mio echo server in plain Rust.
 //!
-//! Listens on `--tcp HOST:PORT` (port 0 picks one) or `--unix PATH`, prints `READY <port|path>
+//! Listens on `--tcp HOST:PORT` (port 0 picks one) or `--unix PATH`, or serves UDP on
+//! `--udp HOST:PORT` (each datagram sent back to its sender), prints `READY <port|path>
 //! <pid>` on stdout once it accepts, and echoes every byte back until killed. A connection whose
 //! echo does not fit in the socket buffer keeps the rest and stops reading until it drains, so a
 //! slow reader cannot make the server buffer without bound.
@@ -8,10 +9,10 @@
 use std::io::{self, ErrorKind, Read, Write};
 
 use ferroloop_loadgen::{die, Endpoint, Flags, Stream};
-use mio::net::{TcpListener, UnixListener};
+use mio::net::{TcpListener, UdpSocket, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 
-const USAGE: &str = "usage: echo-server (--tcp HOST:PORT | --unix PATH)";
+const USAGE: &str = "usage: echo-server (--tcp HOST:PORT | --unix PATH | --udp HOST:PORT)";
 const LISTENER: Token = Token(usize::MAX);
 
 enum Listener {
@@ -28,6 +29,7 @@ impl Listener {
                 (Self::Tcp(listener), port)
             }
             Endpoint::Unix(path) => (Self::Unix(UnixListener::bind(path)?), path.display().to_string()),
+            Endpoint::Udp(_) => unreachable!("UDP has no listener (serve_udp)"),
         })
     }
 
@@ -87,7 +89,41 @@ impl Conn {
     }
 }
 
+/// UDP: every datagram goes back to its sender, read until the socket is empty.
+fn serve_udp(addr: std::net::SocketAddr) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut socket = UdpSocket::bind(addr)?;
+    poll.registry().register(&mut socket, LISTENER, Interest::READABLE)?;
+    println!("READY {} {}", socket.local_addr()?.port(), std::process::id());
+    io::stdout().flush()?;
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut events = Events::with_capacity(16);
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        loop {
+            match socket.recv_from(&mut scratch) {
+                Ok((n, from)) => {
+                    // A full socket drops the echo, as a kernel queue would: the load
+                    // generator keeps one datagram in flight per socket, so it does not happen.
+                    let _ = socket.send_to(&scratch[..n], from);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 fn serve(endpoint: &Endpoint) -> io::Result<()> {
+    if let Endpoint::Udp(addr) = endpoint {
+        return serve_udp(*addr);
+    }
     let mut poll = Poll::new()?;
     let (mut listener, name) = Listener::bind(endpoint)?;
     match &mut listener {

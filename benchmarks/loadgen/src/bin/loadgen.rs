@@ -9,7 +9,9 @@
 //! `--markers` it prints `start` and `end` lines on stdout at the window's edges, so the caller
 //! can sample the server's CPU time there. Count mode (`--count N`) sends exactly N messages in
 //! all and measures the whole run (N may be 0: connect and close). Either way the last line is
-//! one JSON object. Every echoed byte is checked against what was sent.
+//! one JSON object. Every echoed byte is checked against what was sent. With `--udp` each
+//! "connection" is a connected UDP socket and each message one datagram; with one datagram in
+//! flight per socket, loopback does not drop any.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
@@ -17,7 +19,8 @@ use std::time::{Duration, Instant};
 use ferroloop_loadgen::{cpu_time, die, Endpoint, Flags, Stream};
 use mio::{Events, Interest, Poll, Token};
 
-const USAGE: &str = "usage: loadgen (--tcp HOST:PORT | --unix PATH) [--conns N] [--size BYTES]
+const USAGE: &str =
+    "usage: loadgen (--tcp HOST:PORT | --unix PATH | --udp HOST:PORT) [--conns N] [--size BYTES]
                [--warmup SECONDS] [--duration SECONDS] [--markers] | [--count MESSAGES]";
 const READ_CHUNK: usize = 256 * 1024;
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);

@@ -62,6 +62,8 @@ struct State {
     ready: VecDeque<Ready>,
     timers: TimerQueue<QueuedTimer>,
     signal_handlers: HashMap<i32, Py<Handle>>,
+    /// The poller's report, reused by every iteration.
+    events: Vec<ferroloop_core::Readiness>,
     /// Native I/O events of this iteration, completed before the ready queue
     /// runs (run.rs); reused by every iteration.
     io: Vec<Ready>,
@@ -614,6 +616,38 @@ impl Loop {
 
     fn _sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         Self::sock_accept_native(slf, sock)
+    }
+
+    /// The body of `sock_recvfrom` (as `_sock_recv_native`).
+    fn _sock_recvfrom_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        n: usize,
+    ) -> PyResult<Py<PyAny>> {
+        Self::sock_recvfrom_native(slf, sock, fd, n)
+    }
+
+    fn _sock_recvfrom_into_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        buf: Bound<'_, PyAny>,
+        nbytes: usize,
+    ) -> PyResult<Py<PyAny>> {
+        Self::sock_recvfrom_into_native(slf, sock, fd, buf, nbytes)
+    }
+
+    /// The body of `sock_sendto` for a socket of address family `family`.
+    fn _sock_sendto_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        family: i32,
+        data: Bound<'_, PyAny>,
+        address: Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::sock_sendto_native(slf, sock, fd, family, data, address)
     }
 
     // ---- introspection used by tests and the Python layer -----------------

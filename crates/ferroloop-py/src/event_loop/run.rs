@@ -11,9 +11,10 @@
 //!    poll phase: what they wake (a task awaiting `sock_recv`, a stream
 //!    reader's waiter) is queued behind the callbacks already ready and the
 //!    due timers, in the order asyncio would queue it, but runs in this
-//!    iteration instead of after another (zero-timeout) poll. A `sock_*`
-//!    operation waits its turn in the ready queue instead, as in asyncio,
-//!    when callbacks were queued before the poll (one may cancel it);
+//!    iteration instead of after another (zero-timeout) poll. When callbacks
+//!    were queued before the poll, native I/O waits its turn in the ready
+//!    queue behind them instead, as asyncio's reader handles do (one may
+//!    cancel a `sock_*` operation, or create what a protocol callback needs);
 //! 6. run the callbacks that were ready at this point, FIFO, one at a time, so
 //!    that `KeyboardInterrupt`/`SystemExit` leave the rest queued.
 
@@ -56,21 +57,21 @@ impl Loop {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                this.reactor().give_back_events(py, events);
+                this.state.borrow_mut(py).events = events;
                 return Err(os_error(&e));
             }
         }
         if events.is_empty() {
             // Nothing was polled (or nothing is ready): the common case of
             // callback-only iterations skips the I/O bookkeeping.
-            this.reactor().give_back_events(py, events);
+            this.state.borrow_mut(py).events = events;
             py.check_signals()?;
             this.move_due_timers(py);
             return Self::run_ready(slf);
         }
         let mut io = std::mem::take(&mut this.state.borrow_mut(py).io);
         let signalled = this.dispatch_events(py, &mut events, &mut io);
-        this.reactor().give_back_events(py, events);
+        this.state.borrow_mut(py).events = events;
         let early = if signalled { Self::dispatch_signals(slf) } else { Ok(()) };
         if let Err(err) = early.and_then(|()| py.check_signals()) {
             this.requeue(py, &mut io);
@@ -118,10 +119,12 @@ impl Loop {
     /// The poll timeout, the event buffer, and whether any fd or signal
     /// handler is registered (else a non-blocking poll has nothing to report).
     fn prepare_poll(&self, py: Python<'_>) -> PyResult<(Option<Duration>, Vec<Readiness>, bool)> {
-        let events = self.reactor().before_poll(py);
-        self.take_pending_io(py);
+        let (watching, pending) = self.reactor().before_poll(py);
         let mut dead = Vec::new();
         let mut st = self.state.borrow_mut(py);
+        if pending {
+            self.reactor().take_pending(py, |(io, event)| st.ready.push_back(Ready::Io(io, event)));
+        }
         let timeout = if !st.ready.is_empty() || self.stopping.load(Ordering::Relaxed) {
             Some(Duration::ZERO)
         } else {
@@ -131,16 +134,15 @@ impl Loop {
                 Some(when) if when.is_nan() && py.version_info() >= (3, 13) => {
                     drop(st);
                     drop(dead);
-                    self.reactor().give_back_events(py, events);
                     return Err(PyValueError::new_err("cannot convert float NaN to integer"));
                 }
                 next => next.map(|when| timeout_until(when, monotonic())),
             }
         };
-        let handlers = !st.signal_handlers.is_empty();
+        let events = std::mem::take(&mut st.events);
+        let watching = watching || !st.signal_handlers.is_empty();
         drop(st);
         drop(dead);
-        let watching = handlers || self.reactor().watching(py);
         Ok((timeout, events, watching))
     }
 
@@ -155,17 +157,20 @@ impl Loop {
     /// returns whether a signal arrived.
     fn dispatch_events(&self, py: Python<'_>, events: &mut Vec<Readiness>, io: &mut Vec<Ready>) -> bool {
         let mut st = self.state.borrow_mut(py);
-        // A parked sock_* operation completes at once only when no callback
-        // was queued before the poll: one of those may cancel the operation
-        // (asyncio runs them first), and an accept or a receive made for a
-        // future that is then cancelled would lose a connection or data.
+        // Native I/O (a parked sock_* operation, a transport's read or flush)
+        // completes at once only when no callback was queued before the poll;
+        // otherwise it waits behind them, as asyncio's reader handles do: one
+        // of them may cancel the operation (an accept or a receive made for a
+        // future then cancelled would lose a connection or data), or set up
+        // what the protocol's callback expects (a task's first step).
         let sock_io_first = st.ready.is_empty();
         let mut dead = Vec::new();
         let signalled = self.reactor().dispatch(py, events, &mut dead, |fired| match fired {
             Fired::Handle(h) => st.ready.push_back(Ready::Plain(Queued::new(h))),
             Fired::Sock(fd, write) if sock_io_first => io.push(Ready::Sock(fd, write)),
             Fired::Sock(fd, write) => st.ready.push_back(Ready::Sock(fd, write)),
-            Fired::Io(r, event) => io.push(Ready::Io(r, event)),
+            Fired::Io(r, event) if sock_io_first => io.push(Ready::Io(r, event)),
+            Fired::Io(r, event) => st.ready.push_back(Ready::Io(r, event)),
         });
         drop(st);
         drop(dead);

@@ -1,4 +1,5 @@
-//! Native `sock_recv`, `sock_recv_into`, `sock_sendall` and `sock_accept`.
+//! Native `sock_recv`, `sock_recv_into`, `sock_sendall`, `sock_accept`, and
+//! the datagram calls `sock_recvfrom`, `sock_recvfrom_into` and `sock_sendto`.
 //!
 //! asyncio's versions try the call, and on `EAGAIN` register a reader or
 //! writer, wait, and unregister: three extra system calls and several Python
@@ -22,15 +23,16 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use ferroloop_core::net;
+use ferroloop_core::net::{self, datagram, SockAddr};
 use pyo3::exceptions::PyBlockingIOError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyWeakrefReference};
+use pyo3::types::{PyBytes, PyTuple, PyWeakrefReference};
 
 use super::Loop;
-use crate::bytes_io::{recv_bytes, RawBuffer, Unsent};
+use crate::bytes_io::{recv_bytes, recv_bytes_with, RawBuffer, Unsent};
 use crate::errors::os_error;
 use crate::reactor::{OpKind, SockOp};
+use crate::sockaddr;
 
 /// What an attempt gave.
 enum Outcome {
@@ -97,6 +99,39 @@ fn attempt(py: Python<'_>, fd: RawFd, kind: OpKind) -> Outcome {
             Ok(Some(pos)) => Outcome::Again(OpKind::SendAll { data, pos }),
             Err(e) => Outcome::Failed(e),
         },
+        OpKind::RecvFrom { n } => {
+            let mut from = SockAddr::default();
+            match recv_bytes_with(py, n, |buf| datagram::recv_from(fd, buf, &mut from)) {
+                Ok((Ok(_), data)) => {
+                    let data = data.unwrap_or_else(|| PyBytes::new(py, b""));
+                    pair(py, data.into_any().unbind(), &from)
+                }
+                Ok((Err(e), _)) if again(&e) => Outcome::Again(OpKind::RecvFrom { n }),
+                Ok((Err(e), _)) => Outcome::Failed(os_error(&e)),
+                Err(e) => Outcome::Failed(e),
+            }
+        }
+        OpKind::RecvFromInto { buf, n } => {
+            let mut from = SockAddr::default();
+            let res = writable_buffer(buf.bind(py)).map(|mut view| {
+                let slice = view.as_mut_slice();
+                let n = n.min(slice.len());
+                datagram::recv_from(fd, &mut slice[..n], &mut from)
+            });
+            match res {
+                Ok(Ok(k)) => {
+                    pair(py, k.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind()), &from)
+                }
+                Ok(Err(e)) if again(&e) => Outcome::Again(OpKind::RecvFromInto { buf, n }),
+                Ok(Err(e)) => Outcome::Failed(os_error(&e)),
+                Err(e) => Outcome::Failed(e),
+            }
+        }
+        OpKind::SendTo { data, addr } => match datagram::send_to(fd, data.bytes(py), &addr) {
+            Ok(k) => Outcome::Done(k.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind())),
+            Err(e) if again(&e) => Outcome::Again(OpKind::SendTo { data, addr }),
+            Err(e) => Outcome::Failed(os_error(&e)),
+        },
         OpKind::Accept { sock } => match accept(sock.bind(py)) {
             Ok(pair) => Outcome::Done(pair),
             Err(e)
@@ -107,6 +142,14 @@ fn attempt(py: Python<'_>, fd: RawFd, kind: OpKind) -> Outcome {
             }
             Err(e) => Outcome::Failed(e),
         },
+    }
+}
+
+/// `(value, address)`, as `recvfrom` and `recvfrom_into` return them.
+fn pair(py: Python<'_>, value: Py<PyAny>, from: &SockAddr) -> Outcome {
+    match sockaddr::to_python(py, from).and_then(|addr| PyTuple::new(py, [value, addr])) {
+        Ok(t) => Outcome::Done(t.into_any().unbind()),
+        Err(e) => Outcome::Failed(e),
     }
 }
 
@@ -242,5 +285,66 @@ impl Loop {
     pub(super) fn sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let fd: RawFd = sock.call_method0(pyo3::intern!(slf.py(), "fileno"))?.extract()?;
         Self::start_op(slf, &sock, fd, false, OpKind::Accept { sock: sock.clone().unbind() })
+    }
+}
+
+impl Loop {
+    pub(super) fn sock_recvfrom_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        n: usize,
+    ) -> PyResult<Py<PyAny>> {
+        Self::start_op(slf, &sock, fd, false, OpKind::RecvFrom { n })
+    }
+
+    /// The body of `sock_recvfrom_into(sock, buf, nbytes)` (`nbytes` made
+    /// non-zero by the caller); `NotImplemented` for what CPython refuses
+    /// (then asyncio's path gives its error).
+    pub(super) fn sock_recvfrom_into_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        buf: Bound<'_, PyAny>,
+        nbytes: usize,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        match RawBuffer::get(&buf, true) {
+            Ok(view) if !view.readonly() && nbytes <= view.len() => {}
+            _ => return Ok(py.NotImplemented()),
+        }
+        Self::start_op(slf, &sock, fd, false, OpKind::RecvFromInto { buf: buf.unbind(), n: nbytes })
+    }
+
+    /// The body of `sock_sendto`: `NotImplemented` when the address is not
+    /// numeric (CPython resolves it) or the data not a buffer.
+    pub(super) fn sock_sendto_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        family: i32,
+        data: Bound<'_, PyAny>,
+        address: Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if slf.get().fd_in_other_use(py, fd)? {
+            return Ok(py.NotImplemented());
+        }
+        let (Some(addr), Ok(view)) = (sockaddr::from_python(&address, family), RawBuffer::get(&data, false))
+        else {
+            return Ok(py.NotImplemented());
+        };
+        let bytes = view.as_slice();
+        loop {
+            match datagram::send_to(fd, bytes, &addr) {
+                Ok(k) => return Ok(k.into_pyobject(py)?.into_any().unbind()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if again(&e) => break,
+                Err(e) => return Err(os_error(&e)),
+            }
+        }
+        let (rest, _) = Unsent::rest(&data, bytes, 0);
+        drop(view);
+        Self::park(slf, &sock, fd, true, OpKind::SendTo { data: rest, addr: Box::new(addr) })
     }
 }

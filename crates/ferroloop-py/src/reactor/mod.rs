@@ -58,8 +58,6 @@ struct Fds {
     pending: Vec<(IoRef, IoEvent)>,
     /// The buffer stream reads go through before the bytes are copied out.
     scratch: Vec<u8>,
-    /// The poller's report, reused by every iteration.
-    events: Vec<Readiness>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "Reactor", frozen)]
@@ -110,27 +108,21 @@ impl Reactor {
         drop((owners, pending));
     }
 
-    /// Whether anything is registered that a poll could report.
-    pub(crate) fn watching(&self, py: Python<'_>) -> bool {
-        !self.fds.borrow(py).owners.is_empty()
-    }
-
-    /// Re-arms the watches that fired (level triggering) and lends the event
-    /// buffer for the poll.
-    pub(crate) fn before_poll(&self, py: Python<'_>) -> Vec<Readiness> {
+    /// Before a poll: re-arms the watches that fired (level triggering);
+    /// returns whether anything is registered that a poll could report, and
+    /// whether transport events are queued (see [`Reactor::take_pending`]).
+    /// One borrow: this runs every iteration.
+    pub(crate) fn before_poll(&self, py: Python<'_>) -> (bool, bool) {
         let mut fds = self.fds.borrow_mut(py);
-        let Fds { owners, rearm, events, .. } = &mut *fds;
-        for fd in rearm.drain(..) {
-            if let Some(Owner::Watch(w)) = owners.get(&fd) {
-                let _ = self.poller.rearm(fd, Token::of_fd(fd).raw(), w.interest());
+        if !fds.rearm.is_empty() {
+            let Fds { owners, rearm, .. } = &mut *fds;
+            for fd in rearm.drain(..) {
+                if let Some(Owner::Watch(w)) = owners.get(&fd) {
+                    let _ = self.poller.rearm(fd, Token::of_fd(fd).raw(), w.interest());
+                }
             }
         }
-        std::mem::take(events)
-    }
-
-    pub(crate) fn give_back_events(&self, py: Python<'_>, mut events: Vec<Readiness>) {
-        events.clear();
-        self.fds.borrow_mut(py).events = events;
+        (!fds.owners.is_empty(), !fds.pending.is_empty())
     }
 
     /// Turns the poller's report into work for the loop, handed to `sink` in
@@ -394,6 +386,18 @@ impl Reactor {
         Ok(())
     }
 
+    /// Changes what a transport's `fd` is watched for (re-arming its edge):
+    /// a transport that is not always interested in writability (a datagram
+    /// socket, which reports it after every datagram sent) asks for it only
+    /// while it has something buffered.
+    pub(crate) fn set_io_interest(&self, py: Python<'_>, fd: RawFd, interest: Interest) -> io::Result<()> {
+        let fds = self.fds.borrow(py);
+        match fds.owners.get(&fd) {
+            Some(Owner::Io(_)) => self.poller.rearm(fd, Token::of_fd(fd).raw(), interest),
+            _ => Ok(()),
+        }
+    }
+
     /// Forgets the transport that owns `fd`.
     pub(crate) fn unregister_io(&self, py: Python<'_>, fd: RawFd) {
         let old = {
@@ -414,10 +418,7 @@ impl Reactor {
 
     /// Hands the queued transport events to `sink`, oldest first.
     pub(crate) fn take_pending(&self, py: Python<'_>, sink: impl FnMut((IoRef, IoEvent))) {
-        let mut fds = self.fds.borrow_mut(py);
-        if !fds.pending.is_empty() {
-            fds.pending.drain(..).for_each(sink);
-        }
+        self.fds.borrow_mut(py).pending.drain(..).for_each(sink);
     }
 
     /// Lends the read scratch buffer (empty if it is lent already).

@@ -9,6 +9,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::bytes_io::Unsent;
 use crate::callbacks::Handle;
+use ferroloop_core::net::SockAddr;
 use ferroloop_core::{Interest, Readiness};
 
 /// The reader and writer handles of a watched descriptor.
@@ -33,10 +34,31 @@ impl Watch {
 
 /// A `sock_*` operation, without its future.
 pub(crate) enum OpKind {
-    Recv { n: usize },
-    RecvInto { buf: Py<PyAny> },
-    SendAll { data: Unsent, pos: usize },
-    Accept { sock: Py<PyAny> },
+    Recv {
+        n: usize,
+    },
+    RecvInto {
+        buf: Py<PyAny>,
+    },
+    SendAll {
+        data: Unsent,
+        pos: usize,
+    },
+    Accept {
+        sock: Py<PyAny>,
+    },
+    RecvFrom {
+        n: usize,
+    },
+    RecvFromInto {
+        buf: Py<PyAny>,
+        n: usize,
+    },
+    /// The address is boxed: it is larger than every other operation.
+    SendTo {
+        data: Unsent,
+        addr: Box<SockAddr>,
+    },
 }
 
 /// A `sock_*` operation waiting for its descriptor, and the future its
@@ -50,9 +72,12 @@ impl SockOp {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.fut)?;
         match &self.kind {
-            OpKind::RecvInto { buf } => visit.call(buf),
+            OpKind::RecvInto { buf } | OpKind::RecvFromInto { buf, .. } => visit.call(buf),
             OpKind::Accept { sock } => visit.call(sock),
-            OpKind::Recv { .. } | OpKind::SendAll { .. } => Ok(()),
+            OpKind::Recv { .. }
+            | OpKind::SendAll { .. }
+            | OpKind::RecvFrom { .. }
+            | OpKind::SendTo { .. } => Ok(()),
         }
     }
 }

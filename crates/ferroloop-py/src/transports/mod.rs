@@ -4,11 +4,13 @@
 //! on the hot path.
 //!
 //! Parts every transport shares: write flow control (`flow`) and the write
-//! buffer (`write_buf`); `stream` is the stream core over a socket or a pipe;
-//! `subprocess` watches a child's exit through its pidfd.
+//! buffer (`write_buf`); `stream` is the stream core over a socket or a pipe,
+//! `datagram` the core of UDP and `AF_UNIX` datagram sockets; `subprocess`
+//! watches a child's exit through its pidfd.
 //! A transport registers with the reactor and is called back through its
 //! `IoRef`: it never names the loop.
 
+pub(crate) mod datagram;
 pub(crate) mod flow;
 pub(crate) mod stream;
 pub(crate) mod subprocess;
@@ -18,5 +20,6 @@ use pyo3::prelude::*;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::StreamCore>()?;
-    m.add_class::<subprocess::ChildWatch>()
+    m.add_class::<subprocess::ChildWatch>()?;
+    m.add_class::<datagram::DatagramCore>()
 }

@@ -1,4 +1,5 @@
-//! Non-blocking socket operations on raw fds, for the stream transports.
+//! Non-blocking socket operations on raw fds: the stream calls here, the
+//! datagram calls and socket addresses in [`datagram`].
 //!
 //! Each is one system call through `syscall!`, returning `io::Result` with
 //! errno intact; `EAGAIN` comes back as `ErrorKind::WouldBlock`. Sends use
@@ -8,6 +9,10 @@ use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
 use crate::syscall;
+
+pub mod datagram;
+
+pub use datagram::{AddrView, SockAddr};
 
 /// `recv(2)` into `buf`; `Ok(0)` is end of stream.
 pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
