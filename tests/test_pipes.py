@@ -70,6 +70,31 @@ def test_read_pipe_data_then_eof(loop):
     assert run(loop, main()) == (["made", "data", "eof", ("lost", None)], b"hello world", True)
 
 
+def test_fifo_both_ways(loop, tmp_path):
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+
+    async def main():
+        rf = open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb", 0)  # noqa: SIM115
+        wf = open(path, "wb", 0)  # noqa: SIM115 - closed by its transport
+        tr, proto = await loop.connect_read_pipe(Recorder, rf)
+        wtr, wproto = await loop.connect_write_pipe(Recorder, wf)
+        wtr.write(b"through ")
+        wtr.write(b"a fifo")
+        wtr.close()
+        await wproto.lost
+        await proto.lost
+        return proto.shape(), proto.data(), wproto.shape(), rf.closed, wf.closed
+
+    assert run(loop, main()) == (
+        ["made", "data", "eof", ("lost", None)],
+        b"through a fifo",
+        ["made", ("lost", None)],
+        True,
+        True,
+    )
+
+
 def test_read_pipe_large_stream(loop):
     payload = os.urandom(4 * 1024 * 1024)
 

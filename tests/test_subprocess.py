@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import pytest
 from _support import PY311, PY314, run
@@ -91,8 +92,8 @@ def test_devnull_and_stdout_and_fd(loop, tmp_path):
     assert run(loop, main()) == (0, [b"True", b"err"])
 
 
-def test_communicate_several_mib_each_way(loop):
-    payload = os.urandom(6 * 1024 * 1024)
+def test_communicate_64_mib_each_way(loop):
+    payload = os.urandom(64 * 1024 * 1024)
 
     async def main():
         proc = await asyncio.create_subprocess_exec(
@@ -107,7 +108,7 @@ def test_communicate_several_mib_each_way(loop):
         out, err = await proc.communicate(payload)
         return out == payload, err == payload[::-1], proc.returncode
 
-    assert run(loop, main(), timeout=30) == (True, True, 0)
+    assert run(loop, main(), timeout=60) == (True, True, 0)
 
 
 def test_cwd_env_and_start_new_session(loop, tmp_path):
@@ -125,6 +126,113 @@ def test_cwd_env_and_start_new_session(loop, tmp_path):
         return out.split()
 
     assert run(loop, main()) == [str(tmp_path).encode(), b"42", b"True"]
+
+
+def test_popen_options_reach_the_child(loop, tmp_path):
+    """pass_fds, umask, close_fds and (3.11+) process_group go to subprocess.Popen as given."""
+    r, w = os.pipe()
+    extra = {"process_group": 0} if PY311 else {}
+    code = (
+        "import os, sys; os.write(int(sys.argv[1]), b'fd-ok'); "
+        "print(oct(os.umask(0)), os.getpgid(0) == os.getpid())"
+    )
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY,
+            "-c",
+            code,
+            str(w),
+            stdout=asyncio.subprocess.PIPE,
+            pass_fds=(w,),
+            close_fds=True,
+            umask=0o077,
+            **extra,
+        )
+        out, _ = await proc.communicate()
+        return out.split(), os.read(r, 100), proc.returncode
+
+    try:
+        out, passed, rc = run(loop, main())
+    finally:
+        os.close(r)
+        os.close(w)
+    assert (out[0], passed, rc) == (b"0o77", b"fd-ok", 0)
+    assert out[1] == (b"True" if PY311 else b"False")
+
+
+# ---- faults --------------------------------------------------------------------------------
+
+
+def test_child_killed_while_writing(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY,
+            "-c",
+            "import sys\nwhile True: sys.stdout.buffer.write(b'x' * 65536)",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        first = await proc.stdout.readexactly(100_000)
+        proc.kill()
+        rest = await proc.stdout.read()  # whatever was in the pipe, then EOF
+        return len(first), isinstance(rest, bytes), await proc.wait()
+
+    assert run(loop, main()) == (100_000, True, -signal.SIGKILL)
+
+
+def test_reader_closing_early_gives_the_child_sigpipe(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            "yes", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        line = await proc.stdout.readline()
+        proc._transport.get_pipe_transport(1).close()
+        rc = await proc.wait()
+        await asyncio.sleep(0)
+        return line, rc
+
+    assert run(loop, main()) == (b"y\n", -signal.SIGPIPE)
+
+
+def test_loop_closed_with_a_child_running(loop_factory):
+    """As asyncio: closing the loop leaves the child alone; the transport left open warns
+    (ResourceWarning, and its close() fails on the closed loop) when collected; no descriptor
+    of the loop's stays open."""
+    import gc
+    import warnings
+
+    lp = loop_factory()
+    before = _open_fds()
+
+    async def main():
+        tr, _ = await lp.subprocess_exec(
+            asyncio.SubprocessProtocol, PY, "-c", "import time; time.sleep(60)"
+        )
+        return tr.get_pid()
+
+    pid = lp.run_until_complete(main())
+    lp.close()
+    os.kill(pid, signal.SIGKILL)
+    unraisable = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: unraisable.append(repr(u.exc_value))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gc.collect()
+            gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+    for _ in range(500):  # reap it unless the oracle's watcher thread did
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                break
+        except ChildProcessError:
+            break
+        time.sleep(0.01)
+    assert any(issubclass(w.category, ResourceWarning) for w in caught)
+    assert _open_fds() <= before
+    assert unraisable == ["RuntimeError('Event loop is closed')"]  # from the transport's __del__
 
 
 # ---- signals and returncodes -----------------------------------------------------------------
@@ -315,12 +423,12 @@ def test_many_short_children_leave_nothing(loop, loop_kind):
         await one(asyncio.Semaphore(1), [])  # warm up (first-use descriptors)
         fds, threads = _open_fds(), threading.active_count()
         sem, pids = asyncio.Semaphore(16), []
-        codes = await asyncio.gather(*(one(sem, pids) for _ in range(200)))
+        codes = await asyncio.gather(*(one(sem, pids) for _ in range(500)))
         await asyncio.sleep(0)
         return codes, pids, _open_fds() - fds, threading.active_count() - threads
 
     codes, pids, fd_growth, thread_growth = run(loop, main(), timeout=60)
-    assert codes == [0] * 200
+    assert codes == [0] * 500
     assert _zombies_of(pids) == []
     assert fd_growth == 0
     if loop_kind == "ferroloop":  # asyncio's threaded watcher may still be winding down
@@ -354,6 +462,56 @@ def test_loop_in_another_thread(loop_factory):
     t.start()
     t.join(20)
     assert result["value"] == (b"hi\n", 0)
+
+
+def test_loops_in_several_threads_at_once(loop_factory):
+    results = {}
+
+    def target(i):
+        lp = loop_factory()
+        try:
+
+            async def main():
+                procs = [
+                    await asyncio.create_subprocess_exec(
+                        PY, "-c", f"print({i} * 10 + {j})", stdout=asyncio.subprocess.PIPE
+                    )
+                    for j in range(4)
+                ]
+                return [int((await p.communicate())[0]) for p in procs]
+
+            results[i] = lp.run_until_complete(asyncio.wait_for(main(), 20))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results[i] = exc
+        finally:
+            lp.close()
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == {i: [i * 10 + j for j in range(4)] for i in range(4)}
+
+
+def test_user_sigchld_handler_keeps_working(loop):
+    seen = []
+    old = signal.signal(signal.SIGCHLD, lambda signum, frame: seen.append(signum))
+    try:
+
+        async def main():
+            proc = await asyncio.create_subprocess_exec(PY, "-c", "raise SystemExit(4)")
+            rc = await proc.wait()
+            for _ in range(20):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+            return rc
+
+        assert run(loop, main()) == 4
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+    assert signal.SIGCHLD in seen
 
 
 def test_policy_without_child_watcher(loop_factory, loop_kind):
