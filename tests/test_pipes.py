@@ -7,7 +7,7 @@ import os
 import socket
 
 import pytest
-from _support import run
+from _support import PY311, run
 
 
 class Recorder(asyncio.Protocol):
@@ -59,7 +59,12 @@ def test_read_pipe_data_then_eof(loop):
         rf = os.fdopen(r, "rb", 0)
         tr, proto = await loop.connect_read_pipe(Recorder, rf)
         assert tr.get_extra_info("pipe") is rf
-        assert tr.is_reading() and not tr.is_closing()
+        assert not tr.is_closing()
+        if PY311:
+            assert tr.is_reading()
+        else:  # 3.10's read pipes leave it to ReadTransport, which raises
+            with pytest.raises(NotImplementedError):
+                tr.is_reading()
         os.write(w, b"hello ")
         os.write(w, b"world")
         os.close(w)
@@ -116,13 +121,13 @@ def test_read_pipe_pause_and_resume(loop):
         r, w = os.pipe()
         tr, proto = await loop.connect_read_pipe(Recorder, os.fdopen(r, "rb", 0))
         tr.pause_reading()
-        assert not tr.is_reading()
+        assert not PY311 or not tr.is_reading()
         os.write(w, b"x")
         for _ in range(5):
             await asyncio.sleep(0)
         paused_seen = proto.data()
         tr.resume_reading()
-        assert tr.is_reading()
+        assert not PY311 or tr.is_reading()
         os.close(w)
         await proto.lost
         return paused_seen, proto.data()

@@ -17,10 +17,18 @@ from _support import PY311, run, run_forever_guarded
 def _restore_signals():
     """Every test leaves SIGUSR1/SIGUSR2/SIGINT and the wakeup fd as it found them."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)}
+    if saved[signal.SIGINT] is signal.SIG_IGN:
+        # Started as a background job, which ignores SIGINT: Python then leaves it ignored.
+        # Give each test the handler an interactive start installs.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     wakeup_before = signal.set_wakeup_fd(-1)
     signal.set_wakeup_fd(wakeup_before)
     yield  # runs after the loop fixture's teardown (autouse fixtures are set up first)
     problems = []
+    if saved[signal.SIGINT] is signal.SIG_IGN and signal.getsignal(signal.SIGINT) is (
+        signal.default_int_handler
+    ):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig, handler in saved.items():
         if signal.getsignal(sig) is not handler:
             signal.signal(sig, handler)

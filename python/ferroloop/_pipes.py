@@ -18,6 +18,7 @@ import warnings
 from asyncio import futures, transports
 from asyncio.log import logger
 
+from ._compat import PY311
 from ._ferroloop import StreamCore
 from ._transport_base import NativeTransport
 
@@ -101,8 +102,6 @@ class ReadPipeTransport(_PipeBase, transports.ReadTransport):
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None) -> None:
         self._open(loop, pipe, protocol, extra, "r", "Pipe transport is for pipes/sockets only.")
-        core = self._core
-        self.is_reading = core.is_reading
         loop.call_soon(protocol.connection_made, self)
         loop.call_soon(self._start_reading)  # only once connection_made() ran
         if waiter is not None:
@@ -117,7 +116,8 @@ class ReadPipeTransport(_PipeBase, transports.ReadTransport):
     def __repr__(self) -> str:
         return self._repr(self._pipe is not None and self._core.is_reading(), None)
 
-    is_reading = _N.is_reading
+    if PY311:  # 3.10's read pipes have no is_reading() of their own (ReadTransport's raises)
+        is_reading = _N.is_reading
     pause_reading = _N.pause_reading
     resume_reading = _N.resume_reading
 
