@@ -36,7 +36,6 @@ LAYER = {
     "errors": 1,
     "gil_cell": 1,
     "pyimports": 1,
-    "bytes_io": 1,  # with capi: the bytes and buffers the transports and sock_* share
     "sockaddr": 1,  # socket addresses between the kernel and Python (transports and sock_*)
 }
 
