@@ -27,7 +27,7 @@ use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::handles::{call_in_exact_context, new_handle, Handle, HandleCore};
-use crate::capi::call::vectorcall;
+use crate::capi::call::vectorcall_opt;
 use crate::capi::cfunction::{self, MethodDef, TypeObject};
 use crate::errors::is_exit;
 use crate::gil_cell::GilPy;
@@ -122,16 +122,10 @@ impl TaskCall {
     /// with a handle made for the report, as for any callback.
     pub(crate) fn run(&self, loop_: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = loop_.py();
-        let arg;
-        let args: &[Borrowed<'_, '_, PyAny>] = match &self.arg {
-            Some(a) => {
-                arg = [a.bind_borrowed(py)];
-                &arg
-            }
-            None => &[],
-        };
+        let arg = self.arg.as_ref().map(|a| a.bind_borrowed(py));
         // The context is an exact Context (checked when queued).
-        let out = call_in_exact_context(self.context.bind(py), || vectorcall(self.callback.bind(py), args));
+        let out =
+            call_in_exact_context(self.context.bind(py), || vectorcall_opt(self.callback.bind(py), arg));
         match out {
             Ok(()) => Ok(()),
             Err(err) if is_exit(py, &err) => Err(err),

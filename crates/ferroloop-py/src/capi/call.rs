@@ -27,24 +27,25 @@ pub(crate) fn call<'py>(
     }
 }
 
-/// `callable(*args)` by the vectorcall protocol: no argument tuple is made.
+/// `callable()`, or `callable(arg)` when there is one, by the vectorcall
+/// protocol: no argument tuple is made.
 #[inline(always)]
-pub(crate) fn vectorcall<'py>(
+pub(crate) fn vectorcall_opt<'py>(
     callable: &Bound<'py, PyAny>,
-    args: &[Borrowed<'_, 'py, PyAny>],
+    arg: Option<Borrowed<'_, 'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    // SAFETY: `Borrowed` is a transparent non-null object pointer, so `args`
-    // is an array of `args.len()` live objects; no keyword names.
-    unsafe { vectorcall_raw(callable, args.as_ptr().cast::<RawObject>(), args.len(), std::ptr::null_mut()) }
+    let args = [arg.map_or(std::ptr::null_mut(), Borrowed::as_ptr)];
+    // SAFETY: `args` holds `arg` when there is one, a live object.
+    unsafe { vectorcall_raw(callable, args.as_ptr(), usize::from(arg.is_some()), std::ptr::null_mut()) }
 }
 
-/// [`vectorcall`] with the arguments as CPython hands them to a
+/// A vectorcall with the arguments as CPython hands them to a
 /// `METH_FASTCALL | METH_KEYWORDS` entry, keyword names included.
 ///
 /// # Safety
 /// `args` holds `nargsf` live positional arguments followed by one live value
 /// per name in `kwnames`, which is a tuple of `str` or NULL.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn vectorcall_raw<'py>(
     callable: &Bound<'py, PyAny>,
     args: *const RawObject,

@@ -34,9 +34,11 @@ pub(crate) unsafe fn is_exact_ptr(obj: RawObject) -> bool {
 
 /// A context entered on this thread by [`enter`], left when this drops.
 ///
-/// Not `Send` (it holds a `&Bound`): it is dropped on the thread that entered.
+/// Holds the context's pointer itself (not the `&Bound`), so leaving reads
+/// no memory. Not `Send` (a `Borrowed` is not): it is dropped on the thread
+/// that entered.
 #[must_use = "the context is left as soon as the guard drops"]
-pub(crate) struct Entered<'a, 'py>(&'a Bound<'py, PyAny>);
+pub(crate) struct Entered<'a, 'py>(Borrowed<'a, 'py, PyAny>);
 
 /// Makes `ctx` the thread's current context until the guard drops. Fails as
 /// `Context.run` does: a `TypeError` if `ctx` is not a `Context`, a
@@ -48,14 +50,14 @@ pub(crate) fn enter<'a, 'py>(ctx: &'a Bound<'py, PyAny>) -> PyResult<Entered<'a,
     if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } < 0 {
         return Err(PyErr::fetch(ctx.py()));
     }
-    Ok(Entered(ctx))
+    Ok(Entered(ctx.as_borrowed()))
 }
 
 impl Drop for Entered<'_, '_> {
     #[inline(always)]
     fn drop(&mut self) {
         // SAFETY: entered by `enter` on this thread, with the GIL held (the
-        // guard borrows a Bound); leaving cannot fail then, as whatever ran
+        // guard holds a Borrowed); leaving cannot fail then, as whatever ran
         // inside left every context it entered (`Context.run` pairs them).
         unsafe { ffi::PyContext_Exit(self.0.as_ptr()) };
     }
