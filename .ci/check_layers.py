@@ -1,4 +1,4 @@
-"""The extension crate's layering rule, checked from its `crate::` paths (run by `make lint`).
+"""The extension crate's layering rules, checked from its source text (run by `make lint`).
 
 Dependencies run one way, from the top of this list down:
 
@@ -14,6 +14,12 @@ Modules not yet moved to the layer the rule gives them are placed by LAYER below
 ratchet: the imports that still break it are listed in KNOWN, each to be removed by the change
 that fixes it; an import against the rule that is not listed fails the check, and so does a
 listed one that no longer exists (the list must shrink as the code does).
+
+A second rule: `capi/` is the only package that names PyO3's raw C API, as `sys/` is the only
+one in the core crate that calls libc. A line outside `capi/` (`//` comments aside) that names
+`pyo3::ffi` (or the `pyo3_ffi` crate), imports `ffi` from `pyo3` in a `use` list, or names an
+`ffi::` path other than `std::ffi::`/`core::ffi::`/`alloc::ffi::` fails the check, with its
+file and line: such code belongs in a wrapper in `capi/`.
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ LAYER = {
     "errors": 1,
     "gil_cell": 1,
     "pyimports": 1,
-    "bytes_io": 1,  # with capi: the bytes and buffers the transports and sock_* share
     "sockaddr": 1,  # socket addresses between the kernel and Python (transports and sock_*)
 }
 
@@ -44,6 +49,14 @@ LAYER = {
 KNOWN: set[tuple[str, str]] = set()
 
 _PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
+
+# The package that alone may name PyO3's raw C API.
+FFI_HOME = "capi"
+_FFI = re.compile(
+    r"\bpyo3(?:_ffi\b|::ffi\b)"  # pyo3::ffi, pyo3_ffi
+    r"|\bpyo3::\{[^;]*?\bffi\b"  # use pyo3::{ffi, ...}, over several lines too
+    r"|(?<!std::)(?<!core::)(?<!alloc::)\bffi::"  # ffi::X, but not std::ffi::CStr
+)
 
 
 def package_of(path: Path) -> str:
@@ -61,6 +74,31 @@ def imports() -> dict[tuple[str, str], list[str]]:
             for target in _PATH.findall(code):
                 if target != here:
                     found.setdefault((here, target), []).append(f"{path.relative_to(SRC)}:{lineno}")
+    return found
+
+
+def code_of(path: Path) -> str:
+    """The file's text with `//` comments (doc comments too) blanked, lines kept in place."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return "\n".join(line.split("//", 1)[0] for line in lines)
+
+
+def ffi_outside_home() -> list[str]:
+    """`file:line: text` for each place outside capi/ that names PyO3's ffi."""
+    found = []
+    for path in sorted(SRC.rglob("*.rs")):
+        if package_of(path) == FFI_HOME:
+            continue
+        code = code_of(path)
+        lines = path.read_text(encoding="utf-8").splitlines()
+        seen = set()
+        for m in _FFI.finditer(code):
+            # The line of the `ffi` itself (a `use` list may span lines).
+            at = m.end() - (2 if m.group().endswith("::") else 0)
+            lineno = code.count("\n", 0, at) + 1
+            if lineno not in seen:
+                seen.add(lineno)
+                found.append(f"{path.relative_to(SRC)}:{lineno}: {lines[lineno - 1].strip()}")
     return found
 
 
@@ -126,11 +164,16 @@ def main() -> int:
     for comp in cycles(allowed):
         errors.append(f"import circle among {', '.join(comp)}")
     circles = cycles(edges)
+    ffi = ffi_outside_home()
+    errors += [f"pyo3's ffi outside {FFI_HOME}/ (wrap it in {FFI_HOME}/): {where}" for where in ffi]
     if errors:
         print("layering check failed:", *errors, sep="\n  ")
         return 1
     known = f"{len(KNOWN)} known import(s) against the rule"
-    print(f"layering: OK ({len(edges)} module imports; {known}; {len(circles)} circle(s))")
+    print(
+        f"layering: OK ({len(edges)} module imports; {known}; {len(circles)} circle(s);"
+        f" pyo3::ffi only in {FFI_HOME}/)"
+    )
     return 0
 
 

@@ -687,6 +687,43 @@ def test_cancel_sock_sendto_when_peer_full(loop, tmp_sock_dir):
         assert got == [b"fill"] * sent + [b"after"]
 
 
+@needs_recvfrom
+def test_sock_sendto_waits_for_a_full_receiver_to_drain(loop, tmp_sock_dir):
+    """An unconnected Unix datagram socket stays writable while the receiver it names is
+    full (here of another sender's datagrams, so no room freed is reported to this socket):
+    the send is retried until the receiver has room, as asyncio's selector retries."""
+    a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b.bind(os.path.join(tmp_sock_dir, "b"))
+    with a, b, c:
+        a.setblocking(False)
+        b.setblocking(False)
+        c.setblocking(False)
+        dest = b.getsockname()
+
+        async def main():
+            sent = 0
+            while True:
+                try:
+                    c.sendto(b"fill", dest)
+                    sent += 1
+                except BlockingIOError:
+                    break
+            fut = asyncio.ensure_future(loop.sock_sendto(a, b"last", dest))
+            for _ in range(5):
+                await asyncio.sleep(0)
+            waited = not fut.done()
+            got = [b.recv(100) for _ in range(sent)]
+            n = await asyncio.wait_for(fut, 10)
+            got.append(b.recv(100))
+            return waited, n, got, sent
+
+        waited, n, got, sent = run(loop, main())
+        assert (waited, n) == (True, 4)
+        assert got == [b"fill"] * sent + [b"last"]
+
+
 def test_datagram_read_waits_behind_callbacks_queued_before_the_poll(loop):
     # A datagram already waiting is delivered after the callbacks queued before it, as
     # asyncio's reader handle is: here the task step that creates the future it resolves.

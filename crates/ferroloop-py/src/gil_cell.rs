@@ -11,7 +11,9 @@ use std::cell::{Ref, RefCell, RefMut};
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 
-use pyo3::{ffi, Py, Python};
+use pyo3::{Py, Python};
+
+use crate::capi;
 
 pub(crate) struct GilCell<T>(RefCell<T>);
 
@@ -65,11 +67,9 @@ impl<T> Deref for GilPy<T> {
 
 impl<T> Drop for GilPy<T> {
     fn drop(&mut self) {
+        debug_assert!(capi::gil_held(), "GilPy dropped without the GIL");
         // SAFETY: the GIL is held (type invariant) and we own one reference,
         // which ManuallyDrop keeps Py<T>'s own drop from releasing again.
-        unsafe {
-            debug_assert_eq!(ffi::PyGILState_Check(), 1, "GilPy dropped without the GIL");
-            ffi::Py_DECREF(self.0.as_ptr());
-        }
+        unsafe { capi::gc::decref(self.0.as_ptr()) };
     }
 }

@@ -4,10 +4,10 @@
 //! which adds the cold, policy-level methods), the `Handle`/`TimerHandle` types
 //! returned to users, and the conversion of OS errors to Python exceptions.
 //!
-//! Must not: call libc directly (that is `ferroloop_core::sys`'s job) or hold a
-//! borrow of loop state while calling into Python (see `gil_cell`).
+//! Must not: call libc directly (that is `ferroloop_core::sys`'s job), name
+//! `pyo3::ffi` outside `capi`, or hold a borrow of loop state while calling
+//! into Python (see `gil_cell`).
 
-mod bytes_io;
 mod callbacks;
 mod capi;
 mod errors;

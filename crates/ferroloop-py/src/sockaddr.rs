@@ -16,10 +16,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ferroloop_core::net::datagram::{ipv6_text, AF_INET, AF_INET6, AF_UNIX};
 use ferroloop_core::net::{AddrView, SockAddr};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
+
+use crate::capi::unicode;
 
 /// `addr` as CPython's `makesockaddr` returns it.
 pub(crate) fn to_python(py: Python<'_>, addr: &SockAddr) -> PyResult<Py<PyAny>> {
@@ -30,20 +31,7 @@ pub(crate) fn to_python(py: Python<'_>, addr: &SockAddr) -> PyResult<Py<PyAny>> 
             (ipv6_text(&ip), port, flowinfo, scope_id).into_pyobject(py)?.into_any().unbind()
         }
         AddrView::UnixAbstract(name) => PyBytes::new(py, name).into_any().unbind(),
-        AddrView::UnixPath(path) => {
-            // SAFETY: `path` is valid for its length; the call returns a new
-            // reference or NULL with an exception set.
-            unsafe {
-                Bound::from_owned_ptr_or_err(
-                    py,
-                    ffi::PyUnicode_DecodeFSDefaultAndSize(
-                        path.as_ptr().cast(),
-                        ffi::Py_ssize_t::try_from(path.len()).unwrap_or(0),
-                    ),
-                )?
-                .unbind()
-            }
-        }
+        AddrView::UnixPath(path) => unicode::decode_fs(py, path)?.into_any().unbind(),
         AddrView::Other(family) => (family, PyBytes::new(py, addr.as_bytes().get(2..).unwrap_or(&[])))
             .into_pyobject(py)?
             .into_any()

@@ -12,7 +12,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
 use pyo3::sync::PyOnceLock;
@@ -21,6 +20,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::run_guard::RunGuard;
 use crate::capi::freelist::{self, FreeList, Pooled};
+use crate::capi::{call, context, gc};
 use crate::errors::is_exit;
 use crate::gil_cell::{GilCell, GilPy};
 use crate::pyimports::{extract_stack, handle_repr, report_callback_error, threadsafe_handle_type};
@@ -98,13 +98,11 @@ impl HandleCore {
         let context = match context {
             Some(ctx) if !ctx.is_none() => ctx.unbind(),
             _ => {
-                // SAFETY: PyContext_CopyCurrent returns a new reference or NULL
-                // with an exception set, which from_owned_ptr_or_err turns
-                // into Err. The fresh copy is tracked and only we hold it.
-                let ctx = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
-                // SAFETY: a live, tracked Context; HandleCore's drop tracks it
-                // again before the last reference can go.
-                unsafe { ffi::PyObject_GC_UnTrack(ctx.as_ptr().cast()) };
+                // A fresh copy, tracked, and only we hold it.
+                let ctx = context::copy_current(py)?;
+                // SAFETY: a live Context (a GC type); HandleCore's drop tracks
+                // it again before the last reference can go.
+                unsafe { gc::untrack(ctx.as_ptr()) };
                 ctx.unbind()
             }
         };
@@ -137,10 +135,12 @@ impl HandleCore {
     /// tracked from now on).
     pub(crate) fn track_context(&self) {
         let ctx = self.context.as_ptr();
-        // SAFETY: a type check on a live object. Only a Context can be our
-        // private copy; `context=` may be anything, even a non-GC object.
-        if unsafe { ffi::PyContext_CheckExact(ctx) } != 0 {
-            track(ctx);
+        // SAFETY: a live object (we hold a reference). Only a Context can be
+        // our private copy; `context=` may be anything, even a non-GC object.
+        if unsafe { context::is_exact_ptr(ctx) } {
+            // SAFETY: a live Context (a GC type), and the GIL is held (our
+            // callers' invariant: a handle is only touched with it).
+            unsafe { gc::ensure_tracked(ctx) };
         }
     }
 
@@ -233,69 +233,34 @@ impl Drop for HandleCore {
     }
 }
 
-/// Puts a live GC object under the collector's watch if it is not already.
-fn track(ptr: *mut ffi::PyObject) {
-    // SAFETY: ptr is a live object of a GC type (callers' invariant) and the
-    // GIL is held; tracking twice is a fatal error, hence the check.
-    unsafe {
-        if ffi::PyObject_GC_IsTracked(ptr) == 0 {
-            ffi::PyObject_GC_Track(ptr.cast());
-        }
-    }
-}
-
 /// `context.run(callback, *args)` through the C API, without building a
 /// bound method or a new argument tuple.
-fn call_in_context(
-    py: Python<'_>,
-    ctx: &Bound<'_, PyAny>,
-    cb: &Bound<'_, PyAny>,
-    args: &Bound<'_, PyTuple>,
+fn call_in_context<'py>(
+    py: Python<'py>,
+    ctx: &Bound<'py, PyAny>,
+    cb: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
 ) -> PyResult<()> {
-    // SAFETY: a type check on a live object.
-    if unsafe { ffi::PyContext_CheckExact(ctx.as_ptr()) } == 0 {
+    if !context::is_exact(ctx) {
         // Not a Context: do what asyncio does, `context.run(callback, *args)`.
         let mut call_args = vec![cb.clone()];
         call_args.extend(args.iter());
         ctx.call_method1(pyo3::intern!(py, "run"), PyTuple::new(py, call_args)?)?;
         return Ok(());
     }
-    // SAFETY: ctx is an exact Context (checked above); cb and args are live
-    // objects owned by this frame; the result is a new reference or NULL with
-    // an exception set.
-    unsafe {
-        call_in_exact_context(py, ctx.as_ptr(), || {
-            ffi::PyObject_Call(cb.as_ptr(), args.as_ptr(), std::ptr::null_mut())
-        })
-    }
+    call_in_exact_context(ctx, || call::call(cb, args, None))
 }
 
-/// Enters `ctx`, makes the call `call` (which returns a new reference or NULL
-/// with an exception set), drops its result and leaves `ctx`.
-///
-/// # Safety
-/// `ctx` is a live, exact `contextvars.Context`; `call` upholds the contract above.
+/// Enters `ctx` (an exact `contextvars.Context`), makes the call `call`,
+/// drops its result and leaves `ctx`.
 #[inline]
-pub(crate) unsafe fn call_in_exact_context(
-    py: Python<'_>,
-    ctx: *mut ffi::PyObject,
-    call: impl FnOnce() -> *mut ffi::PyObject,
+pub(crate) fn call_in_exact_context<'py>(
+    ctx: &Bound<'py, PyAny>,
+    call: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<()> {
-    // SAFETY: Enter returns -1 with an exception set if ctx is already entered.
-    if unsafe { ffi::PyContext_Enter(ctx) } < 0 {
-        return Err(PyErr::fetch(py));
-    }
-    let res = call();
-    let out = if res.is_null() {
-        Err(PyErr::fetch(py))
-    } else {
-        // SAFETY: res is a new, non-null reference we own.
-        unsafe { ffi::Py_DECREF(res) };
-        Ok(())
-    };
-    // SAFETY: ctx was entered above on this thread; exiting cannot fail then.
-    unsafe { ffi::PyContext_Exit(ctx) };
-    out
+    let _entered = context::enter(ctx)?;
+    // The result is released before the context is left, as Context.run does.
+    call().map(drop)
 }
 
 /// What a handle needs of its loop. The loop's module registers it at import
@@ -413,14 +378,15 @@ where
         obj.get().core().track_context();
     }
     // SAFETY: obj is a live, fully initialised object of a GC type (it defines
-    // __traverse__); our free list hands back untracked objects, a fresh
-    // allocation is tracked: we put it in the state wanted.
+    // __traverse__), and the GIL is held (py); our free list hands back
+    // untracked objects, a fresh allocation is tracked: we put it in the
+    // state wanted. A handle's deallocation checks before it untracks.
     unsafe {
-        let is_tracked = ffi::PyObject_GC_IsTracked(obj.as_ptr()) != 0;
+        let is_tracked = gc::is_tracked(obj.as_ptr());
         if tracked && !is_tracked {
-            ffi::PyObject_GC_Track(obj.as_ptr().cast());
+            gc::track(obj.as_ptr());
         } else if !tracked && is_tracked {
-            ffi::PyObject_GC_UnTrack(obj.as_ptr().cast());
+            gc::untrack(obj.as_ptr());
         }
     }
     Ok(obj)
@@ -460,7 +426,7 @@ impl<T: HasCore> Queued<T> {
     /// its references).
     pub(crate) fn is_tracked(&self) -> bool {
         // SAFETY: a live object; see the type's invariant about the GIL.
-        unsafe { ffi::PyObject_GC_IsTracked(self.0.as_ptr()) != 0 }
+        unsafe { gc::is_tracked(self.0.as_ptr()) }
     }
 }
 
@@ -469,9 +435,10 @@ impl<T: HasCore> Drop for Queued<T> {
         let ptr = self.0.as_ptr();
         // SAFETY: the GIL is held (type invariant) and ptr is live: we still
         // own one reference, so a count above one means another holder.
-        if unsafe { ffi::Py_REFCNT(ptr) } > 1 && !self.is_tracked() {
+        if unsafe { gc::refcnt(ptr) } > 1 && !self.is_tracked() {
             self.0.get().core().track_context();
-            track(ptr);
+            // SAFETY: as above; a handle is of a GC type.
+            unsafe { gc::ensure_tracked(ptr) };
         }
     }
 }

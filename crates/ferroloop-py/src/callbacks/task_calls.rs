@@ -21,23 +21,24 @@
 
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::handles::{call_in_exact_context, new_handle, Handle, HandleCore};
+use crate::capi::call::vectorcall_opt;
+use crate::capi::cfunction::{self, MethodDef, TypeObject};
 use crate::errors::is_exit;
 use crate::gil_cell::GilPy;
 use crate::pyimports::report_callback_error;
 
 /// The step's type (`TaskStepMethWrapper`).
-static STEP_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+static STEP_TYPE: AtomicPtr<TypeObject> = AtomicPtr::new(std::ptr::null_mut());
 /// The wake-up's type where it has one of its own (`TaskWakeupMethWrapper`, up to 3.11).
-static WAKEUP_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+static WAKEUP_TYPE: AtomicPtr<TypeObject> = AtomicPtr::new(std::ptr::null_mut());
 /// The wake-up's method definition where it is a builtin function (3.12+).
-static WAKEUP_DEF: AtomicPtr<ffi::PyMethodDef> = AtomicPtr::new(std::ptr::null_mut());
+static WAKEUP_DEF: AtomicPtr<MethodDef> = AtomicPtr::new(std::ptr::null_mut());
 /// Keeps the registered samples (and so their types) alive.
 static SAMPLES: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 
@@ -51,30 +52,22 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pyfunction]
 fn _register_task_callbacks(step: Bound<'_, PyAny>, wakeup: Bound<'_, PyAny>) -> bool {
     let py = step.py();
-    let builtin = |obj: &Bound<'_, PyAny>| {
-        // SAFETY: a type check on a live object.
-        unsafe { ffi::PyCFunction_CheckExact(obj.as_ptr()) != 0 }
-    };
     let plain = |obj: &Bound<'_, PyAny>| {
         // Private C types only: never a Python function, method or class.
         let ty = obj.get_type();
-        // SAFETY: reading the flags of a live type object (through the C
-        // API's accessor: `tp_flags` is an atomic on free-threaded builds).
-        let subclassable = unsafe { ffi::PyType_HasFeature(ty.as_type_ptr(), ffi::Py_TPFLAGS_BASETYPE) != 0 };
-        !builtin(obj)
+        !cfunction::is_builtin(obj)
             && !obj.is_instance_of::<pyo3::types::PyFunction>()
             && ty.qualname().is_ok_and(|n| n.to_string().starts_with("Task"))
-            && !subclassable
+            && !cfunction::is_subclassable(&ty)
     };
     if SAMPLES.get(py).is_some() || !plain(&step) {
         return false;
     }
-    let wakeup_def = if builtin(&wakeup) {
+    let wakeup_def = if let Some(def) = cfunction::method_def(&wakeup) {
         if !wakeup.getattr("__name__").is_ok_and(|n| n.to_string() == "task_wakeup") {
             return false;
         }
-        // SAFETY: an exact builtin function object, whose m_ml is its definition.
-        Some(unsafe { (*wakeup.as_ptr().cast::<ffi::PyCFunctionObject>()).m_ml })
+        Some(def)
     } else if plain(&wakeup) {
         None
     } else {
@@ -93,19 +86,14 @@ fn _register_task_callbacks(step: Bound<'_, PyAny>, wakeup: Bound<'_, PyAny>) ->
 
 /// Whether `callback` is one of the C `Task`'s own callbacks.
 pub(crate) fn is_task_callback(callback: &Bound<'_, PyAny>) -> bool {
-    let ptr = callback.as_ptr();
-    // SAFETY: reading the type of a live object.
-    let ty = unsafe { ffi::Py_TYPE(ptr) };
+    let ty = callback.get_type_ptr();
     if std::ptr::eq(ty, STEP_TYPE.load(Ordering::Relaxed))
         || std::ptr::eq(ty, WAKEUP_TYPE.load(Ordering::Relaxed))
     {
         return true;
     }
     let def = WAKEUP_DEF.load(Ordering::Relaxed);
-    // SAFETY: a type check, then m_ml of an exact builtin function object.
-    !def.is_null()
-        && unsafe { ffi::PyCFunction_CheckExact(ptr) != 0 }
-        && std::ptr::eq(unsafe { (*ptr.cast::<ffi::PyCFunctionObject>()).m_ml }, def)
+    !def.is_null() && cfunction::method_def(callback).is_some_and(|d| std::ptr::eq(d, def))
 }
 
 /// A queued C `Task` callback: what its handle would have held.
@@ -134,16 +122,10 @@ impl TaskCall {
     /// with a handle made for the report, as for any callback.
     pub(crate) fn run(&self, loop_: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = loop_.py();
-        let args = [self.arg.as_ref().map_or(std::ptr::null_mut(), |a| a.as_ptr())];
-        let nargs = usize::from(self.arg.is_some());
-        // SAFETY: the context is an exact Context (checked when queued);
-        // callback and arg are live (this entry owns them for the call); the
-        // result is a new reference or NULL with an exception set.
-        let out = unsafe {
-            call_in_exact_context(py, self.context.as_ptr(), || {
-                ffi::PyObject_Vectorcall(self.callback.as_ptr(), args.as_ptr(), nargs, std::ptr::null_mut())
-            })
-        };
+        let arg = self.arg.as_ref().map(|a| a.bind_borrowed(py));
+        // The context is an exact Context (checked when queued).
+        let out =
+            call_in_exact_context(self.context.bind(py), || vectorcall_opt(self.callback.bind(py), arg));
         match out {
             Ok(()) => Ok(()),
             Err(err) if is_exit(py, &err) => Err(err),

@@ -16,21 +16,21 @@
 //! arguments followed by one per name in `kwnames`.
 
 use std::ffi::CStr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pyo3::ffi;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple, PyType};
 
 use super::Loop;
 use crate::callbacks::TaskCall;
+use crate::capi::call::{tuple_from_borrowed, vectorcall_raw};
+use crate::capi::methods::{self, borrowed_args, new_none, trampoline, Entry, FastcallKeywords};
+use crate::capi::{context, RawObject, SsizeT};
 
 /// The scheduling methods: `name(<leading...>, callback, *args, context=None)`.
 struct Scheduler {
     name: &'static CStr,
     doc: &'static CStr,
-    entry: ffi::PyCFunctionFastWithKeywords,
+    entry: FastcallKeywords,
 }
 
 const SCHEDULERS: [Scheduler; 4] = [
@@ -60,38 +60,18 @@ const SCHEDULERS: [Scheduler; 4] = [
 /// the entries below; PyO3's stay reachable as `_<name>_generic`.
 pub(super) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
     for s in &SCHEDULERS {
-        let entry = ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: s.entry };
-        replace(ty, s.name, entry, ffi::METH_FASTCALL | ffi::METH_KEYWORDS, s.doc)?;
+        replace(ty, s.name, Entry::FastcallKeywords(s.entry), s.doc)?;
     }
     let doc = c"create_future($self, /)\n--\n\nCreate a Future object attached to the loop.";
-    let entry = ffi::PyMethodDefPointer { PyCFunction: create_future };
-    replace(ty, c"create_future", entry, ffi::METH_NOARGS, doc)
+    replace(ty, c"create_future", Entry::NoArgs(create_future), doc)
 }
 
 /// Moves PyO3's method `name` to `_<name>_generic` and puts `entry` in its place.
-fn replace(
-    ty: &Bound<'_, PyType>,
-    name: &'static CStr,
-    entry: ffi::PyMethodDefPointer,
-    flags: std::ffi::c_int,
-    doc: &'static CStr,
-) -> PyResult<()> {
+fn replace(ty: &Bound<'_, PyType>, name: &'static CStr, entry: Entry, doc: &'static CStr) -> PyResult<()> {
     let text = name.to_str().map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
     let generic = ty.getattr(text)?;
     ty.setattr(format!("_{text}_generic").as_str(), generic)?;
-    // The descriptor keeps a pointer to its definition for the rest of the
-    // process (the module is never unloaded).
-    let def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: name.as_ptr(),
-        ml_meth: entry,
-        ml_flags: flags,
-        ml_doc: doc.as_ptr(),
-    }));
-    // SAFETY: ty is a live type object and def outlives it; the result is a
-    // new reference or NULL with an exception set.
-    let descr =
-        unsafe { Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
-    ty.setattr(text, descr)
+    ty.setattr(text, methods::descriptor(ty, name, entry, doc)?)
 }
 
 /// What a scheduling method does with its parsed arguments.
@@ -101,16 +81,16 @@ type Body = for<'py> fn(
     Bound<'py, PyAny>,
     Bound<'py, PyTuple>,
     Option<Bound<'py, PyAny>>,
-) -> PyResult<*mut ffi::PyObject>;
+) -> PyResult<RawObject>;
 
 macro_rules! scheduler_entry {
     ($entry:ident, $generic:literal, $leading:literal, $body:expr) => {
         unsafe extern "C" fn $entry(
-            slf: *mut ffi::PyObject,
-            args: *const *mut ffi::PyObject,
-            nargs: ffi::Py_ssize_t,
-            kwnames: *mut ffi::PyObject,
-        ) -> *mut ffi::PyObject {
+            slf: RawObject,
+            args: *const RawObject,
+            nargs: SsizeT,
+            kwnames: RawObject,
+        ) -> RawObject {
             // SAFETY: CPython calls us as the module invariants say.
             unsafe { scheduler(slf, args, nargs, kwnames, $leading, $generic, $body) }
         }
@@ -120,15 +100,15 @@ macro_rules! scheduler_entry {
 /// `call_soon(callback, *args, context=None)`: a C `Task`'s own callback is
 /// queued without a handle (see `task_calls`), anything else as usual.
 unsafe extern "C" fn call_soon(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
+    slf: RawObject,
+    args: *const RawObject,
+    nargs: SsizeT,
+    kwnames: RawObject,
+) -> RawObject {
     // SAFETY: CPython calls us as the module invariants say.
     unsafe {
         if queue_task_call(slf, args, nargs, kwnames) {
-            return ffi::Py_NewRef(ffi::Py_None());
+            return new_none(Python::assume_attached());
         }
         scheduler(slf, args, nargs, kwnames, false, "_call_soon_generic", |lp, _, cb, rest, ctx| {
             Ok(Loop::call_soon_impl(lp, cb, rest, ctx)?.into_ptr())
@@ -141,12 +121,7 @@ unsafe extern "C" fn call_soon(
 ///
 /// # Safety
 /// The module invariants.
-unsafe fn queue_task_call(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> bool {
+unsafe fn queue_task_call(slf: RawObject, args: *const RawObject, nargs: SsizeT, kwnames: RawObject) -> bool {
     if kwnames.is_null() || !(1..=2).contains(&nargs) {
         return false;
     }
@@ -161,8 +136,7 @@ unsafe fn queue_task_call(
         let nargs = usize::try_from(nargs).unwrap_or(0);
         let callback = Bound::from_borrowed_ptr(py, *args);
         let context = Bound::from_borrowed_ptr(py, *args.add(nargs));
-        if ffi::PyContext_CheckExact(context.as_ptr()) == 0 || !crate::callbacks::is_task_callback(&callback)
-        {
+        if !context::is_exact(&context) || !crate::callbacks::is_task_callback(&callback) {
             return false;
         }
         let arg = (nargs == 2).then(|| Bound::from_borrowed_ptr(py, *args.add(1)));
@@ -183,37 +157,13 @@ scheduler_entry!(call_at, "_call_at_generic", true, |lp, when, cb, rest, ctx| {
 });
 
 /// `create_future()`.
-unsafe extern "C" fn create_future(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
+unsafe extern "C" fn create_future(slf: RawObject, _: RawObject) -> RawObject {
     // SAFETY: CPython calls us as the module invariants say.
     unsafe {
-        guarded("create_future", |py| {
+        trampoline("create_future", |py| {
             let slf = Bound::from_borrowed_ptr(py, slf);
             Ok(Loop::create_future_impl(slf.cast_unchecked::<Loop>())?.into_ptr())
         })
-    }
-}
-
-/// Runs `f` with the GIL token, turning its error, or a panic, into a raised
-/// exception and NULL.
-///
-/// # Safety
-/// The GIL is held.
-unsafe fn guarded(
-    what: &str,
-    f: impl FnOnce(Python<'_>) -> PyResult<*mut ffi::PyObject>,
-) -> *mut ffi::PyObject {
-    // SAFETY: the caller holds the GIL.
-    let py = unsafe { Python::assume_attached() };
-    match catch_unwind(AssertUnwindSafe(|| f(py))) {
-        Ok(Ok(obj)) => obj,
-        Ok(Err(err)) => {
-            err.restore(py);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            PanicException::new_err(format!("ferroloop: internal error in {what}")).restore(py);
-            std::ptr::null_mut()
-        }
     }
 }
 
@@ -223,17 +173,17 @@ unsafe fn guarded(
 /// # Safety
 /// The module invariants.
 unsafe fn scheduler(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
+    slf: RawObject,
+    args: *const RawObject,
+    nargs: SsizeT,
+    kwnames: RawObject,
     leading: bool,
     generic_name: &'static str,
     body: Body,
-) -> *mut ffi::PyObject {
+) -> RawObject {
     // SAFETY: the caller's guarantees (module invariants).
     unsafe {
-        guarded(generic_name, |py| {
+        trampoline(generic_name, |py| {
             let nargs_u = usize::try_from(nargs).unwrap_or(0);
             let slf = Bound::from_borrowed_ptr(py, slf);
             let context = if kwnames.is_null() {
@@ -241,38 +191,20 @@ unsafe fn scheduler(
             } else {
                 let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
                 if names.len() != 1 || !is_context(&names.get_item(0)?) {
-                    return generic(py, &slf, generic_name, args, nargs, kwnames);
+                    return generic(&slf, generic_name, args, nargs, kwnames);
                 }
                 Some(Bound::from_borrowed_ptr(py, *args.add(nargs_u)))
             };
             let first = usize::from(leading);
             if nargs_u <= first {
-                return generic(py, &slf, generic_name, args, nargs, kwnames);
+                return generic(&slf, generic_name, args, nargs, kwnames);
             }
-            let positional = std::slice::from_raw_parts(args, nargs_u);
-            let lead = leading.then(|| Bound::from_borrowed_ptr(py, positional[0]));
-            let callback = Bound::from_borrowed_ptr(py, positional[first]);
-            let rest = tuple_of(py, &positional[first + 1..])?;
+            let positional = borrowed_args(py, args, nargs_u);
+            let lead = leading.then(|| positional[0].to_owned());
+            let callback = positional[first].to_owned();
+            let rest = tuple_from_borrowed(py, &positional[first + 1..])?;
             body(slf.cast_unchecked::<Loop>(), lead, callback, rest, context)
         })
-    }
-}
-
-/// A new tuple of borrowed references (the empty tuple is CPython's shared one).
-///
-/// # Safety
-/// Every pointer is a live object; the GIL is held.
-unsafe fn tuple_of<'py>(py: Python<'py>, items: &[*mut ffi::PyObject]) -> PyResult<Bound<'py, PyTuple>> {
-    let len = ffi::Py_ssize_t::try_from(items.len()).unwrap_or(ffi::Py_ssize_t::MAX);
-    // SAFETY: a new reference or NULL with an exception set; each slot is
-    // filled once with a new reference, as PyTuple_SET_ITEM steals it.
-    unsafe {
-        let tuple = Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(len))?;
-        for (i, &item) in (0..).zip(items) {
-            ffi::Py_INCREF(item);
-            ffi::PyTuple_SET_ITEM(tuple.as_ptr(), i, item);
-        }
-        Ok(tuple.cast_into_unchecked())
     }
 }
 
@@ -284,20 +216,15 @@ fn is_context(name: &Bound<'_, PyAny>) -> bool {
 
 /// Any other call: PyO3's method, for its checks and messages.
 fn generic(
-    py: Python<'_>,
     slf: &Bound<'_, PyAny>,
     name: &str,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
+    args: *const RawObject,
+    nargs: SsizeT,
+    kwnames: RawObject,
+) -> PyResult<RawObject> {
     let method = slf.getattr(name)?;
     let nargsf = usize::try_from(nargs).unwrap_or(0);
     // SAFETY: args holds nargs positionals and one value per keyword name
-    // (vectorcall protocol); the result is a new reference or NULL with an
-    // exception set.
-    unsafe {
-        let res = ffi::PyObject_Vectorcall(method.as_ptr(), args, nargsf, kwnames);
-        Bound::from_owned_ptr_or_err(py, res).map(Bound::into_ptr)
-    }
+    // (vectorcall protocol, module invariants).
+    unsafe { vectorcall_raw(&method, args, nargsf, kwnames).map(Bound::into_ptr) }
 }

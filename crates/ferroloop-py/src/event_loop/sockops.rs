@@ -29,7 +29,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple, PyWeakrefReference};
 
 use super::Loop;
-use crate::bytes_io::{recv_bytes, recv_bytes_with, RawBuffer, Unsent};
+use crate::capi::bytes::{recv_bytes, recv_bytes_with, RawBuffer, Unsent};
 use crate::errors::os_error;
 use crate::reactor::{OpKind, SockOp};
 use crate::sockaddr;

@@ -9,11 +9,11 @@
 
 use std::sync::atomic::Ordering;
 
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::Loop;
+use crate::capi::call::call;
 use crate::pyimports::{base_create_task, task_type};
 
 /// Keyword arguments the running Python's `create_task` takes.
@@ -44,11 +44,7 @@ pub(super) fn call_with_loop(
         Some(a) => PyTuple::new(py, [a])?,
         None => PyTuple::empty(py),
     };
-    // SAFETY: callable, args and kwargs are live objects borrowed for the
-    // call; the result is a new reference or NULL with an exception set.
-    let obj = unsafe { ffi::PyObject_Call(callable.as_ptr(), args.as_ptr(), kwargs.as_ptr()) };
-    // SAFETY: see above.
-    Ok(unsafe { Bound::from_owned_ptr_or_err(py, obj)? }.unbind())
+    Ok(call(callable, &args, Some(&kwargs))?.unbind())
 }
 
 impl Loop {

@@ -342,6 +342,12 @@ impl Reactor {
 
     /// Parks again an operation that ran and must wait more; gives it back
     /// when the slot was taken meanwhile or the descriptor has a new owner.
+    ///
+    /// The descriptor is re-armed, so that readiness that still holds is
+    /// reported again, as asyncio's level-triggered selector reports it: a
+    /// socket may be ready and the operation still not go through (an
+    /// unconnected Unix datagram socket is writable while the receiver it
+    /// names is full), and edge triggering would never wake it again.
     pub(crate) fn repark(&self, py: Python<'_>, fd: RawFd, write: bool, op: SockOp) -> Option<SockOp> {
         match self.fds.borrow_mut(py).owners.get_mut(&fd) {
             Some(Owner::Sock(s)) => {
@@ -350,6 +356,7 @@ impl Reactor {
                     return Some(op);
                 }
                 *slot = Some(op);
+                let _ = self.poller.rearm(fd, Token::of_fd(fd).raw(), Interest { read: true, write: true });
                 None
             }
             _ => Some(op),

@@ -7,8 +7,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::bytes_io::Unsent;
 use crate::callbacks::Handle;
+use crate::capi::bytes::Unsent;
 use ferroloop_core::net::SockAddr;
 use ferroloop_core::{Interest, Readiness};
 

@@ -34,13 +34,13 @@ use std::os::fd::RawFd;
 use ferroloop_core::net::{self, datagram as dgram, SockAddr};
 use ferroloop_core::{Interest, Readiness};
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyValueError};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::flow::{self, FlowControl};
-use crate::bytes_io::{as_bytes, RawBuffer, Unsent};
+use crate::capi::bytes::{as_bytes, RawBuffer, Unsent};
+use crate::capi::context;
 use crate::errors::{is_exit, os_error};
 use crate::gil_cell::GilCell;
 use crate::pyimports;
@@ -188,10 +188,7 @@ impl DatagramCore {
     fn run_event_reporting(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        // SAFETY: context is a live Context object (made by PyContext_CopyCurrent).
-        if unsafe { ffi::PyContext_Enter(this.context.as_ptr()) } < 0 {
-            return Err(PyErr::fetch(py));
-        }
+        let entered = context::enter(this.context.bind(py))?;
         let res = match event {
             IoEvent::Read => {
                 this.st.borrow_mut(py).read_queued = false;
@@ -199,8 +196,8 @@ impl DatagramCore {
             }
             IoEvent::Write => Self::on_writable(slf),
         };
-        // SAFETY: entered above on this thread.
-        unsafe { ffi::PyContext_Exit(this.context.as_ptr()) };
+        // Left before a report, which runs outside the transport's context.
+        drop(entered);
         match res {
             Err(err) if !is_exit(py, &err) => this.report(py, err, event),
             res => res,
@@ -503,8 +500,7 @@ impl DatagramCore {
         header: usize,
         counter: bool,
     ) -> PyResult<Self> {
-        // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception.
-        let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind();
+        let context = context::copy_current(py)?.unbind();
         Ok(Self {
             loop_: loop_.unbind(),
             reactor: reactor.unbind(),

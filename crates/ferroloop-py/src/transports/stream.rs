@@ -32,14 +32,14 @@ use std::os::fd::RawFd;
 
 use ferroloop_core::{Interest, Readiness, StreamFd};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::flow::{self, FlowControl};
 use super::write_buf::WriteBuffer;
-use crate::bytes_io::{as_bytes, recv_bytes, RawBuffer, Unsent};
+use crate::capi::bytes::{as_bytes, recv_bytes, RawBuffer, Unsent};
+use crate::capi::context;
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::pyimports;
@@ -209,10 +209,7 @@ impl StreamCore {
     fn run_event(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        // SAFETY: context is a live Context object (made by PyContext_CopyCurrent).
-        if unsafe { ffi::PyContext_Enter(this.context.as_ptr()) } < 0 {
-            return Err(PyErr::fetch(py));
-        }
+        let entered = context::enter(this.context.bind(py))?;
         let res = match event {
             IoEvent::Read => {
                 this.st.borrow_mut(py).read_queued = false;
@@ -223,8 +220,7 @@ impl StreamCore {
             }
             IoEvent::Write => this.on_writable(py),
         };
-        // SAFETY: entered above on this thread.
-        unsafe { ffi::PyContext_Exit(this.context.as_ptr()) };
+        drop(entered);
         res
     }
 
@@ -575,8 +571,7 @@ impl StreamCore {
             _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("bad direction {direction:?}"))),
         };
         let reactor = reactor.unbind();
-        // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception.
-        let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind();
+        let context = context::copy_current(py)?.unbind();
         Ok(Self {
             loop_: loop_.unbind(),
             reactor,

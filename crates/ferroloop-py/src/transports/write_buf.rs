@@ -12,7 +12,7 @@ use std::os::fd::RawFd;
 use ferroloop_core::StreamFd;
 use pyo3::prelude::*;
 
-use crate::bytes_io::Unsent;
+use crate::capi::bytes::Unsent;
 
 /// The most chunks one gathered write takes.
 const GATHER: usize = 64;

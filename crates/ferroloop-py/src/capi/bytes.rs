@@ -1,7 +1,8 @@
 //! Bytes between sockets and Python without needless copies: reading
 //! straight into a new `bytes` object, and keeping unsent outgoing data.
 //!
-//! Used by the stream transports and by the native `sock_*` operations.
+//! Used by the stream transports, the datagram transports and the native
+//! `sock_*` operations.
 
 use std::io;
 use std::os::fd::RawFd;
