@@ -13,10 +13,9 @@ import signal
 import sys
 import threading
 import time
-
-import pytest
 from asyncio import base_subprocess
 
+import pytest
 from _support import PY311, PY314, run
 
 PY = sys.executable
@@ -84,7 +83,8 @@ def test_devnull_and_stdout_and_fd(loop, tmp_path):
             proc = await asyncio.create_subprocess_exec(
                 PY,
                 "-c",
-                "import sys; print(sys.stdin.read() == '', flush=True); print('err', file=sys.stderr)",
+                "import sys; print(sys.stdin.read() == '', flush=True); "
+                "print('err', file=sys.stderr)",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=f.fileno(),
                 stderr=asyncio.subprocess.STDOUT,
@@ -237,7 +237,8 @@ def test_loop_closed_with_a_child_running(loop_factory):
     assert _open_fds() <= before
     # The transport's __del__ closes its pipes; asyncio versions with the fix for gh-114177 skip
     # that on a closed loop, older ones raise from it.
-    closes_pipes = "is_closed()" not in inspect.getsource(base_subprocess.BaseSubprocessTransport.close)
+    close_source = inspect.getsource(base_subprocess.BaseSubprocessTransport.close)
+    closes_pipes = "is_closed()" not in close_source
     assert unraisable == (["RuntimeError('Event loop is closed')"] if closes_pipes else [])
 
 
