@@ -253,6 +253,28 @@ def pipe_read(new_loop: LoopFactory, scale: float = 1.0) -> float:
     return mib / seconds
 
 
+def pipe_write(new_loop: LoopFactory, scale: float = 1.0) -> float:
+    """A child's stdin written through ``StreamWriter.write`` + ``drain()`` in 64 KiB
+    chunks: 2.5 GiB into ``cat > /dev/null``; one op is one MiB."""
+    mib = _size(2560, scale)
+    chunk = bytes(65536)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> int:
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-c", "exec cat > /dev/null", stdin=asyncio.subprocess.PIPE
+        )
+        stdin = proc.stdin
+        for _ in range(mib * 16):
+            stdin.write(chunk)
+            await stdin.drain()
+        stdin.close()
+        return await proc.wait()
+
+    code, seconds = _run_coro_timed(new_loop, main)
+    _check(code == 0, f"{mib} MiB written")
+    return mib / seconds
+
+
 # name -> (benchmark, title). Order is the row order of every report.
 BENCHMARKS: dict[str, tuple[Callable[[LoopFactory, float], float], str]] = {
     "call_soon": (call_soon, "call_soon"),
@@ -263,6 +285,7 @@ BENCHMARKS: dict[str, tuple[Callable[[LoopFactory, float], float], str]] = {
     "sleep0": (sleep0, "sleep(0) loop"),
     "spawn": (spawn, "spawn 400 x true, 16 at a time"),
     "pipe_read": (pipe_read, "child stdout via StreamReader, MiB"),
+    "pipe_write": (pipe_write, "child stdin via StreamWriter, MiB"),
 }
 
 
