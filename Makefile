@@ -61,6 +61,9 @@ test-python: build services ## pytest on asyncio and ferroloop, then again with 
 .PHONY: conformance
 conformance: build ## CPython's test.test_asyncio on ferroloop, failing on unlisted failures
 	$(PY) tests/conformance/run.py
+	$(PY) tests/conformance/run.py --module test_subprocess --policy ferroloop
+	@if $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 14))'; then \
+	  $(PY) tests/conformance/run.py --module test_subprocess --policy bare; fi
 
 .PHONY: test
 test: test-rust test-python conformance ## every test: Rust core, Python suite, conformance

@@ -43,6 +43,7 @@ class Options:
     test_timeout: float = 60.0
     module_timeout: float = 300.0
     asyncio_debug: bool = False
+    policy: str = "default"  # how ferroloop loops are made: see _worker.install_loop
 
 
 @dataclass
@@ -114,6 +115,7 @@ def run_module(module: str, mode: str, opts: Options, only: list[str] | None = N
     env = dict(os.environ)
     if opts.asyncio_debug:
         env["PYTHONASYNCIODEBUG"] = "1"
+    env["FERROLOOP_CONFORMANCE_POLICY"] = opts.policy
     start = time.monotonic()
     deadline = start + opts.module_timeout
     with tempfile.TemporaryDirectory(prefix=f"conformance-{module}-{mode}-") as tmp:

@@ -164,9 +164,55 @@ def install_loop(mode: str) -> list[int]:
         policy_class = getattr(unix_events, name, None)
         if policy_class is not None:
             policy_class._loop_factory = staticmethod(factory)
+    _install_policy(os.environ.get("FERROLOOP_CONFORMANCE_POLICY", "default"), factory)
     _suites.loop_factory = factory
     _patch_close_loop()
     return counter
+
+
+def _install_policy(kind: str, factory) -> None:
+    """Make asyncio create policies of another class whenever it makes its default one (at
+    first use and after every ``set_event_loop_policy(None)``):
+
+    * ``ferroloop``: ``ferroloop.EventLoopPolicy``, as users install it (its loops count too);
+    * ``bare``: a policy derived from ``BaseDefaultEventLoopPolicy`` (as frameworks' are), with
+      no child watcher; before 3.14 CPython's subprocess tests set one on the policy, so this
+      one fits 3.14 only.
+    """
+    if kind == "default":
+        return
+    from asyncio import events, unix_events
+
+    if kind == "ferroloop":
+        import ferroloop
+
+        class Policy(ferroloop.EventLoopPolicy):
+            def __init__(self) -> None:
+                with warnings.catch_warnings():  # deprecated from 3.12 on, as uvloop's
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    super().__init__()
+
+            def _loop_factory(self):
+                return factory()
+
+            new_event_loop = _loop_factory
+
+    else:
+        # Public before 3.14, private from then on.
+        base = getattr(events, "BaseDefaultEventLoopPolicy", None)
+        base = base or events._BaseDefaultEventLoopPolicy
+
+        class Policy(base):  # type: ignore[no-redef]
+            _loop_factory = staticmethod(factory)
+
+    # Where _init_event_loop_policy looks the class up: the package (3.10-3.13) or
+    # unix_events (3.14).
+    with warnings.catch_warnings():  # 3.14 deprecates the policy API
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if sys.version_info < (3, 14):
+            asyncio.DefaultEventLoopPolicy = Policy
+        unix_events._DefaultEventLoopPolicy = Policy
+        asyncio.set_event_loop_policy(None)
 
 
 def _patch_close_loop() -> None:

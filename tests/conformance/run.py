@@ -32,6 +32,7 @@ from _jobs import FAILED, ModuleRun, Options, run_module
 
 EXPECTED = Path(__file__).resolve().parent / "expected_failures.txt"
 MODES = ("asyncio", "ferroloop")
+POLICIES = ("default", "ferroloop", "bare")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--module-timeout", type=float, default=300.0, help="seconds per module (300)")
     p.add_argument("--no-rerun", action="store_true", help="do not rerun failed tests")
     p.add_argument("--asyncio-debug", action="store_true", help="set PYTHONASYNCIODEBUG=1")
+    p.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default="default",
+        help="where ferroloop's loops come from: asyncio's default policy class (default), "
+        "ferroloop.EventLoopPolicy installed, or a policy with no child watcher (3.14)",
+    )
     p.add_argument("--expected", default=str(EXPECTED), help="expected-failures file")
     return p.parse_args(argv)
 
@@ -138,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     modes = [args.loop] if args.loop else list(MODES)
     label, so_file = ferroloop_label() if "ferroloop" in modes else ("-", None)
     so_stamp = _stamp(so_file)
-    opts = Options(args.test_timeout, args.module_timeout, args.asyncio_debug)
+    opts = Options(args.test_timeout, args.module_timeout, args.asyncio_debug, args.policy)
     print(f"Python {platform.python_version()} ({sys.executable}); loop under test: {label}")
     start = time.monotonic()
     runs = run_all(selected, modes, args.jobs, opts)
