@@ -126,3 +126,9 @@ cached_attr!(
     /// failure, reproduced (an error path).
     datagram_send_closed, "ferroloop._datagram", "send_closed"
 );
+cached_attr!(
+    /// A callback the health watchdog asked about has ended: its blame
+    /// report is Python (logging, the user's callback); at most once per
+    /// watchdog period.
+    health_callback_ended, "ferroloop.health", "_callback_ended"
+);
