@@ -15,10 +15,9 @@ import sys
 import threading
 import time
 
-import pytest
-
 import ferroloop
 import ferroloop.health as fh
+import pytest
 
 
 @pytest.fixture

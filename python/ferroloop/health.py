@@ -72,7 +72,9 @@ class LagStats:
 
     @classmethod
     def _of(cls, lag: Any) -> LagStats:
-        return cls(lag.count, lag.percentile(0.5), lag.percentile(0.9), lag.percentile(0.99), lag.max)
+        return cls(
+            lag.count, lag.percentile(0.5), lag.percentile(0.9), lag.percentile(0.99), lag.max
+        )
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class HealthSnapshot:
 
     def since(self, earlier: HealthSnapshot) -> HealthSnapshot:
         """What happened between ``earlier`` and this snapshot (current values stay)."""
-        timer, wait = (now.since(then) for now, then in zip(self._raw, earlier._raw))
+        timer, wait = (now.since(then) for now, then in zip(self._raw, earlier._raw, strict=True))
         return HealthSnapshot(
             LagStats._of(timer),
             LagStats._of(wait),
@@ -169,10 +171,15 @@ class BlockReport:
 
 def _check_threshold(seconds: float) -> float:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"block threshold must be a number of seconds, not {type(seconds).__name__}")
+        raise TypeError(
+            f"block threshold must be a number of seconds, not {type(seconds).__name__}"
+        )
     value = float(seconds)
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"block threshold must be a finite number of seconds >= 0 (0 turns it off), not {seconds!r}")
+        raise ValueError(
+            "block threshold must be a finite number of seconds >= 0 (0 turns it off), "
+            f"not {seconds!r}"
+        )
     return value
 
 
@@ -294,7 +301,9 @@ def _watchdog() -> None:
                 return
             watches = list(_watches.values())
             thresholds = [
-                t for w in watches if (t := _default_threshold if w.threshold is None else w.threshold) > 0
+                t
+                for w in watches
+                if (t := _default_threshold if w.threshold is None else w.threshold) > 0
             ]
         for w in watches:
             _check(w)
@@ -383,7 +392,12 @@ def _callback_ended(loop: Any, what: Any, seq: int, seconds: float) -> None:
 def _emit(report: BlockReport) -> None:
     global _callback
     if report.kind == "recovered":
-        logger.warning("%r recovered after blocking for %.3f s in %s", report.loop, report.seconds, report.handle)
+        logger.warning(
+            "%r recovered after blocking for %.3f s in %s",
+            report.loop,
+            report.seconds,
+            report.handle,
+        )
     elif report.sampled:
         task = f" (task {report.task}: {' -> '.join(report.coroutines)})" if report.task else ""
         logger.warning(
@@ -396,7 +410,7 @@ def _emit(report: BlockReport) -> None:
         )
     else:
         logger.warning(
-            "%r was blocked for %.3f s by %s, in a call that held the GIL (no stack could be taken)",
+            "%r was blocked for %.3f s by %s, in a call that held the GIL (no stack taken)",
             report.loop,
             report.seconds,
             report.handle,

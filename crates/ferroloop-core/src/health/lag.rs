@@ -35,7 +35,7 @@ fn index(us: u64) -> usize {
         // Below 16: the value is its own index.
         return usize::try_from(us).unwrap_or(0);
     }
-    let e = 63 - us.leading_zeros();
+    let e = us.ilog2();
     let shift = e - SUB_BITS;
     let sub = usize::try_from(us >> shift).unwrap_or(SUB) - SUB;
     ((shift as usize + 1) * SUB + sub).min(BUCKETS - 1)

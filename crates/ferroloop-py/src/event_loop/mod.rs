@@ -397,21 +397,20 @@ impl Loop {
         }
     }
 
-    /// Marks the loop closed and drops every queued callback (asyncio's close
-    /// clears `_ready` and `_scheduled`); fd watchers are unregistered. The
-    /// poller, its waker and the signal channel release their fds now, as
-    /// asyncio's close() closes its selector and self-pipe.
     // ---- health (probes.rs; the API is ferroloop.health) ------------------
 
     fn _health_probe(&self) -> (u8, u64) {
         self.health_probe()
     }
 
-
     fn _health_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         self.health_stats(py)
     }
 
+    /// Marks the loop closed and drops every queued callback (asyncio's close
+    /// clears `_ready` and `_scheduled`); fd watchers are unregistered. The
+    /// poller, its waker and the signal channel release their fds now, as
+    /// asyncio's close() closes its selector and self-pipe.
     fn _close_native(&self, py: Python<'_>) {
         self.release_all(py);
         self.health_unwatch();

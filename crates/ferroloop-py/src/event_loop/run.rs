@@ -22,8 +22,8 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use ferroloop_core::time::{timeout_until, CLOCK_RESOLUTION};
 use ferroloop_core::health::Phase;
+use ferroloop_core::time::{timeout_until, CLOCK_RESOLUTION};
 use ferroloop_core::{monotonic, sys, Readiness};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
