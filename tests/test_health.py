@@ -246,3 +246,41 @@ def test_fork_child_starts_clean(hloop):
 def test_module_is_callable():
     assert callable(ferroloop.health)
     assert ferroloop.health is sys.modules["ferroloop.health"]
+
+
+def test_hooks_see_each_callback_and_slow_ones(hloop):
+    seen, slow = [], []
+    fh.set_hooks(
+        on_callback=lambda loop, what, s: seen.append((loop, what, s)),
+        on_slow_callback=lambda loop, what, s: slow.append(what),
+        slow_callback_duration=0.05,
+    )
+    try:
+        hloop.call_soon(_sleep_blocking, 0.1)
+        hloop.call_soon(hloop.stop)
+        hloop.run_forever()
+    finally:
+        fh.set_hooks()
+    assert len(seen) >= 2 and all(loop is hloop and s >= 0 for loop, _, s in seen)
+    assert len(slow) == 1 and "_sleep_blocking" in repr(slow[0])
+    before = len(seen)
+    hloop.run_until_complete(asyncio.sleep(0))
+    assert len(seen) == before  # removed: no more calls
+
+
+def test_raising_hook_is_logged_and_removed(hloop, caplog):
+    calls = []
+
+    def bad(loop, what, seconds):
+        calls.append(what)
+        raise RuntimeError("hook boom")
+
+    fh.set_hooks(on_callback=bad)
+    try:
+        hloop.run_until_complete(asyncio.sleep(0))
+    finally:
+        fh.set_hooks()
+    assert len(calls) == 1
+    assert "hook boom" in caplog.text
+    with pytest.raises(ValueError):
+        fh.set_hooks(on_callback=bad, slow_callback_duration=-1)

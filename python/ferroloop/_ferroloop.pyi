@@ -14,6 +14,9 @@ def _register_task_callbacks(step: object, wakeup: object, /) -> bool: ...
 def _health_period(seconds: float) -> None:
     """How often the native watchdog thread looks at running loops (ferroloop.health)."""
 
+def _health_hooks(on: bool) -> None:
+    """Whether loops call ``ferroloop.health._run_hook`` after each callback."""
+
 class Lag:
     """A frozen copy of a lag histogram (log-linear buckets, 1 us to ~67 s).
 

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._ferroloop import _health_period
+from ._ferroloop import _health_hooks, _health_period
 
 __all__ = (
     "BlockReport",
@@ -48,6 +48,7 @@ __all__ = (
     "health",
     "on_block",
     "set_block_threshold",
+    "set_hooks",
 )
 
 logger = logging.getLogger("ferroloop.health")
@@ -242,9 +243,14 @@ def on_block(callback: Callable[[BlockReport], object] | None) -> None:
 # ---- blame: registration ---------------------------------------------------------
 
 
+# The paths the loop's own thread or a finaliser may take (_forget, unwatch,
+# _callback_ended) never wait for _lock unboundedly: at interpreter shutdown the
+# daemon watchdog thread is frozen wherever it was, possibly holding it. A dict's
+# single operations are atomic under the GIL, which is all _forget and unwatch need.
+
+
 def _forget(key: int) -> None:
-    with _lock:
-        _watches.pop(key, None)
+    _watches.pop(key, None)
     _wake.set()
 
 
@@ -264,14 +270,14 @@ def watch(loop: Any) -> None:
         if _thread is None:
             _thread = threading.Thread(target=_watchdog, name="ferroloop-health", daemon=True)
             _thread.start()
+    _wake.set()
 
 
 def unwatch(loop: Any) -> None:
     """Called when ``loop`` closes; the watchdog ends with the last loop."""
-    with _lock:
-        w = _watches.get(id(loop))
-        if w is not None and w.ref() is loop:
-            del _watches[id(loop)]
+    w = _watches.get(id(loop))
+    if w is not None and w.ref() is loop:
+        _watches.pop(id(loop), None)
     _wake.set()
 
 
@@ -293,6 +299,8 @@ def _watchdog() -> None:
     global _thread
     me = threading.current_thread()
     while not sys.is_finalizing():
+        wake = _wake
+        wake.clear()  # before looking: a wake-up from now on ends the wait below
         with _lock:
             if _thread is not me:
                 return  # forked or replaced
@@ -300,30 +308,25 @@ def _watchdog() -> None:
                 _thread = None
                 return
             watches = list(_watches.values())
-            thresholds = [
-                t
-                for w in watches
-                if (t := _default_threshold if w.threshold is None else w.threshold) > 0
-            ]
-        for w in watches:
-            _check(w)
-        wake = _wake
+        thresholds = [t for t in map(_check, watches) if t > 0]
+        # No running loop with blame on: sleep until watch() or a setting wakes us.
         wake.wait(min(thresholds) / 4 if thresholds else None)
-        wake.clear()
 
 
-def _check(w: _Watch) -> None:
+def _check(w: _Watch) -> float:
+    """One look at a loop; returns its threshold if it is running, else 0."""
     loop = w.ref()
     if loop is None or loop.is_closed():
-        return
+        return 0.0
     threshold = _default_threshold if w.threshold is None else w.threshold
     phase, seq = loop._health_probe()
     now = time.monotonic()
     report = None
     with _lock:
-        if threshold == 0 or phase != _IN_CALLBACK or not loop.is_running():
+        running = loop.is_running()
+        if threshold == 0 or phase != _IN_CALLBACK or not running:
             w.seq = None
-            return
+            return threshold if running else 0.0
         if seq != w.seq:
             if w.blocked:  # the loop's own report of the end did not come
                 report = BlockReport("recovered", loop, now - w.since)
@@ -335,6 +338,7 @@ def _check(w: _Watch) -> None:
         if report is not None:
             # Under the lock, so that the loop's "recovered" comes after it.
             _emit(report)
+    return threshold
 
 
 def _sample(loop: Any, seconds: float) -> BlockReport:
@@ -372,7 +376,10 @@ def _describe(what: Any) -> str:
 
 def _callback_ended(loop: Any, what: Any, seq: int, seconds: float) -> None:
     """Callback ``seq``, seen running by the native watchdog, ran at least ``seconds``."""
-    with _lock:
+    lock = _lock
+    if not lock.acquire(timeout=1.0):  # the watchdog is stuck (shutdown): no report
+        return
+    try:
         w = _watches.get(id(loop))
         threshold = _default_threshold if w is None or w.threshold is None else w.threshold
         blocked = w is not None and w.blocked and w.seq == seq
@@ -380,6 +387,8 @@ def _callback_ended(loop: Any, what: Any, seq: int, seconds: float) -> None:
             assert w is not None
             seconds = max(seconds, time.monotonic() - w.since)
             w.seq, w.blocked = None, False
+    finally:
+        lock.release()
     if not blocked and (threshold == 0 or seconds < threshold):
         return
     handle = _describe(what)
@@ -391,6 +400,8 @@ def _callback_ended(loop: Any, what: Any, seq: int, seconds: float) -> None:
 
 def _emit(report: BlockReport) -> None:
     global _callback
+    if sys.is_finalizing():
+        return
     if report.kind == "recovered":
         logger.warning(
             "%r recovered after blocking for %.3f s in %s",
@@ -424,6 +435,46 @@ def _emit(report: BlockReport) -> None:
         logger.exception("the on_block callback %r raised; it is removed", callback)
         if _callback is callback:
             _callback = None
+
+
+# ---- instrumentation hooks -------------------------------------------------------
+
+_Hook = Callable[[Any, Any, float], object]
+_hooks: tuple[_Hook | None, _Hook | None, float] = (None, None, 0.1)
+
+
+def set_hooks(
+    *,
+    on_callback: _Hook | None = None,
+    on_slow_callback: _Hook | None = None,
+    slow_callback_duration: float = 0.1,
+) -> None:
+    """Instrument every callback of every ferroloop loop; no arguments removes the hooks.
+
+    ``on_callback(loop, handle, seconds)`` runs after each callback (``handle`` is
+    the Handle/TimerHandle, or a string naming native work: a task step, a
+    transport's read or write, a ``sock_*`` operation); ``on_slow_callback`` only
+    after one that ran ``slow_callback_duration`` seconds or longer. Hooks run on
+    the loop's thread. Unset, they cost one branch per callback; set, two clock
+    reads and a Python call per callback. A hook that raises is logged and removed.
+    """
+    global _hooks
+    slow = _check_threshold(slow_callback_duration)
+    _hooks = (on_callback, on_slow_callback, slow)
+    _health_hooks(on_callback is not None or on_slow_callback is not None)
+
+
+def _run_hook(loop: Any, what: Any, seconds: float) -> None:
+    on_callback, on_slow, slow = _hooks
+    for hook, due in ((on_callback, True), (on_slow, seconds >= slow)):
+        if hook is None or not due:
+            continue
+        try:
+            hook(loop, what, seconds)
+        except Exception:
+            logger.exception("the health hook %r raised; hooks are removed", hook)
+            set_hooks()
+            return
 
 
 class _HealthModule(types.ModuleType):

@@ -132,3 +132,8 @@ cached_attr!(
     /// watchdog period.
     health_callback_ended, "ferroloop.health", "_callback_ended"
 );
+cached_attr!(
+    /// The user's instrumentation hooks, when set (`set_hooks`): Python by
+    /// nature; unset, they cost one branch per callback.
+    health_run_hook, "ferroloop.health", "_run_hook"
+);

@@ -15,7 +15,7 @@ use pyo3::types::PyTuple;
 use super::ready::Ready;
 use super::Loop;
 use crate::health::Lag;
-use crate::pyimports::health_callback_ended;
+use crate::pyimports::{health_callback_ended, health_run_hook};
 
 /// The probes a loop owns besides its `LoopStats` (which live in its state).
 pub(super) struct Probes {
@@ -46,7 +46,8 @@ impl Loop {
         }
     }
 
-    /// The loop closed: the watchdog forgets it (and ends with the last loop).
+    /// The loop stopped or closed: the watchdog forgets it (and ends with
+    /// the last running loop).
     pub(super) fn health_unwatch(&self) {
         watchdog::unwatch(&self.probes.heartbeat);
     }
@@ -85,21 +86,43 @@ impl Loop {
         let beat = &slf.get().probes.heartbeat;
         let seconds = (monotonic() - beat.armed_since()).max(0.0);
         beat.arm(None, 0.0);
-        let what = match cb {
-            Ready::Plain(h) => h.0.clone_ref(py).into_any(),
-            Ready::Timer(t) => t.0.clone_ref(py).into_any(),
-            Ready::Task(_) => pyo3::intern!(py, "a task step").clone().into_any().unbind(),
-            Ready::Io(..) => pyo3::intern!(py, "a transport's read or write").clone().into_any().unbind(),
-            Ready::Sock(..) => pyo3::intern!(py, "a sock_* operation").clone().into_any().unbind(),
-        };
+        let what = describe(py, cb);
         if let Err(e) = health_callback_ended(py).and_then(|f| f.call1((slf, what, seq, seconds))) {
             e.write_unraisable(py, Some(slf.as_any()));
         }
     }
 
+    /// `run_one` with instrumentation hooks set: times the callback (two
+    /// clock reads) and hands it to `ferroloop.health._run_hook`. A hook's
+    /// error is the hook's: reported as unraisable, never the callback's.
+    #[cold]
+    pub(super) fn run_hooked(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
+        let py = slf.py();
+        let t0 = monotonic();
+        let res = Self::run_one_probed(slf, cb);
+        let seconds = monotonic() - t0;
+        let what = describe(py, cb);
+        if let Err(e) = health_run_hook(py).and_then(|f| f.call1((slf, what, seconds))) {
+            e.write_unraisable(py, Some(slf.as_any()));
+        }
+        res
+    }
+
+    #[inline]
     pub(super) fn set_phase(&self, phase: Phase) {
         if self.probes.on {
             self.probes.heartbeat.set_phase(phase);
         }
+    }
+}
+
+/// What a ready item is, for a report: the handle, or the kind of native work.
+fn describe(py: Python<'_>, cb: &Ready) -> Py<PyAny> {
+    match cb {
+        Ready::Plain(h) => h.0.clone_ref(py).into_any(),
+        Ready::Timer(t) => t.0.clone_ref(py).into_any(),
+        Ready::Task(_) => pyo3::intern!(py, "a task step").clone().into_any().unbind(),
+        Ready::Io(..) => pyo3::intern!(py, "a transport's read or write").clone().into_any().unbind(),
+        Ready::Sock(..) => pyo3::intern!(py, "a sock_* operation").clone().into_any().unbind(),
     }
 }

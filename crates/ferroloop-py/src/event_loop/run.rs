@@ -264,8 +264,18 @@ impl Loop {
     /// Health: each callback gets the next heartbeat number (a store, no
     /// clock), and if the watchdog asked about that number, its end is
     /// reported (probes.rs), once.
+    /// With instrumentation hooks set (one flag, one branch when unset) the
+    /// callback is timed and handed to them (probes.rs).
     #[inline]
     fn run_one(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
+        if crate::health::hooks_set() {
+            return Self::run_hooked(slf, cb);
+        }
+        Self::run_one_probed(slf, cb)
+    }
+
+    #[inline]
+    pub(super) fn run_one_probed(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
         let this = slf.get();
         if !this.probes.on {
             return Self::run_one_inner(slf, cb);
@@ -316,6 +326,9 @@ impl Loop {
             }
         };
         this.set_phase(Phase::Stopped);
+        // The native watchdog thread looks only at running loops (it ends
+        // when none is left).
+        this.health_unwatch();
         if this.probes.on {
             this.state.borrow_mut(slf.py()).stats.stopped(monotonic());
         }

@@ -7,12 +7,29 @@
 //! `Loop._health_probe` and samples the loop thread's stack under the GIL.
 //! Must not: name the loop (health sits below event_loop).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use ferroloop_core::health::{watchdog, LagHistogram};
 use pyo3::prelude::*;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Lag>()?;
-    m.add_function(wrap_pyfunction!(_health_period, m)?)
+    m.add_function(wrap_pyfunction!(_health_period, m)?)?;
+    m.add_function(wrap_pyfunction!(_health_hooks, m)?)
+}
+
+/// Whether instrumentation hooks are set (`ferroloop.health.set_hooks`): the
+/// one flag `run_one` tests per callback, so unset hooks cost one branch.
+static HOOKS: AtomicBool = AtomicBool::new(false);
+
+#[inline]
+pub(crate) fn hooks_set() -> bool {
+    HOOKS.load(Ordering::Relaxed)
+}
+
+#[pyfunction]
+fn _health_hooks(on: bool) {
+    HOOKS.store(on, Ordering::Relaxed);
 }
 
 /// How often the watchdog thread looks at running loops, in seconds
