@@ -5,8 +5,8 @@
 //! a callback seen running for the first time is armed, so the loop reports
 //! its end if it ran long (the Python side decides what "long" is and does the
 //! stack sampling, which needs the GIL). It holds only `Weak` references, so
-//! a loop is never kept alive; it exits when no live heartbeat is left and is
-//! started again by the next [`watch`].
+//! a loop is never kept alive. Loops register while they run; the thread
+//! exits a second after none is left, and the next [`watch`] starts it again.
 //!
 //! Fork: the registry records the process it belongs to. A forked child (which
 //! has no watchdog thread, and may have forked while that thread held the
@@ -98,13 +98,24 @@ pub fn is_running() -> bool {
     registry().state.lock().unwrap_or_else(PoisonError::into_inner).running
 }
 
+/// How long the thread stays with nothing to watch before it ends, so that
+/// a program calling `run_until_complete` in a loop does not start a thread
+/// each time.
+const LINGER: Duration = Duration::from_secs(1);
+
 fn run(reg: &'static Registry) {
     let mut st = reg.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut idle = Duration::ZERO;
     loop {
         st.beats.retain(|w| w.strong_count() > 0);
         if st.beats.is_empty() {
-            st.running = false;
-            return;
+            if idle >= LINGER {
+                st.running = false;
+                return;
+            }
+            idle += st.period;
+        } else {
+            idle = Duration::ZERO;
         }
         let now = monotonic();
         for beat in st.beats.iter().filter_map(Weak::upgrade) {
