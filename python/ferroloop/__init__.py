@@ -13,11 +13,11 @@ import warnings as _warnings
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from . import _compat
+from . import _compat, health
 from ._ferroloop import __version__
 from ._loop import Loop
 
-__all__ = ("EventLoopPolicy", "Loop", "__version__", "install", "new_event_loop", "run")
+__all__ = ("EventLoopPolicy", "Loop", "__version__", "health", "install", "new_event_loop", "run")
 
 _T = TypeVar("_T")
 

@@ -11,6 +11,26 @@ __version__: str
 _T = TypeVar("_T")
 
 def _register_task_callbacks(step: object, wakeup: object, /) -> bool: ...
+def _health_period(seconds: float) -> None:
+    """How often the native watchdog thread looks at running loops (ferroloop.health)."""
+
+def _health_hooks(on: bool) -> None:
+    """Whether loops call ``ferroloop.health._run_hook`` after each callback."""
+
+class Lag:
+    """A frozen copy of a lag histogram (log-linear buckets, 1 us to ~67 s).
+
+    Values are seconds; a percentile is the upper bound of its bucket, within
+    6.25 % above the true value, and never above ``max``.
+    """
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def max(self) -> float: ...
+    def percentile(self, q: float) -> float: ...
+    def since(self, earlier: Lag) -> Lag:
+        """What was recorded after ``earlier`` was taken (``max``: a bucket bound)."""
 
 class Handle:
     def cancelled(self) -> bool: ...
@@ -110,6 +130,14 @@ class Loop:
     def _stopping(self) -> bool: ...
     @property
     def _thread_id(self) -> int | None: ...
+    # Loop health (python/ferroloop/health.py builds the public snapshot from these).
+    def _health_probe(self) -> tuple[int, int]:
+        """``(phase, callbacks begun)``; phase 0 stopped, 1 polling, 2 running callbacks."""
+    def _health_stats(
+        self,
+    ) -> tuple[Lag, Lag, float, float, int, int, int, int, int, int, bool]:
+        """``(timer_lag, ready_wait, idle, active, iterations, callbacks, io_events,
+        ready_depth, fds_watched, timers_pending, recording)``: HealthSnapshot's fields."""
 
 class Reactor:
     """The loop's descriptor table and poller, which native transports register with."""

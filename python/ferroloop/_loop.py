@@ -20,6 +20,7 @@ import weakref
 from asyncio import base_events, constants, coroutines, events
 
 from . import _compat, _net
+from . import health as _health
 from ._ferroloop import Loop as _NativeLoop
 from ._ferroloop import _register_task_callbacks
 
@@ -131,6 +132,7 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
             )
             _set_running_loop(self)
             self._install_wakeup_fd()
+            _health.watch(self)
             self._run_forever_native()
         finally:
             self._restore_wakeup_fd()
@@ -149,11 +151,16 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         if self.get_debug():
             base_events.logger.debug("Close %r", self)
         self._close_native()
+        _health.unwatch(self)
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
+
+    def health(self) -> _health.HealthSnapshot:
+        """This loop's lag, utilization and counters (see ``ferroloop.health``)."""
+        return _health.health(self)
 
     def set_debug(self, enabled) -> None:
         self._set_debug_flag(enabled)

@@ -13,6 +13,7 @@ mod capi;
 mod errors;
 mod event_loop;
 mod gil_cell;
+mod health;
 mod pyimports;
 mod reactor;
 mod sockaddr;
@@ -26,6 +27,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     callbacks::register(m)?;
     reactor::register(m)?;
+    health::register(m)?;
     event_loop::register(m)?;
     transports::register(m)?;
     Ok(())

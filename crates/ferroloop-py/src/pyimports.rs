@@ -126,3 +126,14 @@ cached_attr!(
     /// failure, reproduced (an error path).
     datagram_send_closed, "ferroloop._datagram", "send_closed"
 );
+cached_attr!(
+    /// A callback the health watchdog asked about has ended: its blame
+    /// report is Python (logging, the user's callback); at most once per
+    /// watchdog period.
+    health_callback_ended, "ferroloop.health", "_callback_ended"
+);
+cached_attr!(
+    /// The user's instrumentation hooks, when set (`set_hooks`): Python by
+    /// nature; unset, they cost one branch per callback.
+    health_run_hook, "ferroloop.health", "_run_hook"
+);

@@ -15,6 +15,7 @@
 
 mod fast;
 mod fdwatch;
+mod probes;
 mod ready;
 mod run;
 mod signals;
@@ -74,6 +75,8 @@ struct State {
     /// What `set_debug` was given when not a bool: asyncio keeps the object
     /// (`get_debug()` returns it), the native flag holds its truth value.
     debug_value: Option<Py<PyAny>>,
+    /// Lag histograms, utilization and counters (probes.rs).
+    stats: ferroloop_core::health::LoopStats,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "Loop", subclass, frozen)]
@@ -90,6 +93,8 @@ pub(crate) struct Loop {
     thread_id: AtomicU64,
     /// A task factory is set: `create_task` takes asyncio's own path.
     has_task_factory: AtomicBool,
+    /// The heartbeat the health watchdog reads, and whether to record.
+    probes: probes::Probes,
 }
 
 impl Loop {
@@ -347,6 +352,7 @@ impl Loop {
             debug: AtomicBool::new(false),
             thread_id: AtomicU64::new(0),
             has_task_factory: AtomicBool::new(false),
+            probes: probes::Probes::new(),
         })
     }
 
@@ -391,12 +397,23 @@ impl Loop {
         }
     }
 
+    // ---- health (probes.rs; the API is ferroloop.health) ------------------
+
+    fn _health_probe(&self) -> (u8, u64) {
+        self.health_probe()
+    }
+
+    fn _health_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        self.health_stats(py)
+    }
+
     /// Marks the loop closed and drops every queued callback (asyncio's close
     /// clears `_ready` and `_scheduled`); fd watchers are unregistered. The
     /// poller, its waker and the signal channel release their fds now, as
     /// asyncio's close() closes its selector and self-pipe.
     fn _close_native(&self, py: Python<'_>) {
         self.release_all(py);
+        self.health_unwatch();
         self.reactor().close(py);
         self.signals.close();
     }

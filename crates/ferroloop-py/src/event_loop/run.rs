@@ -22,6 +22,7 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use ferroloop_core::health::Phase;
 use ferroloop_core::time::{timeout_until, CLOCK_RESOLUTION};
 use ferroloop_core::{monotonic, sys, Readiness};
 use pyo3::exceptions::PyValueError;
@@ -40,6 +41,13 @@ impl Loop {
         let py = slf.py();
         let this = slf.get();
         let (timeout, mut events, watching) = this.prepare_poll(py)?;
+        // Health: the clock before and after the poll (the one after is the
+        // timers' "now" too); a skipped poll takes no time and no second read.
+        let before = if this.probes.on { Some(monotonic()) } else { None };
+        // Callbacks were queued before the poll (it does not block then).
+        let carried = timeout == Some(Duration::ZERO);
+        let mut polled = true;
+        this.set_phase(Phase::Polling);
         let res = if timeout == Some(Duration::ZERO) {
             if watching {
                 this.reactor().poller().poll(timeout, &mut events)
@@ -48,11 +56,18 @@ impl Loop {
                 // cross-thread callbacks are already in the ready queue (pushed
                 // under the GIL) and Python-level signal handlers run in
                 // check_signals below. Skipping it is exact, not a heuristic.
+                polled = false;
                 Ok(())
             }
         } else {
             py.detach(|| this.reactor().poller().poll(timeout, &mut events))
         };
+        this.set_phase(Phase::Callback);
+        let now = before.map(|t0| {
+            let t1 = if polled { monotonic() } else { t0 };
+            this.state.borrow_mut(py).stats.polled(t0, t1, events.len());
+            t1
+        });
         match res {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -66,8 +81,8 @@ impl Loop {
             // callback-only iterations skips the I/O bookkeeping.
             this.state.borrow_mut(py).events = events;
             py.check_signals()?;
-            this.move_due_timers(py);
-            return Self::run_ready(slf);
+            this.move_due_timers(py, now);
+            return Self::run_ready(slf, now.map(|t| (t, carried)));
         }
         let mut io = std::mem::take(&mut this.state.borrow_mut(py).io);
         let signalled = this.dispatch_events(py, &mut events, &mut io);
@@ -77,7 +92,7 @@ impl Loop {
             this.requeue(py, &mut io);
             return Err(err);
         }
-        this.move_due_timers(py);
+        this.move_due_timers(py, now);
         if io.is_empty() {
             this.state.borrow_mut(py).io = io;
         } else {
@@ -86,7 +101,7 @@ impl Loop {
             // iteration, behind what is queued already.
             this.take_pending_io(py);
         }
-        Self::run_ready(slf)
+        Self::run_ready(slf, now.map(|t| (t, carried)))
     }
 
     /// Runs the native I/O events of this iteration; on an exception the
@@ -177,18 +192,26 @@ impl Loop {
         signalled
     }
 
-    fn move_due_timers(&self, py: Python<'_>) {
+    /// Moves the due timers to the ready queue; `now` is the iteration's
+    /// clock when health recording is on (each timer's lateness is recorded
+    /// against it), else the clock is read here.
+    fn move_due_timers(&self, py: Python<'_>, now: Option<f64>) {
         let mut dead = Vec::new();
-        let mut st = self.state.borrow_mut(py);
+        let mut guard = self.state.borrow_mut(py);
+        let st = &mut *guard;
         if st.timers.is_empty() {
             return;
         }
-        let end = monotonic() + CLOCK_RESOLUTION;
+        let end = now.unwrap_or_else(monotonic) + CLOCK_RESOLUTION;
         while let Some(timer) = st.timers.pop_due(end, &mut dead) {
-            timer.0.get().unschedule();
+            let t = timer.0.get();
+            t.unschedule();
+            if let Some(now) = now {
+                st.stats.timer_lag.record_secs(now - t.when, 1);
+            }
             st.ready.push_back(Ready::Timer(timer));
         }
-        drop(st);
+        drop(guard);
         drop(dead);
     }
 
@@ -214,9 +237,18 @@ impl Loop {
     }
 
     /// Runs the callbacks queued when it starts, FIFO, one at a time.
-    fn run_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// `now`: the iteration's clock and whether callbacks were queued
+    /// before its poll, when health recording is on.
+    fn run_ready(slf: &Bound<'_, Self>, now: Option<(f64, bool)>) -> PyResult<()> {
         let this = slf.get();
-        let ntodo = this.state.borrow(slf.py()).ready.len();
+        let ntodo = {
+            let mut st = this.state.borrow_mut(slf.py());
+            let n = st.ready.len();
+            if let Some((now, carried)) = now {
+                st.stats.batch(now, n, carried);
+            }
+            n
+        };
         for _ in 0..ntodo {
             let Some(cb) = this.state.borrow_mut(slf.py()).ready.pop_front() else { break };
             Self::run_one(slf, &cb)?;
@@ -229,8 +261,35 @@ impl Loop {
     /// operation) goes through here, and this is where debug-mode timing is.
     /// An error is `SystemExit`/`KeyboardInterrupt` (or the exception
     /// handler's own failure): the rest of the queue stays for the next run.
+    /// Health: each callback gets the next heartbeat number (a store, no
+    /// clock), and if the watchdog asked about that number, its end is
+    /// reported (probes.rs), once.
+    /// With instrumentation hooks set (one flag, one branch when unset) the
+    /// callback is timed and handed to them (probes.rs).
     #[inline]
     fn run_one(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
+        if crate::health::hooks_set() {
+            return Self::run_hooked(slf, cb);
+        }
+        Self::run_one_probed(slf, cb)
+    }
+
+    #[inline]
+    pub(super) fn run_one_probed(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
+        let this = slf.get();
+        if !this.probes.on {
+            return Self::run_one_inner(slf, cb);
+        }
+        let seq = this.probes.heartbeat.begin_callback();
+        let res = Self::run_one_inner(slf, cb);
+        if this.probes.heartbeat.is_armed(seq) {
+            Self::health_callback_ended(slf, cb, seq);
+        }
+        res
+    }
+
+    #[inline]
+    fn run_one_inner(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
         let py = slf.py();
         let (core, obj) = match cb {
             Ready::Plain(h) => (&h.0.get().core, h.0.as_any()),
@@ -256,6 +315,7 @@ impl Loop {
     pub(super) fn run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         this.running.store(true, Ordering::Relaxed);
+        this.health_watch();
         this.thread_id.store(sys::thread_id(), Ordering::Relaxed);
         let result = loop {
             if let Err(e) = Self::run_once(slf) {
@@ -265,6 +325,13 @@ impl Loop {
                 break Ok(());
             }
         };
+        this.set_phase(Phase::Stopped);
+        // The native watchdog thread looks only at running loops (it ends
+        // when none is left).
+        this.health_unwatch();
+        if this.probes.on {
+            this.state.borrow_mut(slf.py()).stats.stopped(monotonic());
+        }
         this.stopping.store(false, Ordering::Relaxed);
         this.running.store(false, Ordering::Relaxed);
         this.thread_id.store(0, Ordering::Relaxed);

@@ -87,6 +87,12 @@ impl Reactor {
         Ok(())
     }
 
+    /// How many descriptors have an owner (watches, parked `sock_*`
+    /// operations, transports): the health snapshot's `fds_watched`.
+    pub(crate) fn watched_count(&self, py: Python<'_>) -> usize {
+        self.fds.borrow(py).owners.len()
+    }
+
     /// Closes for good: every owner is dropped and the poller's descriptors
     /// are released.
     pub(crate) fn close(&self, py: Python<'_>) {

@@ -1,0 +1,112 @@
+//! The loop's running totals: lag histograms, utilization and counters.
+//!
+//! Fed only with clock values the loop read anyway for its iteration (before
+//! and after the poll); nothing here reads the clock. Utilization follows
+//! Node's `eventLoopUtilization`: idle is the time spent in the poll, active
+//! the rest of the time the loop was running.
+
+use super::lag::LagHistogram;
+
+/// See the module docs. All times are the loop clock's seconds.
+#[derive(Clone, Default)]
+pub struct LoopStats {
+    /// How late timers ran: the iteration's clock after the poll minus the deadline.
+    pub timer_lag: LagHistogram,
+    /// How long ready callbacks waited for their batch, weighted by callback.
+    pub ready_wait: LagHistogram,
+    pub idle: f64,
+    pub active: f64,
+    pub iterations: u64,
+    pub io_events: u64,
+    /// The end of the last poll while running (where active time resumes).
+    mark: Option<f64>,
+    /// When the previous batch of ready callbacks started.
+    last_batch: Option<f64>,
+}
+
+impl LoopStats {
+    /// The poll of an iteration ran from `before` to `after`.
+    #[inline]
+    pub fn polled(&mut self, before: f64, after: f64, events: usize) {
+        if let Some(mark) = self.mark {
+            self.active += (before - mark).max(0.0);
+        }
+        self.idle += (after - before).max(0.0);
+        self.mark = Some(after);
+        self.iterations += 1;
+        self.io_events += events as u64;
+    }
+
+    /// A batch of `n` ready callbacks starts at `now`. If callbacks were
+    /// already queued when the poll began (`carried`), each waited at most
+    /// since the previous batch started (it was queued after that); if not,
+    /// all of them were queued after the poll, at `now` on this clock, and
+    /// count as not having waited.
+    #[inline]
+    pub fn batch(&mut self, now: f64, n: usize, carried: bool) {
+        if n > 0 {
+            match self.last_batch {
+                Some(prev) if carried => self.ready_wait.record_secs(now - prev, n as u64),
+                _ => self.ready_wait.record_n(0, n as u64),
+            }
+        }
+        self.last_batch = Some(now);
+    }
+
+    /// `run_forever` returns at `now`: active time stops counting.
+    pub fn stopped(&mut self, now: f64) {
+        if let Some(mark) = self.mark.take() {
+            self.active += (now - mark).max(0.0);
+        }
+        self.last_batch = None;
+    }
+
+    /// A copy whose active time includes the running stretch up to `now`.
+    #[must_use]
+    pub fn snapshot(&self, now: f64) -> Self {
+        let mut out = self.clone();
+        if let Some(mark) = self.mark {
+            out.active += (now - mark).max(0.0);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utilization_counts_poll_as_idle() {
+        let mut s = LoopStats::default();
+        s.polled(0.0, 1.0, 2);
+        s.polled(1.5, 2.0, 0);
+        s.stopped(3.0);
+        assert!((s.idle - 1.5).abs() < 1e-9);
+        assert!((s.active - 1.5).abs() < 1e-9);
+        assert_eq!(s.iterations, 2);
+        assert_eq!(s.io_events, 2);
+    }
+
+    #[test]
+    fn batches_record_waits_per_callback() {
+        let mut s = LoopStats::default();
+        s.batch(1.0, 3, true);
+        assert_eq!(s.ready_wait.count(), 3);
+        assert_eq!(s.ready_wait.max(), 0);
+        s.batch(1.002, 3, true);
+        assert_eq!(s.ready_wait.count(), 6);
+        assert!(s.ready_wait.max() >= 1_999 && s.ready_wait.max() <= 2_001);
+        s.batch(5.0, 2, false);
+        assert_eq!(s.ready_wait.count(), 8);
+        assert_eq!(s.ready_wait.percentile(0.5), 0);
+    }
+
+    #[test]
+    fn snapshot_adds_the_running_stretch() {
+        let mut s = LoopStats::default();
+        s.polled(0.0, 1.0, 0);
+        assert!((s.snapshot(3.0).active - 2.0).abs() < 1e-9);
+        assert!(s.active.abs() < 1e-9);
+    }
+}

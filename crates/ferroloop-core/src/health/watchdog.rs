@@ -1,0 +1,153 @@
+//! The watchdog thread: one per process, looking at every running loop's
+//! heartbeat without the GIL.
+//!
+//! Each period it calls [`Heartbeat::observe`] on each registered heartbeat:
+//! a callback seen running for the first time is armed, so the loop reports
+//! its end if it ran long (the Python side decides what "long" is and does the
+//! stack sampling, which needs the GIL). It holds only `Weak` references, so
+//! a loop is never kept alive. Loops register while they run; the thread
+//! exits a second after none is left, and the next [`watch`] starts it again.
+//!
+//! Fork: the registry records the process it belongs to. A forked child (which
+//! has no watchdog thread, and may have forked while that thread held the
+//! registry's lock) finds a pid that is not its own and starts a new registry
+//! instead of touching the old one (which is leaked: a few words per fork).
+
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use super::heartbeat::Heartbeat;
+use crate::time::monotonic;
+
+struct Registry {
+    pid: u32,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+struct State {
+    beats: Vec<Weak<Heartbeat>>,
+    period: Duration,
+    running: bool,
+}
+
+/// The current process's registry; replaced (never freed) after a fork.
+static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(std::ptr::null_mut());
+
+/// How often the watchdog looks when nobody said otherwise.
+const DEFAULT_PERIOD: Duration = Duration::from_millis(25);
+
+fn registry() -> &'static Registry {
+    let pid = std::process::id();
+    let cur = REGISTRY.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer in REGISTRY comes from `Box::leak` below and
+    // is never freed, so it is valid for 'static.
+    if let Some(reg) = unsafe { cur.as_ref() } {
+        if reg.pid == pid {
+            return reg;
+        }
+    }
+    let fresh: &'static mut Registry = Box::leak(Box::new(Registry {
+        pid,
+        state: Mutex::new(State { beats: Vec::new(), period: DEFAULT_PERIOD, running: false }),
+        wake: Condvar::new(),
+    }));
+    let fresh_ptr: *mut Registry = fresh;
+    match REGISTRY.compare_exchange(cur, fresh_ptr, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: as above: `fresh_ptr` was just leaked and is never freed.
+        Ok(_) => unsafe { &*fresh_ptr },
+        // Another thread installed one first: use it (ours stays leaked, once).
+        // SAFETY: as above, the winner's pointer also comes from `Box::leak`.
+        Err(won) => unsafe { &*won },
+    }
+}
+
+/// Watches `beat` until it is dropped or [`unwatch`]ed; starts the thread.
+pub fn watch(beat: &Arc<Heartbeat>) {
+    let reg = registry();
+    let mut st = reg.state.lock().unwrap_or_else(PoisonError::into_inner);
+    if !st.beats.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(beat))) {
+        st.beats.push(Arc::downgrade(beat));
+    }
+    if !st.running {
+        let spawned = std::thread::Builder::new().name("ferroloop-watchdog".into()).spawn(move || run(reg));
+        st.running = spawned.is_ok();
+    }
+}
+
+/// Stops watching `beat` (its loop closed); the thread ends with the last one.
+pub fn unwatch(beat: &Arc<Heartbeat>) {
+    let reg = registry();
+    let mut st = reg.state.lock().unwrap_or_else(PoisonError::into_inner);
+    st.beats.retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(beat)));
+    drop(st);
+    reg.wake.notify_all();
+}
+
+/// How often the watchdog looks (at least 1 ms).
+pub fn set_period(period: Duration) {
+    let reg = registry();
+    reg.state.lock().unwrap_or_else(PoisonError::into_inner).period = period.max(Duration::from_millis(1));
+    reg.wake.notify_all();
+}
+
+/// Whether the watchdog thread is running (for tests).
+#[must_use]
+pub fn is_running() -> bool {
+    registry().state.lock().unwrap_or_else(PoisonError::into_inner).running
+}
+
+/// How long the thread stays with nothing to watch before it ends, so that
+/// a program calling `run_until_complete` in a loop does not start a thread
+/// each time.
+const LINGER: Duration = Duration::from_secs(1);
+
+fn run(reg: &'static Registry) {
+    let mut st = reg.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut idle = Duration::ZERO;
+    loop {
+        st.beats.retain(|w| w.strong_count() > 0);
+        if st.beats.is_empty() {
+            if idle >= LINGER {
+                st.running = false;
+                return;
+            }
+            idle += st.period;
+        } else {
+            idle = Duration::ZERO;
+        }
+        let now = monotonic();
+        for beat in st.beats.iter().filter_map(Weak::upgrade) {
+            beat.observe(now);
+        }
+        let period = st.period;
+        st = reg.wake.wait_timeout(st, period).unwrap_or_else(PoisonError::into_inner).0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Phase;
+
+    #[test]
+    fn arms_a_running_callback_and_ends_with_the_last_beat() {
+        set_period(Duration::from_millis(1));
+        let beat = Arc::new(Heartbeat::default());
+        beat.set_phase(Phase::Callback);
+        let seq = beat.begin_callback();
+        watch(&beat);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !beat.is_armed(seq) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(beat.is_armed(seq));
+        unwatch(&beat);
+        while is_running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!is_running());
+        set_period(DEFAULT_PERIOD);
+    }
+}

@@ -1,0 +1,128 @@
+//! The loop's health probes: what `loop.health()` and the watchdog read.
+//!
+//! Recording happens in the iteration (run.rs): two clock reads around the
+//! poll (one when the poll is skipped), a histogram entry per due timer and
+//! one per batch, and per callback a heartbeat store plus one comparison with
+//! the watchdog's request. Nothing here runs per callback.
+
+use std::sync::Arc;
+
+use ferroloop_core::health::{watchdog, Heartbeat, LoopStats, Phase};
+use ferroloop_core::monotonic;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use super::ready::Ready;
+use super::Loop;
+use crate::health::Lag;
+use crate::pyimports::{health_callback_ended, health_run_hook};
+
+/// The probes a loop owns besides its `LoopStats` (which live in its state).
+pub(super) struct Probes {
+    /// Shared with the watchdog thread (which holds it weakly).
+    pub(super) heartbeat: Arc<Heartbeat>,
+    /// Recording is on (`FERROLOOP_HEALTH` is not "0" when the loop was made).
+    pub(super) on: bool,
+}
+
+impl Probes {
+    pub(super) fn new() -> Self {
+        Self { heartbeat: Arc::new(Heartbeat::default()), on: crate::health::enabled_by_env() }
+    }
+}
+
+impl Loop {
+    /// `(phase, seq)`: 0 stopped, 1 polling, 2 in a callback; `seq` counts
+    /// the callbacks begun. Read by the watchdog (any thread, under the GIL).
+    pub(super) fn health_probe(&self) -> (u8, u64) {
+        let (phase, seq) = self.probes.heartbeat.read();
+        (phase as u8, seq)
+    }
+
+    /// The loop starts running: the watchdog thread looks at it.
+    pub(super) fn health_watch(&self) {
+        if self.probes.on {
+            watchdog::watch(&self.probes.heartbeat);
+        }
+    }
+
+    /// The loop stopped or closed: the watchdog forgets it (and ends with
+    /// the last running loop).
+    pub(super) fn health_unwatch(&self) {
+        watchdog::unwatch(&self.probes.heartbeat);
+    }
+
+    /// The snapshot's raw fields, in `ferroloop.health.HealthSnapshot`'s order.
+    pub(super) fn health_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let (stats, depth, timers) = {
+            let st = self.state.borrow(py);
+            (st.stats.snapshot(monotonic()), st.ready.len(), st.timers.len())
+        };
+        let LoopStats { timer_lag, ready_wait, idle, active, iterations, io_events, .. } = stats;
+        (
+            Lag(timer_lag),
+            Lag(ready_wait),
+            idle,
+            active,
+            iterations,
+            self.probes.heartbeat.seq(),
+            io_events,
+            depth,
+            self.reactor().watched_count(py),
+            timers,
+            self.probes.on,
+        )
+            .into_pyobject(py)
+    }
+
+    /// The watchdog asked to hear of callback `seq`'s end, and it has ended:
+    /// hand the Python side what ran (the handle, or the kind of native
+    /// work) and how long it ran at least (since the watchdog saw it; one
+    /// clock read, at most once per watchdog period). Errors are the report's, not the callback's: they are dropped
+    /// here after Python's unraisable hook saw them.
+    #[cold]
+    pub(super) fn health_callback_ended(slf: &Bound<'_, Self>, cb: &Ready, seq: u64) {
+        let py = slf.py();
+        let beat = &slf.get().probes.heartbeat;
+        let seconds = (monotonic() - beat.armed_since()).max(0.0);
+        beat.arm(None, 0.0);
+        let what = describe(py, cb);
+        if let Err(e) = health_callback_ended(py).and_then(|f| f.call1((slf, what, seq, seconds))) {
+            e.write_unraisable(py, Some(slf.as_any()));
+        }
+    }
+
+    /// `run_one` with instrumentation hooks set: times the callback (two
+    /// clock reads) and hands it to `ferroloop.health._run_hook`. A hook's
+    /// error is the hook's: reported as unraisable, never the callback's.
+    #[cold]
+    pub(super) fn run_hooked(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
+        let py = slf.py();
+        let t0 = monotonic();
+        let res = Self::run_one_probed(slf, cb);
+        let seconds = monotonic() - t0;
+        let what = describe(py, cb);
+        if let Err(e) = health_run_hook(py).and_then(|f| f.call1((slf, what, seconds))) {
+            e.write_unraisable(py, Some(slf.as_any()));
+        }
+        res
+    }
+
+    #[inline]
+    pub(super) fn set_phase(&self, phase: Phase) {
+        if self.probes.on {
+            self.probes.heartbeat.set_phase(phase);
+        }
+    }
+}
+
+/// What a ready item is, for a report: the handle, or the kind of native work.
+fn describe(py: Python<'_>, cb: &Ready) -> Py<PyAny> {
+    match cb {
+        Ready::Plain(h) => h.0.clone_ref(py).into_any(),
+        Ready::Timer(t) => t.0.clone_ref(py).into_any(),
+        Ready::Task(_) => pyo3::intern!(py, "a task step").clone().into_any().unbind(),
+        Ready::Io(..) => pyo3::intern!(py, "a transport's read or write").clone().into_any().unbind(),
+        Ready::Sock(..) => pyo3::intern!(py, "a sock_* operation").clone().into_any().unbind(),
+    }
+}
