@@ -546,7 +546,10 @@ def test_user_sigchld_handler_set_after_the_spawn(loop):
 
     async def main():
         proc = await asyncio.create_subprocess_exec(
-            PY, "-c", "import sys; sys.stdin.read(); raise SystemExit(6)", stdin=asyncio.subprocess.PIPE
+            PY,
+            "-c",
+            "import sys; sys.stdin.read(); raise SystemExit(6)",
+            stdin=asyncio.subprocess.PIPE,
         )
         old = signal.signal(signal.SIGCHLD, lambda signum, frame: seen.append(signum))
         try:

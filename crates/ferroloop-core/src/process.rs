@@ -104,10 +104,7 @@ impl Child {
                 return Ok(Reaped::Elsewhere);
             }
         }
-        let res = match self.fallback {
-            true => sys::waitpid_nohang(self.pid),
-            false => sys::waitid_pidfd(self.pidfd),
-        };
+        let res = if self.fallback { sys::waitpid_nohang(self.pid) } else { sys::waitid_pidfd(self.pidfd) };
         let res = match res {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => sys::waitpid_nohang(self.pid),
             res => res,

@@ -26,9 +26,8 @@ use std::sync::Mutex;
 /// How many children may be watched without a pidfd at once, process-wide.
 pub const SLOTS: usize = 4096;
 
-const EMPTY: AtomicI32 = AtomicI32::new(-1);
 /// The eventfds to wake; -1 for a free slot.
-static WAKE_FDS: [AtomicI32; SLOTS] = [EMPTY; SLOTS];
+static WAKE_FDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
 /// How many handlers are walking `WAKE_FDS` now.
 static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
 /// The handler to chain to (`sa_sigaction` value) and its `sa_flags`.
@@ -177,6 +176,8 @@ mod tests {
     }
 
     #[test]
+    // The child is reaped by `waitpid_nohang`, which clippy cannot see.
+    #[allow(clippy::zombie_processes)]
     fn sigchld_wakes_registered_fd_and_reaps_only_by_pid() {
         install().unwrap();
         assert!(installed());
@@ -184,7 +185,7 @@ mod tests {
         let fd = eventfd().unwrap();
         register(fd).unwrap();
         let child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id() as libc::pid_t;
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
         assert!(readable(fd));
         drain(fd);
         let mut status = None;
