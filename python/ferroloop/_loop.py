@@ -20,6 +20,7 @@ import weakref
 from asyncio import base_events, constants, coroutines, events
 
 from . import _compat, _net
+from ._ferroloop import ChildWatch as _ChildWatch
 from ._ferroloop import Loop as _NativeLoop
 from ._ferroloop import _register_task_callbacks
 
@@ -206,6 +207,8 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         try:
             signal.signal(sig, _sighandler_noop)
             signal.siginterrupt(sig, False)
+            if sig == signal.SIGCHLD:  # the no-pidfd watch's handler goes back in front
+                _ChildWatch.rearm()
         except OSError as exc:
             self._pop_signal_handle(sig)
             if not self._signal_handle_sigs():
@@ -224,6 +227,8 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
         try:
             signal.signal(sig, handler)
+            if sig == signal.SIGCHLD:
+                _ChildWatch.rearm()
         except OSError as exc:
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig} cannot be caught") from None

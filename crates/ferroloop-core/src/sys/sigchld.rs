@@ -20,7 +20,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// How many children may be watched without a pidfd at once, process-wide.
@@ -35,6 +35,8 @@ static PREV_ACTION: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
 static PREV_FLAGS: AtomicI32 = AtomicI32::new(0);
 /// Serialises `install` (never taken in the handler).
 static INSTALL: Mutex<()> = Mutex::new(());
+/// Whether [`install`] ever ran: [`reinstall_if_used`] then keeps ours in place.
+static USED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigchld(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: __errno_location returns this thread's errno slot; always valid.
@@ -95,6 +97,7 @@ fn current() -> io::Result<libc::sigaction> {
 /// Returns whether it had to (re-)install.
 pub fn install() -> io::Result<bool> {
     let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    USED.store(true, Ordering::SeqCst);
     let old = current()?;
     if old.sa_sigaction == ours() {
         return Ok(false);
@@ -110,6 +113,16 @@ pub fn install() -> io::Result<bool> {
     unsafe { libc::sigemptyset(&raw mut act.sa_mask) };
     syscall!(sigaction(libc::SIGCHLD, &raw const act, std::ptr::null_mut()))?;
     Ok(true)
+}
+
+/// Re-installs the handler after a known replacement (the loop's own
+/// `add_signal_handler(SIGCHLD)`), only if this process ever used it.
+pub fn reinstall_if_used() -> io::Result<bool> {
+    if USED.load(Ordering::SeqCst) {
+        install()
+    } else {
+        Ok(false)
+    }
 }
 
 /// A non-blocking, close-on-exec eventfd, woken by every `SIGCHLD` once

@@ -149,6 +149,13 @@ impl ChildWatch {
         Child::supported()
     }
 
+    /// Puts the no-pidfd `SIGCHLD` handler back in front of the one just set
+    /// by `signal.signal` (if any child was ever watched without a pidfd).
+    #[staticmethod]
+    fn rearm() -> PyResult<bool> {
+        ferroloop_core::sys::sigchld::reinstall_if_used().map_err(|e| os_error(&e))
+    }
+
     #[getter]
     fn pid(&self) -> i32 {
         self.pid
