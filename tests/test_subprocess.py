@@ -17,8 +17,26 @@ from asyncio import base_subprocess
 
 import pytest
 from _support import PY311, PY314, run
+from conftest import LOOP_KINDS, _factory_for
 
 PY = sys.executable
+
+# Every test here also runs on ferroloop with its no-pidfd watch forced (SIGCHLD +
+# waitpid(pid)), the one used where the kernel or a seccomp policy has no pidfds.
+NO_PIDFD = "ferroloop-nopidfd"
+
+
+@pytest.fixture(params=[*LOOP_KINDS, NO_PIDFD])
+def loop_kind(request, monkeypatch) -> str:
+    if request.param == NO_PIDFD:
+        fl_subprocess = pytest.importorskip("ferroloop._subprocess")
+        monkeypatch.setattr(fl_subprocess, "PIDFD", False)
+    return request.param
+
+
+@pytest.fixture
+def loop_factory(loop_kind):
+    return _factory_for("ferroloop" if loop_kind == NO_PIDFD else loop_kind)
 
 
 def test_exec_communicate_and_returncode(loop):
@@ -438,7 +456,7 @@ def test_many_short_children_leave_nothing(loop, loop_kind):
     assert codes == [0] * 500
     assert _zombies_of(pids) == []
     assert fd_growth == 0
-    if loop_kind == "ferroloop":  # asyncio's threaded watcher may still be winding down
+    if loop_kind != "asyncio":  # asyncio's threaded watcher may still be winding down
         assert thread_growth == 0
 
 
@@ -519,6 +537,77 @@ def test_user_sigchld_handler_keeps_working(loop):
     finally:
         signal.signal(signal.SIGCHLD, old)
     assert signal.SIGCHLD in seen
+
+
+def test_user_sigchld_handler_set_after_the_spawn(loop):
+    """A handler installed while a child runs replaces the loop's own where it has one; the
+    exit is still seen, and both the user's handler and the wait go on working."""
+    seen = []
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY,
+            "-c",
+            "import sys; sys.stdin.read(); raise SystemExit(6)",
+            stdin=asyncio.subprocess.PIPE,
+        )
+        old = signal.signal(signal.SIGCHLD, lambda signum, frame: seen.append(signum))
+        try:
+            proc.stdin.close()
+            rc = await asyncio.wait_for(proc.wait(), 10)
+            for _ in range(20):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            signal.signal(signal.SIGCHLD, old)
+        return rc
+
+    assert run(loop, main()) == 6
+    assert signal.SIGCHLD in seen
+
+
+def test_add_signal_handler_sigchld_keeps_working(loop):
+    seen = []
+
+    async def main():
+        loop.add_signal_handler(signal.SIGCHLD, seen.append, "chld")
+        try:
+            proc = await asyncio.create_subprocess_exec(PY, "-c", "raise SystemExit(3)")
+            rc = await asyncio.wait_for(proc.wait(), 10)
+            for _ in range(20):
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            loop.remove_signal_handler(signal.SIGCHLD)
+        return rc
+
+    assert run(loop, main()) == 3
+    assert "chld" in seen
+
+
+def test_other_childrens_exit_is_left_to_their_owner(loop, loop_kind):
+    """A child the loop did not spawn (a plain Popen) is never reaped by the loop."""
+    if loop_kind == "asyncio" and not PY314:
+        pytest.skip("asyncio's default watcher before 3.14 may be a waitpid(-1) one")
+    import subprocess
+
+    other = subprocess.Popen([PY, "-c", "pass"])
+
+    async def main():
+        # Exits while the loop watches children of its own, so SIGCHLD reaches the loop.
+        procs = [await asyncio.create_subprocess_exec(PY, "-c", "pass") for _ in range(3)]
+        for p in procs:
+            await p.wait()
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+
+    run(loop, main())
+    pid, status = os.waitpid(other.pid, 0)  # still ours to reap: no ECHILD
+    assert pid == other.pid
+    assert os.waitstatus_to_exitcode(status) == 0
+    other.returncode = 0
 
 
 def test_policy_without_child_watcher(loop_factory, loop_kind):

@@ -21,6 +21,7 @@ from asyncio import base_events, constants, coroutines, events
 
 from . import _compat, _net
 from . import health as _health
+from ._ferroloop import ChildWatch as _ChildWatch
 from ._ferroloop import Loop as _NativeLoop
 from ._ferroloop import _register_task_callbacks
 
@@ -213,6 +214,8 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         try:
             signal.signal(sig, _sighandler_noop)
             signal.siginterrupt(sig, False)
+            if sig == signal.SIGCHLD:  # the no-pidfd watch's handler goes back in front
+                _ChildWatch.rearm()
         except OSError as exc:
             self._pop_signal_handle(sig)
             if not self._signal_handle_sigs():
@@ -231,6 +234,8 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
         try:
             signal.signal(sig, handler)
+            if sig == signal.SIGCHLD:
+                _ChildWatch.rearm()
         except OSError as exc:
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig} cannot be caught") from None

@@ -91,7 +91,6 @@ _BORROWED = {
         "_sock_sendfile_native_impl",
         "_sock_sendfile_update_filepos",
         "_sock_add_cancellation_callback",
-        "_make_subprocess_transport",  # where pidfds are missing (_subprocess.py)
         "_child_watcher_callback",
     ),
 }
@@ -201,10 +200,6 @@ class NetMixin:
     async def _make_subprocess_transport(
         self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
     ):
-        if not _subprocess.PIDFD:  # asyncio's own, with the policy's child watcher
-            return await _UNIX._make_subprocess_transport(
-                self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, **kwargs
-            )
         return await _subprocess.make_transport(
             self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, **kwargs
         )

@@ -15,9 +15,18 @@ differences of mechanism, none of behaviour:
   was reaped they do nothing (as asyncio's), and they can never reach another
   process that took over the pid.
 
+Where pidfds are missing (Linux < 5.3, or a seccomp policy refusing them),
+``PIDFD`` is false and the watch is the fallback: a process-wide ``SIGCHLD``
+handler (installed from Rust, chaining to the one before it) wakes every loop
+that has such children, and each loop calls ``waitpid(pid, WNOHANG)`` for its
+own children only; signals go to the pid only while the child is unreaped.
+Python's ``signal.signal(SIGCHLD, ...)`` replaces the handler without chaining
+to it, so while a fallback child lives, a timer every ``SAFETY_CHECK`` seconds
+re-installs it (chaining to the new one) and looks at the child. ``PIDFD`` is
+read at each spawn: tests set it to False to force the fallback.
+
 ``make_transport`` is the loop's ``_make_subprocess_transport``, with asyncio's
-steps minus the watcher; where pidfds are missing (Linux < 5.3, or a seccomp
-policy refusing them) the loop keeps asyncio's own code and the policy's watcher.
+steps minus the watcher, on any version and with either watch.
 """
 
 from __future__ import annotations
@@ -31,10 +40,14 @@ from ._compat import PY314
 from ._ferroloop import ChildWatch
 
 PIDFD = ChildWatch.supported()
+# Seconds between the fallback's safety checks (a child's exit is seen at most
+# this late if someone replaced the SIGCHLD handler after the spawn).
+SAFETY_CHECK = 0.5
 
 
 class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     _watch = None
+    _safety = None
 
     def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
         self._proc = subprocess.Popen(
@@ -49,7 +62,9 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         )
         loop = self._loop
         try:
-            self._watch = ChildWatch.start(loop, loop._reactor, self._proc.pid, self)
+            self._watch = ChildWatch.start(loop, loop._reactor, self._proc.pid, self, PIDFD)
+            if not PIDFD:
+                self._safety = loop.call_later(SAFETY_CHECK, _safety_check, self)
         except BaseException:
             # No watch, so no one would reap it: end it here (at once, after SIGKILL).
             proc = self._proc
@@ -73,9 +88,20 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         self.send_signal(signal.SIGKILL)
 
 
+def _safety_check(transport: SubprocessTransport) -> None:
+    """The fallback's periodic check, while the child is watched."""
+    transport._safety = None
+    watch = transport._watch
+    if watch is not None and watch.poll() and transport._safety is None:
+        transport._safety = transport._loop.call_later(SAFETY_CHECK, _safety_check, transport)
+
+
 def child_exited(transport: SubprocessTransport, pid: int, returncode: int | None) -> None:
     """The child's pidfd fired and the child was reaped (``returncode`` None:
     someone else reaped it first, e.g. ``Popen.poll()``)."""
+    if transport._safety is not None:
+        transport._safety.cancel()
+        transport._safety = None
     proc = transport._proc
     if returncode is None:
         returncode = None if proc is None else proc.returncode

@@ -91,4 +91,5 @@ pub fn strerror(errno: i32) -> String {
 }
 
 mod process;
+pub mod sigchld;
 pub use process::{getpid, pidfd_open, pidfd_send_signal, waitid_pidfd, waitpid_nohang, ChildStatus};

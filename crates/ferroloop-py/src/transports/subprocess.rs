@@ -12,6 +12,12 @@
 //! Signals go through the pidfd (`pidfd_send_signal`), so once the child is
 //! reaped a signal is a silent no-op and can never reach a recycled pid.
 //!
+//! Without pidfds (`start(..., pidfd=False)`), the descriptor on the reactor is
+//! an eventfd woken by core's process-wide `SIGCHLD` handler; the reap is
+//! `waitpid(pid, WNOHANG)` of this one pid, and `poll()` is the loop's periodic
+//! safety check (re-installs the handler if Python's `signal.signal` replaced
+//! it, then looks at the child as a wake-up would).
+//!
 //! Invariants: the pidfd leaves the reactor before it is closed (the owner
 //! table is keyed by descriptor number); no `Watching` borrow is held while
 //! Python code runs or a Python object is dropped.
@@ -112,10 +118,12 @@ impl ChildWatch {
         reactor: Bound<'py, Reactor>,
         pid: i32,
         transport: Bound<'py, PyAny>,
+        pidfd: bool,
     ) -> PyResult<Bound<'py, ChildWatch>> {
         let py = loop_.py();
         reactor.get().check_closed()?;
-        let child = Child::open(pid).map_err(|e| os_error(&e))?;
+        let child = if pidfd { Child::open(pid) } else { Child::open_fallback(pid) };
+        let child = child.map_err(|e| os_error(&e))?;
         let fd = child.fd();
         let watch = Bound::new(
             py,
@@ -141,6 +149,13 @@ impl ChildWatch {
         Child::supported()
     }
 
+    /// Puts the no-pidfd `SIGCHLD` handler back in front of the one just set
+    /// by `signal.signal` (if any child was ever watched without a pidfd).
+    #[staticmethod]
+    fn rearm() -> PyResult<bool> {
+        ferroloop_core::sys::sigchld::reinstall_if_used().map_err(|e| os_error(&e))
+    }
+
     #[getter]
     fn pid(&self) -> i32 {
         self.pid
@@ -151,7 +166,19 @@ impl ChildWatch {
         self.st.borrow(py).child.is_some()
     }
 
-    /// Sends `sig` through the pidfd; nothing once the child was reaped.
+    /// The no-pidfd safety check: re-installs the `SIGCHLD` handler if it was
+    /// replaced, then reaps the child if it ended. Returns whether it is still
+    /// watched.
+    fn poll(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let py = slf.py();
+        if let Some(child) = &slf.get().st.borrow(py).child {
+            child.rearm().map_err(|e| os_error(&e))?;
+        }
+        Self::on_ready(slf)?;
+        Ok(slf.get().watching(py))
+    }
+
+    /// Sends `sig` through the pidfd (or `kill` on the unreaped pid); nothing once the child was reaped.
     fn send_signal(&self, py: Python<'_>, sig: i32) -> PyResult<()> {
         match &self.st.borrow(py).child {
             Some(child) => child.send_signal(sig).map_err(|e| os_error(&e)),
