@@ -128,7 +128,7 @@ lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, free-threaded cargo che
 	cargo clippy --workspace --all-targets -q -- -D warnings
 	PYO3_CONFIG_FILE=$(CURDIR)/crates/ferroloop-py/free-threaded.pyo3-config \
 	  cargo check -p ferroloop-py --target-dir target/free-threaded -q
-	$(VENV)/bin/ruff check python tests benchmarks .ci
+	$(VENV)/bin/ruff check python tests benchmarks examples .ci
 	cargo fmt --manifest-path benchmarks/loadgen/Cargo.toml -- --check
 	cargo clippy --manifest-path benchmarks/loadgen/Cargo.toml -q -- -D warnings
 
@@ -136,7 +136,7 @@ lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, free-threaded cargo che
 fmt: $(STAMP) ## format Rust and Python
 	cargo fmt --all
 	cargo fmt --manifest-path benchmarks/loadgen/Cargo.toml
-	$(VENV)/bin/ruff format python tests benchmarks
+	$(VENV)/bin/ruff format python tests benchmarks examples
 
 .PHONY: clean
 clean: ## remove build outputs and virtual environments
