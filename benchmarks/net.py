@@ -80,6 +80,9 @@ def point_title(point: Point) -> str:
 # name -> title, in report order
 NET_BENCHES = {name: point_title(p) for name, p in POINTS.items()}
 NET_BENCHES["http_c16"] = f"HTTP keep-alive, wrk {HTTP_CONNS} conns"
+# HTTPS: the same server over TLS (the stdlib ssl module), as a TLS-terminating app runs.
+HTTPS_CONNS = 64
+NET_BENCHES["https_c64"] = f"HTTPS keep-alive, wrk {HTTPS_CONNS} conns"
 SYSCALL_BENCHES = {"syscalls_proto_1k_c1": point_title(POINTS["proto_1k_c1"])}
 
 
@@ -365,19 +368,21 @@ def _children_cpu() -> float:
 
 
 def measure_http(bench: str, loop: str, scale: float, cpus: Cpus) -> dict:
-    """wrk -t1 -c16 --latency against the httptools server, after a 1 s warm-up run."""
+    """wrk -t1 -c16 --latency against the httptools server (-c64 over TLS for https_c64),
+    after a 1 s warm-up run."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
     seconds = max(1, round(durations(scale)[1]))
+    kind, conns = ("https", HTTPS_CONNS) if bench.startswith("https") else ("http", HTTP_CONNS)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        Server(server_argv("http", loop, cpus.server, tmp), cpus.server) as server,
+        Server(server_argv(kind, loop, cpus.server, tmp), cpus.server) as server,
     ):
-        url = f"http://{HOST}:{server.address}/"
+        url = f"{kind}://{HOST}:{server.address}/"
 
         def wrk_run(duration: int, *extra: str) -> str:
-            argv = [wrk, "-t1", f"-c{HTTP_CONNS}", f"-d{duration}s", *extra, url]
+            argv = [wrk, "-t1", f"-c{conns}", f"-d{duration}s", *extra, url]
             proc = subprocess.run(
                 argv, capture_output=True, text=True, timeout=duration + 60,
                 preexec_fn=_pinned(cpus.client),  # no threads here: preexec_fn is safe

@@ -8,7 +8,8 @@ One server per process, as benchmarks/net.py runs them::
 Kinds: ``proto`` (TCP echo with an asyncio.Protocol), ``streams`` (TCP echo with asyncio
 streams), ``sock`` (TCP echo with loop.sock_accept / sock_recv / sock_sendall), ``unix`` (Unix
 socket echo with a Protocol), ``udp`` (UDP echo with a DatagramProtocol) and ``http``
-(HTTP/1.1 keep-alive with httptools, one fixed small response). Each listens on 127.0.0.1
+(HTTP/1.1 keep-alive with httptools, one fixed small response); ``https`` is that server and
+``tls`` the Protocol echo, over TLS (the stdlib ``ssl`` module, a throwaway certificate). Each listens on 127.0.0.1
 (port chosen by the system) or on ``--unix PATH``, prints one READY line once it accepts, and
 serves until it is killed. It dies with its parent.
 """
@@ -147,6 +148,29 @@ async def http(loop: asyncio.AbstractEventLoop, unix: str | None) -> str:
     return str(server.sockets[0].getsockname()[1])
 
 
+def tls_context():
+    """A server context with a throwaway certificate for 127.0.0.1 (``trustme``)."""
+    import ssl
+
+    import trustme
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert(HOST).configure_cert(ctx)
+    return ctx
+
+
+async def https(loop: asyncio.AbstractEventLoop, unix: str | None) -> str:
+    import httptools  # noqa: F401
+
+    server = await loop.create_server(HttpProtocol, HOST, 0, ssl=tls_context())
+    return str(server.sockets[0].getsockname()[1])
+
+
+async def tls(loop: asyncio.AbstractEventLoop, unix: str | None) -> str:
+    server = await loop.create_server(EchoProtocol, HOST, 0, ssl=tls_context())
+    return str(server.sockets[0].getsockname()[1])
+
+
 SERVERS: dict[str, Callable[[asyncio.AbstractEventLoop, str | None], Awaitable[str]]] = {
     "proto": proto,
     "streams": streams,
@@ -154,6 +178,8 @@ SERVERS: dict[str, Callable[[asyncio.AbstractEventLoop, str | None], Awaitable[s
     "unix": unix,
     "udp": udp,
     "http": http,
+    "https": https,
+    "tls": tls,
 }
 
 

@@ -19,7 +19,7 @@ import weakref
 from asyncio import base_events, selector_events, unix_events
 from typing import Any
 
-from . import _subprocess
+from . import _subprocess, _tls
 from ._datagram import DatagramTransport
 from ._pipes import ReadPipeTransport, WritePipeTransport
 from ._stream import SocketTransport
@@ -47,7 +47,6 @@ _BORROWED = {
         "_check_sendfile_params",
         "sendfile",
         "_sendfile_fallback",
-        "start_tls",
         "create_datagram_endpoint",
         "connect_read_pipe",
         "connect_write_pipe",
@@ -57,7 +56,6 @@ _BORROWED = {
     ),
     _SELECTOR: (
         "_make_socket_transport",
-        "_make_ssl_transport",
         "_make_datagram_transport",
         "_start_serving",
         "_accept_connection",
@@ -237,6 +235,19 @@ class NetMixin:
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
+                            server_side=False, server_hostname=None, extra=None, server=None,
+                            **timeouts):
+        return _tls.make_transport(self, rawsock, protocol, sslcontext, waiter, server_side,
+                                   server_hostname, extra, server, **timeouts)
+
+    async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
+                        server_hostname=None, **timeouts):
+        """Upgrade transport to TLS; the new transport for protocol."""
+        return await _tls.start_tls(self, transport, protocol, sslcontext,
+                                    server_side=server_side, server_hostname=server_hostname,
+                                    **timeouts)
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         return DatagramTransport(self, sock, protocol, address, waiter, extra)

@@ -137,3 +137,42 @@ cached_attr!(
     /// nature; unset, they cost one branch per callback.
     health_run_hook, "ferroloop.health", "_run_hook"
 );
+cached_attr!(
+    /// TLS bytes fed outside the steady state (handshake, shutdown, paused
+    /// reading, a `BufferedProtocol` application): asyncio's `buffer_updated`
+    /// steps, per Python version.
+    tls_after_feed, "ferroloop._tls", "after_feed"
+);
+cached_attr!(
+    /// The end of a TLS read that has more to do than deliver (close_notify,
+    /// queued output, flow control to change): asyncio's `_do_read` tail.
+    tls_finish_read, "ferroloop._tls", "finish_read"
+);
+cached_attr!(
+    /// An error of a native TLS step: asyncio's `_fatal_error` (logging, the
+    /// exception handler, the forced close).
+    tls_fatal, "ferroloop._tls", "fatal"
+);
+cached_attr!(
+    /// A TLS `write()` outside the steady state (a type error, closing,
+    /// queued output): asyncio's own transport method.
+    tls_write_slow, "ferroloop._tls", "write_slow"
+);
+cached_attr!(
+    /// OpenSSL could not take all of a TLS write now: asyncio's
+    /// `_write_appdata` for the rest (renegotiation, a rare path).
+    tls_write_rest, "ferroloop._tls", "write_rest"
+);
+cached_attr!(
+    /// The TLS application's writing to pause or resume: asyncio's
+    /// `_control_app_writing` (its calls and their error reports).
+    tls_control_app_writing, "ferroloop._tls", "control_app_writing"
+);
+cached_attr!(
+    /// `ssl.SSLWantReadError`: OpenSSL needs more bytes (not an error).
+    ssl_want_read, "ssl", "SSLWantReadError"
+);
+cached_attr!(
+    /// `ssl.SSLWantWriteError`: asyncio treats it as `SSLWantReadError`.
+    ssl_want_write, "ssl", "SSLWantWriteError"
+);

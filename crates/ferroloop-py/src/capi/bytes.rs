@@ -168,3 +168,26 @@ impl Drop for RawBuffer {
         });
     }
 }
+
+/// A `memoryview` over `len` bytes at `ptr`, read-only or writable, with no
+/// copy and no exporter behind it (`PyMemoryView_FromMemory`).
+///
+/// # Safety
+/// The bytes stay valid (and, for a writable view, unaliased) for as long as
+/// the view is used, and the caller passes the view only to C functions that
+/// use the buffer during the call and keep no reference to it (the `_ssl`
+/// module's `MemoryBIO.write` and `_SSLSocket.read`): the view itself may
+/// outlive the bytes only while nothing reads through it.
+pub(crate) unsafe fn memoryview_over<'py>(
+    py: Python<'py>,
+    ptr: *mut u8,
+    len: usize,
+    writable: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let size =
+        isize::try_from(len).map_err(|_| pyo3::exceptions::PyOverflowError::new_err("buffer too large"))?;
+    let flags = if writable { ffi::PyBUF_WRITE } else { ffi::PyBUF_READ };
+    // SAFETY: the caller's guarantees; a new reference or NULL with an
+    // exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyMemoryView_FromMemory(ptr.cast(), size, flags)) }
+}

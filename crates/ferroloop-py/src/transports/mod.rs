@@ -6,7 +6,8 @@
 //! Parts every transport shares: write flow control (`flow`) and the write
 //! buffer (`write_buf`); `stream` is the stream core over a socket or a pipe,
 //! `datagram` the core of UDP and `AF_UNIX` datagram sockets; `subprocess`
-//! watches a child's exit through its pidfd.
+//! watches a child's exit through its pidfd; `tls` does the per-record work
+//! of TLS over a stream (the stream's read filter).
 //! A transport registers with the reactor and is called back through its
 //! `IoRef`: it never names the loop.
 
@@ -14,6 +15,7 @@ pub(crate) mod datagram;
 pub(crate) mod flow;
 pub(crate) mod stream;
 pub(crate) mod subprocess;
+pub(crate) mod tls;
 pub(crate) mod write_buf;
 
 use pyo3::prelude::*;
@@ -21,5 +23,6 @@ use pyo3::prelude::*;
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::StreamCore>()?;
     m.add_class::<subprocess::ChildWatch>()?;
+    m.add_class::<tls::TlsPump>()?;
     m.add_class::<datagram::DatagramCore>()
 }

@@ -85,6 +85,21 @@ enum Dir {
     Write { watch_peer: bool },
 }
 
+/// A layer that takes the bytes a stream reads before any protocol sees
+/// them (TLS: `transports/tls.rs`). The stream reads into the reactor's
+/// scratch buffer and hands the layer the bytes; the layer then runs the
+/// protocol itself. Function pointers, as `IoOps`, so this module never names
+/// the layer's type; it is dropped whenever the protocol changes.
+pub(crate) struct ReadFilter {
+    pub(crate) obj: Py<PyAny>,
+    pub(crate) ops: &'static FilterOps,
+}
+
+pub(crate) struct FilterOps {
+    /// The bytes of one read (never empty).
+    pub(crate) feed: for<'py> fn(&Bound<'py, PyAny>, &[u8]) -> PyResult<()>,
+}
+
 // The flags are asyncio's transport state, one each, named as there.
 #[allow(clippy::struct_excessive_bools)]
 struct State {
@@ -114,6 +129,8 @@ struct State {
     peer_closed: bool,
     /// The last read brought at least `LARGE_READ` bytes.
     large_reads: bool,
+    /// A layer under the protocol (TLS), fed every read.
+    filter: Option<ReadFilter>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "StreamCore", frozen, weakref)]
@@ -263,6 +280,11 @@ impl StreamCore {
             if !st.can_read() {
                 return Ok(());
             }
+            if let Some(filter) = &st.filter {
+                let (obj, ops) = (filter.obj.clone_ref(py), filter.ops);
+                drop(st);
+                return Self::read_filtered(slf, obj.bind(py), ops);
+            }
             match &st.protocol {
                 Some(p) => (p.clone_ref(py), st.buffered),
                 None => return Ok(()),
@@ -299,6 +321,34 @@ impl StreamCore {
         }
         let deliver = |_| protocol.call_method1(pyo3::intern!(py, "data_received"), (data,)).map(drop);
         Self::after_read(slf, res, MAX_READ, deliver, "Fatal error: protocol.data_received() call failed.")
+    }
+
+    /// A read handed to the layer under the protocol; its errors are the
+    /// protocol's `buffer_updated()` errors (the layer stands for it).
+    fn read_filtered(slf: &Bound<'_, Self>, layer: &Bound<'_, PyAny>, ops: &FilterOps) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut scratch = this.reactor.get().take_scratch(py);
+        if scratch.len() < MAX_READ {
+            scratch.resize(MAX_READ, 0);
+        }
+        let res = this.kind.read(this.fd, &mut scratch);
+        let deliver = |n: usize| (ops.feed)(layer, &scratch[..n]);
+        let out = Self::after_read(
+            slf,
+            res,
+            MAX_READ,
+            deliver,
+            "Fatal error: protocol.buffer_updated() call failed.",
+        );
+        this.reactor.get().put_scratch(py, scratch);
+        out
+    }
+
+    /// Puts `filter` under the protocol (until the protocol changes).
+    pub(crate) fn set_filter(&self, py: Python<'_>, filter: Option<ReadFilter>) {
+        let old = std::mem::replace(&mut self.st.borrow_mut(py).filter, filter);
+        drop(old);
     }
 
     fn read_buffered(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -597,6 +647,7 @@ impl StreamCore {
                 sendfile: false,
                 peer_closed: false,
                 large_reads: false,
+                filter: None,
             }),
         })
     }
@@ -620,7 +671,7 @@ impl StreamCore {
         let (registered, dropped) = {
             let mut st = this.st.borrow_mut(py);
             let registered = std::mem::replace(&mut st.registered, false);
-            let dropped = (st.protocol.take(), st.transport.take(), st.out.clear());
+            let dropped = (st.protocol.take(), st.transport.take(), st.out.clear(), st.filter.take());
             (registered, dropped)
         };
         if registered {
@@ -639,12 +690,12 @@ impl StreamCore {
         let old = {
             let mut st = self.st.borrow_mut(py);
             st.buffered = buffered;
-            st.protocol.replace(protocol.unbind())
+            (st.protocol.replace(protocol.unbind()), st.filter.take())
         };
         drop(old);
     }
 
-    fn write(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn write(&self, py: Python<'_>, data: Bound<'_, PyAny>) -> PyResult<()> {
         if self.kind == StreamFd::Pipe
             && !(data.is_instance_of::<PyBytes>()
                 || data.is_instance_of::<PyByteArray>()
@@ -869,6 +920,9 @@ impl StreamCore {
         for obj in [&st.transport, &st.protocol].into_iter().flatten() {
             visit.call(obj)?;
         }
+        if let Some(filter) = &st.filter {
+            visit.call(&filter.obj)?;
+        }
         st.flow.traverse(&visit)
     }
 
@@ -876,7 +930,7 @@ impl StreamCore {
         Python::attach(|py| {
             let dropped = {
                 let mut st = self.st.borrow_mut(py);
-                (st.transport.take(), st.protocol.take())
+                (st.transport.take(), st.protocol.take(), st.filter.take())
             };
             drop(dropped);
         });

@@ -1,0 +1,167 @@
+"""TLS over ferroloop's native stream transports.
+
+The TLS state machine is the running Python's own ``asyncio.sslproto.SSLProtocol``
+(handshake, application data, close_notify, timeouts, flow control on both sides,
+its errors and log messages), so every Python version behaves as its asyncio does.
+What runs per record is native (``_ferroloop.TlsPump``), on 3.11+ where asyncio's
+state machine is the one these paths were written against:
+
+* bytes read from the socket go from the loop's read buffer into the incoming
+  ``ssl.MemoryBIO`` with one ``write`` per read (no ``bytes`` object, no
+  ``get_buffer``/``buffer_updated`` round trip);
+* decryption asks OpenSSL only when a whole record is waiting (the pump follows the
+  record headers it feeds) or decrypted bytes are pending, so the steady state never
+  raises ``SSLWantReadError``; all records of one read reach ``data_received`` as
+  one ``bytes``, as asyncio delivers them;
+* ``write()`` on the TLS transport encrypts and hands the records to the native
+  socket transport without Python frames.
+
+Any other state (handshake, shutdown, paused reading, a ``BufferedProtocol``
+application, a write that OpenSSL cannot take now) goes to asyncio's own methods,
+through the functions at the end of this module. The pump reads asyncio's state
+from the protocol's attributes at each step: asyncio's object stays the one truth.
+On 3.10 asyncio's older ``SSLProtocol`` runs unchanged over the native transport.
+"""
+
+from __future__ import annotations
+
+import ssl
+from asyncio import base_events, sslproto
+from typing import Any
+
+from ._compat import PY311
+
+_FATAL = "Fatal error on SSL protocol"
+
+if PY311:
+    from ._ferroloop import TlsPump
+
+    _State = sslproto.SSLProtocolState
+    _AppTransport = sslproto._SSLProtocolTransport
+
+    class SSLProtocol(sslproto.SSLProtocol):
+        """asyncio's ``SSLProtocol``, with its per-record work done natively."""
+
+        _pump = None
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # The C object under ssl.SSLObject, unless the context makes another kind.
+            if type(self._sslobj) is ssl.SSLObject:
+                pump = self._pump = TlsPump(
+                    self, self._incoming, self._outgoing, self._sslobj._sslobj,
+                    self._write_backlog, _State.WRAPPED, self._app_transport,
+                )
+                self._app_transport.write = pump.write
+
+        def connection_made(self, transport: Any) -> None:
+            from ._stream import SocketTransport
+
+            if self._pump is not None and isinstance(transport, SocketTransport):
+                self._pump.attach(transport._core)
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            if self._pump is not None:
+                self._pump.detach()
+            super().connection_lost(exc)
+
+else:  # pragma: no cover - 3.10
+    SSLProtocol = sslproto.SSLProtocol  # type: ignore[misc,assignment]
+
+
+def make_transport(loop, rawsock, protocol, sslcontext, waiter, server_side, server_hostname,
+                   extra, server, **timeouts) -> Any:
+    """The loop's ``_make_ssl_transport``: TLS over the native socket transport."""
+    from ._stream import SocketTransport
+
+    ssl_protocol = SSLProtocol(
+        loop, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
+    )
+    SocketTransport(loop, rawsock, ssl_protocol, None, extra, server)
+    return ssl_protocol._app_transport
+
+
+async def start_tls(loop, transport, protocol, sslcontext, *, server_side=False,
+                    server_hostname=None, **timeouts) -> Any:
+    """``loop.start_tls()``: asyncio's steps, with the native-aware protocol."""
+    if not PY311:  # pragma: no cover - 3.10: asyncio's own
+        return await base_events.BaseEventLoop.start_tls(
+            loop, transport, protocol, sslcontext, server_side=server_side,
+            server_hostname=server_hostname, **timeouts,
+        )
+    if not isinstance(sslcontext, ssl.SSLContext):
+        raise TypeError(
+            f"sslcontext is expected to be an instance of ssl.SSLContext, got {sslcontext!r}"
+        )
+    if not getattr(transport, "_start_tls_compatible", False):
+        raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+    waiter = loop.create_future()
+    ssl_protocol = SSLProtocol(
+        loop, protocol, sslcontext, waiter, server_side, server_hostname,
+        call_connection_made=False, **timeouts,
+    )
+    # Paused first, so that nothing reaches the TLS protocol before connection_made().
+    transport.pause_reading()
+    transport.set_protocol(ssl_protocol)
+    conmade_cb = loop.call_soon(ssl_protocol.connection_made, transport)
+    resume_cb = loop.call_soon(transport.resume_reading)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        conmade_cb.cancel()
+        resume_cb.cancel()
+        raise
+    return ssl_protocol._app_transport
+
+
+# -- asyncio's paths, called by the pump when a step is not the steady state ------------------
+
+
+def after_feed(proto: Any) -> None:
+    """What ``buffer_updated`` does once the bytes are in the incoming BIO."""
+    state = proto._state
+    if state == _State.DO_HANDSHAKE:
+        proto._do_handshake()
+    elif state == _State.WRAPPED:
+        proto._do_read()
+    elif state == _State.FLUSHING:
+        proto._do_flush()
+    elif state == _State.SHUTDOWN:
+        proto._do_shutdown()
+
+
+def finish_read(proto: Any, close_notify: bool) -> None:
+    """The rest of asyncio's ``_do_read`` after the records were decrypted and delivered."""
+    try:
+        if close_notify:
+            proto._call_eof_received()
+            proto._start_shutdown()
+        if proto._write_backlog:
+            proto._do_write()
+        else:
+            proto._process_outgoing()
+        proto._control_ssl_reading()
+    except Exception as ex:
+        proto._fatal_error(ex, _FATAL)
+
+
+def fatal(proto: Any, exc: BaseException) -> None:
+    """An error of a step the pump ran: asyncio's ``_fatal_error``."""
+    proto._fatal_error(exc, _FATAL)
+
+
+def write_slow(app_transport: Any, data: Any) -> None:
+    """``write()`` by asyncio's own transport method (checks, cold states)."""
+    _AppTransport.write(app_transport, data)
+
+
+def write_rest(proto: Any, data: Any, count: int) -> None:
+    """OpenSSL took ``count`` bytes of ``data`` (none: it wants to read first): asyncio's
+    ``_write_appdata`` for the rest."""
+    proto._write_appdata((data[count:] if count else data,))
+
+
+def control_app_writing(proto: Any) -> None:
+    proto._control_app_writing()

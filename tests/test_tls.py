@@ -1,0 +1,532 @@
+"""TLS on the stdlib ssl module: create_connection/create_server with ssl=, streams, start_tls,
+BufferedProtocol applications, flow control, errors and faults, and real OpenSSL peers.
+
+Certificates come from ``trustme`` (a throwaway CA per test session). Where asyncio's outcome
+depends on the version or on OpenSSL (which error a broken handshake gives), the test runs the
+same scenario on the running Python's asyncio and compares (``ref_loop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+
+import pytest
+from _net_support import LOCALHOST, Proto, fd_count, make_listener, pattern
+from _support import PY311, run
+
+trustme = pytest.importorskip("trustme")
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_ctx(ca):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", LOCALHOST).configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def client_ctx(ca):
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx
+
+
+class Echo(asyncio.Protocol):
+    """Echoes every byte; records whether it was paused."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+    def eof_received(self):
+        return False
+
+
+async def echo_server(loop, server_ctx, factory=Echo, **kw):
+    return await loop.create_server(factory, LOCALHOST, 0, ssl=server_ctx, **kw)
+
+
+def port_of(server) -> int:
+    return server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize("size", [1, 1024, 64 * 1024, 1024 * 1024 + 7])
+def test_echo_protocol(loop, server_ctx, client_ctx, size):
+    async def main():
+        server = await echo_server(loop, server_ctx)
+        proto = Proto(loop)
+        tr, _ = await loop.create_connection(
+            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+        )
+        data = pattern(size)
+        # Split writes of odd sizes, and a writelines.
+        a, b = min(3, size), min(1000, size)
+        c = max(b, size // 2)
+        tr.write(data[:a])
+        tr.writelines([data[a:b], bytearray(data[b:c])])
+        tr.write(memoryview(data)[c:])
+        got = await proto.wait_bytes(size)
+        assert got == data
+        tr.close()
+        await proto.lost
+        assert proto.lost_calls == [None]
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_extra_info(loop, server_ctx, client_ctx):
+    async def main():
+        server = await echo_server(loop, server_ctx)
+        tr, _ = await loop.create_connection(
+            asyncio.Protocol, LOCALHOST, port_of(server), ssl=client_ctx,
+            server_hostname="localhost",
+        )
+        obj = tr.get_extra_info("ssl_object")
+        assert isinstance(obj, ssl.SSLObject)
+        assert tr.get_extra_info("sslcontext") is client_ctx
+        assert tr.get_extra_info("peercert")["subjectAltName"]
+        assert tr.get_extra_info("cipher")[0]
+        assert tr.get_extra_info("compression") is None
+        assert tr.get_extra_info("peername")[1] == port_of(server)
+        assert tr.get_extra_info("sockname")[0] == LOCALHOST
+        assert tr.get_extra_info("socket") is not None
+        assert not tr.can_write_eof()
+        with pytest.raises(NotImplementedError):
+            tr.write_eof()
+        with pytest.raises(TypeError, match="bytes-like"):
+            tr.write("text")
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_streams_echo_and_start_tls(loop, server_ctx, client_ctx):
+    async def handle(reader, writer):
+        line = await reader.readline()
+        if line == b"STARTTLS\n" and PY311:
+            writer.write(b"OK\n")
+            await writer.drain()
+            await writer.start_tls(server_ctx)
+        while data := await reader.read(65536):
+            writer.write(data.upper())
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, LOCALHOST, 0)
+        reader, writer = await asyncio.open_connection(LOCALHOST, port_of(server))
+        if PY311:
+            writer.write(b"STARTTLS\n")
+            assert await reader.readline() == b"OK\n"
+            await writer.start_tls(client_ctx, server_hostname="localhost")
+            assert writer.get_extra_info("ssl_object") is not None
+        else:
+            writer.write(b"PLAIN\n")
+        writer.write(b"hello tls " * 1000)
+        writer.write_eof() if not PY311 else None
+        got = await reader.readexactly(10000)
+        assert got == b"HELLO TLS " * 1000
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_streams_ssl_server(loop, server_ctx, client_ctx):
+    async def handle(reader, writer):
+        data = await reader.readexactly(300_000)
+        writer.write(data[::-1])
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, LOCALHOST, 0, ssl=server_ctx)
+        reader, writer = await asyncio.open_connection(
+            LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+        )
+        data = pattern(300_000)
+        writer.write(data)
+        assert await reader.readexactly(300_000) == data[::-1]
+        assert await reader.read() == b""
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+class Buffered(asyncio.BufferedProtocol):
+    def __init__(self, loop):
+        self.buf = memoryview(bytearray(1000))  # less than one record: many get_buffer calls
+        self.data = bytearray()
+        self.done = loop.create_future()
+        self.want = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.data += self.buf[:nbytes]
+        if len(self.data) >= self.want and not self.done.done():
+            self.done.set_result(None)
+
+    def connection_lost(self, exc):
+        if not self.done.done():
+            self.done.set_exception(AssertionError(f"lost early: {exc!r}"))
+
+
+def test_buffered_protocol_application(loop, server_ctx, client_ctx):
+    async def main():
+        server = await echo_server(loop, server_ctx)
+        proto = Buffered(loop)
+        proto.want = 200_000
+        tr, _ = await loop.create_connection(
+            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+        )
+        data = pattern(200_000)
+        tr.write(data)
+        await proto.done
+        assert bytes(proto.data) == data
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_pause_reading_holds_data(loop, server_ctx, client_ctx):
+    async def main():
+        server = await echo_server(loop, server_ctx)
+        proto = Proto(loop)
+        tr, _ = await loop.create_connection(
+            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+        )
+        tr.write(b"one")
+        await proto.wait_bytes(3)
+        tr.pause_reading()
+        assert not tr.is_reading()
+        tr.write(b"two")
+        await asyncio.sleep(0.1)
+        assert bytes(proto.data) == b"one"
+        tr.resume_reading()
+        assert await proto.wait_bytes(6) == b"onetwo"
+        tr.close()
+        await proto.lost
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_write_flow_control_against_a_stalled_peer(loop, server_ctx, client_ctx):
+    """64 MiB offered to a peer that stops reading: the writer is paused, nothing is lost."""
+    total = 64 * 1024 * 1024
+    chunk = pattern(1024 * 1024)
+
+    class Sink(asyncio.Protocol):
+        def __init__(self):
+            self.n = 0
+            self.done = loop.create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+            transport.pause_reading()  # stall
+            loop.call_later(0.3, transport.resume_reading)
+
+        def data_received(self, data):
+            self.n += len(data)
+            if self.n >= total and not self.done.done():
+                self.done.set_result(None)
+
+    async def main():
+        sink = Sink()
+        server = await loop.create_server(lambda: sink, LOCALHOST, 0, ssl=server_ctx)
+        proto = Proto(loop)
+        tr, _ = await loop.create_connection(
+            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+        )
+        resumed = None
+        for _ in range(total // len(chunk)):
+            tr.write(chunk)
+            if "pause_writing" in proto.events and resumed is None:
+                resumed = loop.create_future()
+            while proto.events and proto.events[-1] == "pause_writing":
+                await asyncio.sleep(0.01)
+        await sink.done
+        assert sink.n == total
+        assert "pause_writing" in proto.events
+        assert proto.events.count("pause_writing") == proto.events.count("resume_writing")
+        tr.close()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main(), timeout=60)
+
+
+def test_bad_certificate(loop, server_ctx):
+    async def main():
+        server = await echo_server(loop, server_ctx)
+        ctx = ssl.create_default_context()  # does not trust the test CA
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await loop.create_connection(
+                asyncio.Protocol, LOCALHOST, port_of(server), ssl=ctx, server_hostname="localhost"
+            )
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_wrong_hostname(loop, server_ctx, client_ctx):
+    async def main():
+        server = await echo_server(loop, server_ctx)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await loop.create_connection(
+                asyncio.Protocol, LOCALHOST, port_of(server), ssl=client_ctx,
+                server_hostname="other.example",
+            )
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+async def _client_against(loop, script, client_ctx, timeout=None):
+    """Connect a TLS client to a raw peer running ``script(sock)``; what the client got."""
+    listener = make_listener()
+    port = listener.getsockname()[1]
+
+    async def peer():
+        conn, _ = await loop.sock_accept(listener)
+        try:
+            await script(conn)
+        finally:
+            conn.close()
+
+    task = loop.create_task(peer())
+    kw = {"ssl_handshake_timeout": timeout} if timeout else {}
+    try:
+        await loop.create_connection(
+            asyncio.Protocol, LOCALHOST, port, ssl=client_ctx, server_hostname="localhost", **kw
+        )
+        outcome = "connected"
+    except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+        outcome = type(exc)
+    await task
+    listener.close()
+    return outcome
+
+
+def _same_on_asyncio(ref_loop, loop, make):
+    """``make(loop)`` run on the loop under test and on asyncio gives the same result."""
+    got = run(loop, make(loop))
+    want = run(ref_loop, make(ref_loop))
+    assert got == want
+    return got
+
+
+def test_peer_closes_mid_handshake(loop, ref_loop, client_ctx):
+    async def script(conn):
+        await asyncio.get_running_loop().sock_recv(conn, 1024)  # the ClientHello
+
+    got = _same_on_asyncio(ref_loop, loop, lambda lp: _client_against(lp, script, client_ctx))
+    assert got is ConnectionResetError
+
+
+def test_peer_answers_garbage(loop, ref_loop, client_ctx):
+    async def script(conn):
+        lp = asyncio.get_running_loop()
+        await lp.sock_recv(conn, 1024)
+        await lp.sock_sendall(conn, b"HTTP/1.1 400 Bad Request\r\n\r\n" * 10)
+        await asyncio.sleep(0.05)
+
+    got = _same_on_asyncio(ref_loop, loop, lambda lp: _client_against(lp, script, client_ctx))
+    assert issubclass(got, ssl.SSLError)
+
+
+def test_handshake_timeout(loop, ref_loop, client_ctx):
+    async def script(conn):
+        await asyncio.sleep(0.5)  # never answers the ClientHello in time
+
+    got = _same_on_asyncio(
+        ref_loop, loop, lambda lp: _client_against(lp, script, client_ctx, timeout=0.1)
+    )
+    assert got in (ConnectionAbortedError, TimeoutError, asyncio.TimeoutError)
+
+
+def test_plaintext_client_never_gets_data(loop, server_ctx):
+    """A client speaking plain HTTP to a TLS server: the handshake fails, the app sees nothing."""
+    made = []
+
+    class App(asyncio.Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+
+    async def main():
+        server = await loop.create_server(App, LOCALHOST, 0, ssl=server_ctx)
+        sock = socket.create_connection((LOCALHOST, port_of(server)))
+        sock.setblocking(False)
+        await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while chunk := await loop.sock_recv(sock, 4096):
+            got += chunk
+        sock.close()
+        assert b"HTTP" not in got
+        assert made == []
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_peer_vanishes_without_close_notify(loop, server_ctx, client_ctx):
+    lost = []
+
+    class App(Echo):
+        def connection_lost(self, exc):
+            lost.append(exc)
+
+    async def main():
+        server = await echo_server(loop, server_ctx, factory=App)
+        proto = Proto(loop)
+        tr, _ = await loop.create_connection(
+            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+        )
+        tr.write(b"ping")
+        await proto.wait_bytes(4)
+        tr.abort()  # no close_notify
+        await proto.lost
+        for _ in range(100):
+            if lost:
+                break
+            await asyncio.sleep(0.01)
+        assert len(lost) == 1
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_many_handshakes_leave_nothing_behind(loop, server_ctx, client_ctx):
+    async def once(port):
+        reader, writer = await asyncio.open_connection(
+            LOCALHOST, port, ssl=client_ctx, server_hostname="localhost"
+        )
+        writer.write(b"x")
+        assert await reader.readexactly(1) == b"x"
+        writer.close()
+        await writer.wait_closed()
+
+    async def main():
+        server = await echo_server(loop, server_ctx)
+        port = port_of(server)
+        await once(port)
+        before = fd_count()
+        for _ in range(10):
+            await asyncio.gather(*(once(port) for _ in range(20)))
+        await asyncio.sleep(0.05)
+        assert fd_count() <= before + 2
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main(), timeout=60)
+
+
+# -- real OpenSSL peers ----------------------------------------------------------------------
+
+OPENSSL = shutil.which("openssl")
+needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is not installed")
+
+
+@pytest.fixture(scope="module")
+def cert_files(ca, tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    leaf = ca.issue_cert("localhost", LOCALHOST)
+    cert, key, cafile = d / "cert.pem", d / "key.pem", d / "ca.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    ca.cert_pem.write_to_path(str(cafile))
+    return str(cert), str(key), str(cafile)
+
+
+@needs_openssl
+def test_client_against_openssl_s_server(loop, client_ctx, cert_files):
+    cert, key, _ = cert_files
+    port = make_listener().getsockname()[1]  # a free port (closed when collected)
+    srv = subprocess.Popen(
+        [OPENSSL, "s_server", "-quiet", "-rev", "-accept", f"{LOCALHOST}:{port}",
+         "-cert", cert, "-key", key],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    async def main():
+        for _ in range(200):
+            try:
+                reader, writer = await asyncio.open_connection(
+                    LOCALHOST, port, ssl=client_ctx, server_hostname="localhost"
+                )
+                break
+            except OSError:
+                await asyncio.sleep(0.02)
+        else:
+            pytest.fail("openssl s_server did not start")
+        writer.write(b"hello ferroloop\n")
+        line = await reader.readline()
+        while line.strip() == b"" or line.startswith(b"CONNECTION"):
+            line = await reader.readline()
+        assert line.strip() == b"poolorref olleh"
+        writer.close()
+
+    try:
+        run(loop, main())
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+@needs_openssl
+def test_server_against_openssl_s_client(loop, server_ctx, cert_files):
+    _, _, cafile = cert_files
+
+    async def main():
+        server = await echo_server(loop, server_ctx)
+        proc = await asyncio.create_subprocess_exec(
+            OPENSSL, "s_client", "-quiet", "-connect", f"{LOCALHOST}:{port_of(server)}",
+            "-CAfile", cafile, "-verify_return_error", "-servername", "localhost",
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        proc.stdin.write(b"echo me\n")
+        await proc.stdin.drain()
+        line = await proc.stdout.readline()
+        assert line == b"echo me\n"
+        proc.stdin.close()
+        proc.kill()
+        await proc.wait()
+        server.close()
+        await server.wait_closed()
+
+    if sys.version_info < (3, 11) and loop.__class__.__module__.startswith("asyncio"):
+        pass
+    run(loop, main())
