@@ -400,8 +400,10 @@ mod tests {
         assert_eq!(r.partial(), 7);
         r.feed(&[3, 4, 22, 3, 3, 0]);
         assert_eq!(r.partial(), 4);
-        r.feed(&[0]);
+        r.feed(&[1]);
         assert_eq!(r.partial(), 5);
+        r.feed(&[9, 21, 3]);
+        assert_eq!(r.partial(), 2);
         assert!(!r.lost);
         let mut bad = Records::default();
         bad.feed(b"GET / HTTP/1.1\r\n");
