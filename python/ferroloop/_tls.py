@@ -64,6 +64,8 @@ if PY311:
         def connection_lost(self, exc: BaseException | None) -> None:
             if self._pump is not None:
                 self._pump.detach()
+                if self._app_transport is not None:  # asyncio's write() from now on
+                    self._app_transport.__dict__.pop("write", None)
             super().connection_lost(exc)
 
 else:  # pragma: no cover - 3.10

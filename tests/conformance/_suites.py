@@ -198,6 +198,9 @@ MODULES: tuple[Module, ...] = (
     Module("test_free_threading"),
     Module("test_staggered"),
     Module("test_subprocess"),
+    # TLS: asyncio's SSLProtocol and the TLS tests over real sockets (3.11+ has test_ssl).
+    Module("test_sslproto"),
+    Module("test_ssl"),
 )
 
 # Not run by default; `--module NAME` runs one.

@@ -28,7 +28,7 @@
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes};
+use pyo3::types::{PyByteArray, PyBytes, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::stream::{FilterOps, ReadFilter, StreamCore};
@@ -108,14 +108,18 @@ struct State {
     plain: Vec<u8>,
     /// The stream under the connection, while attached.
     core: Option<Py<StreamCore>>,
+    /// asyncio's `SSLProtocol` (ferroloop's subclass), until the
+    /// connection is lost: then the pump lets go of it, so that no cycle
+    /// outlives the connection (asyncio's own objects free by reference
+    /// counting alone, and its tests check that a context is released).
+    protocol: Option<Py<PyAny>>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "TlsPump", frozen)]
 pub(crate) struct TlsPump {
-    /// asyncio's `SSLProtocol` (ferroloop's subclass).
-    protocol: Py<PyAny>,
-    /// Its application-side transport (`write()` is this pump's).
-    app_transport: Py<PyAny>,
+    /// The protocol's application-side transport (`write()` is this
+    /// pump's), by weak reference: it holds the pump.
+    app_transport: Py<PyWeakrefReference>,
     incoming: Py<PyAny>,
     outgoing: Py<PyAny>,
     incoming_write: Py<PyAny>,
@@ -158,8 +162,15 @@ impl TlsPump {
         // SAFETY: `data` outlives the call, and `MemoryBIO.write` copies it.
         let view = unsafe { memoryview_over(py, data.as_ptr().cast_mut(), data.len(), false)? };
         self.incoming_write.bind(py).call1((view,))?;
-        self.st.borrow_mut(py).records.feed(data);
-        let proto = self.protocol.bind(py);
+        let proto = {
+            let mut st = self.st.borrow_mut(py);
+            st.records.feed(data);
+            match &st.protocol {
+                Some(p) => p.clone_ref(py).into_bound(py),
+                None => return Ok(()),
+            }
+        };
+        let proto = &proto;
         let steady = proto.getattr(pyo3::intern!(py, "_state"))?.is(self.wrapped.bind(py))
             && !attr_true(proto, pyo3::intern!(py, "_app_reading_paused"))?
             && !attr_true(proto, pyo3::intern!(py, "_app_protocol_is_buffer"))?;
@@ -257,7 +268,9 @@ impl TlsPump {
     /// that OpenSSL takes whole, then `_process_outgoing`. `Ok(false)`: not
     /// the steady state, asyncio's method is to run instead.
     fn write_now(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let proto = self.protocol.bind(py);
+        let proto = self.st.borrow(py).protocol.as_ref().map(|p| p.clone_ref(py));
+        let Some(proto) = proto else { return Ok(false) };
+        let proto = proto.bind(py);
         let len = if let Ok(b) = data.cast::<PyBytes>() {
             b.as_bytes().len()
         } else if let Ok(b) = data.cast::<PyByteArray>() {
@@ -332,13 +345,17 @@ impl TlsPump {
             ssl_read: sslobj.getattr(pyo3::intern!(py, "read"))?.unbind(),
             ssl_write: sslobj.getattr(pyo3::intern!(py, "write"))?.unbind(),
             ssl_pending: sslobj.getattr(pyo3::intern!(py, "pending"))?.unbind(),
-            protocol: protocol.unbind(),
-            app_transport: app_transport.unbind(),
+            app_transport: PyWeakrefReference::new(&app_transport)?.unbind(),
             incoming: incoming.unbind(),
             outgoing: outgoing.unbind(),
             backlog: backlog.unbind(),
             wrapped: wrapped.unbind(),
-            st: GilCell::new(State { records: Records::default(), plain: Vec::new(), core: None }),
+            st: GilCell::new(State {
+                records: Records::default(),
+                plain: Vec::new(),
+                core: None,
+                protocol: Some(protocol.unbind()),
+            }),
         })
     }
 
@@ -351,12 +368,16 @@ impl TlsPump {
         drop(old);
     }
 
-    /// Leaves the stream (the connection is lost).
+    /// Leaves the stream and the protocol (the connection is lost).
     fn detach(&self, py: Python<'_>) {
-        let core = self.st.borrow_mut(py).core.take();
+        let (core, protocol) = {
+            let mut st = self.st.borrow_mut(py);
+            (st.core.take(), st.protocol.take())
+        };
         if let Some(core) = core {
             core.get().set_filter(py, None);
         }
+        drop(protocol);
     }
 
     /// The TLS transport's `write()`.
@@ -364,16 +385,21 @@ impl TlsPump {
         if self.write_now(py, &data)? {
             return Ok(());
         }
-        pyimports::tls_write_slow(py)?.call1((self.app_transport.bind(py), data)).map(drop)
+        match self.app_transport.bind(py).upgrade() {
+            Some(app) => pyimports::tls_write_slow(py)?.call1((app, data)).map(drop),
+            // Only a `write` taken from the transport before it was freed.
+            None => Ok(()),
+        }
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.protocol)?;
-        visit.call(&self.app_transport)?;
         visit.call(&self.backlog)?;
         if let Some(st) = self.st.try_borrow_for_gc() {
             if let Some(core) = &st.core {
                 visit.call(core)?;
+            }
+            if let Some(protocol) = &st.protocol {
+                visit.call(protocol)?;
             }
         }
         Ok(())
@@ -381,8 +407,11 @@ impl TlsPump {
 
     fn __clear__(&self) {
         Python::attach(|py| {
-            let core = self.st.borrow_mut(py).core.take();
-            drop(core);
+            let dropped = {
+                let mut st = self.st.borrow_mut(py);
+                (st.core.take(), st.protocol.take())
+            };
+            drop(dropped);
         });
     }
 }
