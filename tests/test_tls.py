@@ -530,3 +530,40 @@ def test_server_against_openssl_s_client(loop, server_ctx, cert_files):
     if sys.version_info < (3, 11) and loop.__class__.__module__.startswith("asyncio"):
         pass
     run(loop, main())
+
+
+def test_buffered_application_sees_close_notify(loop, server_ctx, client_ctx):
+    """The server sends, then closes with close_notify: a BufferedProtocol client gets every
+    byte, then eof_received, then connection_lost(None)."""
+
+    class Sender(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.write(pattern(100_000))
+            transport.close()
+
+    class Client(Buffered):
+        def __init__(self, loop):
+            super().__init__(loop)
+            self.events = []
+            self.lost = loop.create_future()
+
+        def eof_received(self):
+            self.events.append(("eof", len(self.data)))
+
+        def connection_lost(self, exc):
+            self.events.append(("lost", exc))
+            self.lost.set_result(None)
+
+    async def main():
+        server = await loop.create_server(Sender, LOCALHOST, 0, ssl=server_ctx)
+        proto = Client(loop)
+        await loop.create_connection(
+            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+        )
+        await proto.lost
+        assert bytes(proto.data) == pattern(100_000)
+        assert proto.events == [("eof", 100_000), ("lost", None)]
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())

@@ -167,3 +167,8 @@ def write_rest(proto: Any, data: Any, count: int) -> None:
 
 def control_app_writing(proto: Any) -> None:
     proto._control_app_writing()
+
+
+def schedule_read(proto: Any) -> None:
+    """A ``BufferedProtocol`` application's buffer filled: read on in a later callback."""
+    proto._loop.call_soon(proto._do_read)

@@ -176,3 +176,8 @@ cached_attr!(
     /// `ssl.SSLWantWriteError`: asyncio treats it as `SSLWantReadError`.
     ssl_want_write, "ssl", "SSLWantWriteError"
 );
+cached_attr!(
+    /// A TLS `BufferedProtocol` application's buffer filled up: asyncio reads
+    /// on in a later callback (its `call_soon(_do_read)`).
+    tls_schedule_read, "ferroloop._tls", "schedule_read"
+);

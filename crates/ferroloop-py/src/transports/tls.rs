@@ -32,7 +32,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::stream::{FilterOps, ReadFilter, StreamCore};
-use crate::capi::bytes::memoryview_over;
+use crate::capi::bytes::{memoryview_over, RawBuffer};
 use crate::gil_cell::GilCell;
 use crate::pyimports;
 
@@ -172,12 +172,16 @@ impl TlsPump {
         };
         let proto = &proto;
         let steady = proto.getattr(pyo3::intern!(py, "_state"))?.is(self.wrapped.bind(py))
-            && !attr_true(proto, pyo3::intern!(py, "_app_reading_paused"))?
-            && !attr_true(proto, pyo3::intern!(py, "_app_protocol_is_buffer"))?;
+            && !attr_true(proto, pyo3::intern!(py, "_app_reading_paused"))?;
         if !steady {
             return pyimports::tls_after_feed(py)?.call1((proto,)).map(drop);
         }
-        match self.read_records(py, proto) {
+        let res = if attr_true(proto, pyo3::intern!(py, "_app_protocol_is_buffer"))? {
+            self.read_into_app(py, proto)
+        } else {
+            self.read_records(py, proto)
+        };
+        match res {
             Ok(()) => Ok(()),
             Err(err) if err.is_instance_of::<PyException>(py) => {
                 pyimports::tls_fatal(py)?.call1((proto, err.into_value(py))).map(drop)
@@ -238,6 +242,60 @@ impl TlsPump {
             let app = proto.getattr(pyo3::intern!(py, "_app_protocol"))?;
             app.call_method1(pyo3::intern!(py, "data_received"), (data,))?;
         }
+        if close_notify || !self.quiet_after_read(py, proto)? {
+            return pyimports::tls_finish_read(py)?.call1((proto, close_notify)).map(drop);
+        }
+        Ok(())
+    }
+
+    /// asyncio's `_do_read` with `_do_read__buffered`, in the steady state:
+    /// records decrypted straight into the `BufferedProtocol`'s buffer, its
+    /// `get_buffer` called once per read as there. OpenSSL is asked only when
+    /// it has something to give, where asyncio's read would raise
+    /// `SSLWantReadError` and end the batch the same way.
+    fn read_into_app(&self, py: Python<'_>, proto: &Bound<'_, PyAny>) -> PyResult<()> {
+        let size: usize = self.incoming.bind(py).getattr(pyo3::intern!(py, "pending"))?.extract()?;
+        let buf = proto.getattr(pyo3::intern!(py, "_app_protocol_get_buffer"))?.call1((size,))?;
+        let wants = buf.len()?;
+        let mut view = RawBuffer::get(&buf, true)?;
+        let target = view.as_mut_slice();
+        let wants = wants.min(target.len());
+        let mut offset = 0;
+        let mut count = 1;
+        let mut full = false;
+        while self.more(py)? {
+            // SAFETY: `target` (the application's buffer, held by `view`
+            // for the call) has `wants - offset` bytes from `offset`; the C
+            // read writes at most that many and keeps no reference.
+            let res = unsafe {
+                let part = memoryview_over(py, target.as_mut_ptr().add(offset), wants - offset, true)?;
+                self.ssl_read.bind(py).call1((wants - offset, part))
+            };
+            match res.and_then(|n| n.extract::<usize>()) {
+                Ok(0) => {
+                    count = 0;
+                    break;
+                }
+                Ok(n) => {
+                    offset += n;
+                    if offset >= wants {
+                        full = true;
+                        break;
+                    }
+                }
+                Err(err) if is_again(py, &err)? => break,
+                Err(err) => return Err(err),
+            }
+        }
+        drop(view);
+        if full {
+            // The buffer is full: asyncio reads on in a later callback.
+            pyimports::tls_schedule_read(py)?.call1((proto,))?;
+        }
+        if offset > 0 {
+            proto.getattr(pyo3::intern!(py, "_app_protocol_buffer_updated"))?.call1((offset,))?;
+        }
+        let close_notify = count == 0;
         if close_notify || !self.quiet_after_read(py, proto)? {
             return pyimports::tls_finish_read(py)?.call1((proto, close_notify)).map(drop);
         }
