@@ -83,6 +83,8 @@ NET_BENCHES["http_c16"] = f"HTTP keep-alive, wrk {HTTP_CONNS} conns"
 # HTTPS: the same server over TLS (the stdlib ssl module), as a TLS-terminating app runs.
 HTTPS_CONNS = 64
 NET_BENCHES["https_c64"] = f"HTTPS keep-alive, wrk {HTTPS_CONNS} conns"
+# Full TLS handshakes, one after another, from `openssl s_time -new` (connect, handshake, close).
+NET_BENCHES["tls_handshakes"] = "TLS full handshakes, openssl s_time"
 SYSCALL_BENCHES = {"syscalls_proto_1k_c1": point_title(POINTS["proto_1k_c1"])}
 
 
@@ -457,6 +459,59 @@ def measure_syscalls(bench: str, loop: str, scale: float, cpus: Cpus) -> dict:
     }
 
 
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def measure_handshakes(bench: str, loop: str, scale: float, cpus: Cpus) -> dict:
+    """Back-to-back full handshakes from ``openssl s_time -new`` against the TLS echo server;
+    the server's resident memory before and after (it should stay flat)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("the openssl command is not installed")
+    seconds = max(1, round(durations(scale)[1]))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Server(server_argv("tls", loop, cpus.server, tmp), cpus.server) as server,
+    ):
+        def s_time(duration: int) -> str:
+            argv = [openssl, "s_time", "-connect", f"{HOST}:{server.address}", "-new",
+                    "-time", str(duration)]
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, timeout=duration + 60,
+                preexec_fn=_pinned(cpus.client),
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise RuntimeError(f"openssl s_time failed ({proc.returncode}): {proc.stderr}")
+            return proc.stdout
+
+        s_time(1)
+        rss_before, server_cpu = _rss_kib(server.proc.pid), server.cpu_seconds()
+        started = time.monotonic()
+        text = s_time(seconds)
+        wall, server_cpu = time.monotonic() - started, server.cpu_seconds() - server_cpu
+        rss_after = _rss_kib(server.proc.pid)
+        server.check()
+    match = re.search(r"^(\d+) connections in ([\d.]+) real seconds", text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"unexpected s_time output: {text!r}")
+    count = int(match[1])
+    return {
+        "ops_per_s": count / wall,
+        "messages": count,
+        "server_cpu_us_per_msg": server_cpu * 1e6 / max(count, 1),
+        "server_cpu_pct": 100 * server_cpu / wall,
+        "rss_before_kib": rss_before,
+        "rss_growth_kib": rss_after - rss_before,
+        "window_s": wall,
+        "warmup_s": 1.0,
+    }
+
+
 def measure(bench: str, loop: str, scale: float, pin: int | None) -> dict:
     problem = prepare()
     if problem:
@@ -470,6 +525,8 @@ def measure(bench: str, loop: str, scale: float, pin: int | None) -> dict:
         out = measure_syscalls(bench, loop, scale, cpus)
     elif bench in POINTS:
         out = measure_echo(bench, loop, scale, cpus)
+    elif bench == "tls_handshakes":
+        out = measure_handshakes(bench, loop, scale, cpus)
     else:
         out = measure_http(bench, loop, scale, cpus)
     return {
