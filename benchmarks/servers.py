@@ -9,9 +9,9 @@ Kinds: ``proto`` (TCP echo with an asyncio.Protocol), ``streams`` (TCP echo with
 streams), ``sock`` (TCP echo with loop.sock_accept / sock_recv / sock_sendall), ``unix`` (Unix
 socket echo with a Protocol), ``udp`` (UDP echo with a DatagramProtocol) and ``http``
 (HTTP/1.1 keep-alive with httptools, one fixed small response); ``https`` is that server and
-``tls`` the Protocol echo, over TLS (the stdlib ``ssl`` module, a throwaway certificate). Each listens on 127.0.0.1
-(port chosen by the system) or on ``--unix PATH``, prints one READY line once it accepts, and
-serves until it is killed. It dies with its parent.
+``tls`` the Protocol echo, over TLS (the stdlib ``ssl`` module, a throwaway certificate).
+Each listens on 127.0.0.1 (port chosen by the system) or on ``--unix PATH``, prints one
+READY line once it accepts, and serves until it is killed. It dies with its parent.
 """
 
 from __future__ import annotations

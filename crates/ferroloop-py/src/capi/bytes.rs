@@ -178,12 +178,12 @@ impl Drop for RawBuffer {
 /// use the buffer during the call and keep no reference to it (the `_ssl`
 /// module's `MemoryBIO.write` and `_SSLSocket.read`): the view itself may
 /// outlive the bytes only while nothing reads through it.
-pub(crate) unsafe fn memoryview_over<'py>(
-    py: Python<'py>,
+pub(crate) unsafe fn memoryview_over(
+    py: Python<'_>,
     ptr: *mut u8,
     len: usize,
     writable: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<Bound<'_, PyAny>> {
     let size =
         isize::try_from(len).map_err(|_| pyo3::exceptions::PyOverflowError::new_err("buffer too large"))?;
     let flags = if writable { ffi::PyBUF_WRITE } else { ffi::PyBUF_READ };
