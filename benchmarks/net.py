@@ -57,6 +57,7 @@ SERVERS = {
     "sock": "sock_* echo",
     "unix": "Unix echo",
     "udp": "UDP echo",
+    "tls": "TLS echo",
 }
 SIZES = {"1k": 1024, "10k": 10 * 1024, "100k": 100 * 1024}
 POINTS: dict[str, Point] = {
@@ -69,6 +70,9 @@ POINTS["unix_1k_c16"] = Point("unix", 1024, 16)
 POINTS["udp_1k_c16"] = Point("udp", 1024, 16)
 POINTS["udp_64b_c16"] = Point("udp", 64, 16)
 POINTS["udp_8k_c1"] = Point("udp", 8 * 1024, 1)
+# TLS: the Protocol echo over the stdlib ssl module; the load generator speaks TLS (OpenSSL).
+POINTS["tls_1k_c16"] = Point("tls", 1024, 16)
+POINTS["tls_64k_c1"] = Point("tls", 64 * 1024, 1)
 HTTP_CONNS = 16
 
 
@@ -105,7 +109,7 @@ def ceiling_point(bench: str) -> str | None:
     """
     name = bench.removeprefix("syscalls_")
     point = POINTS.get(name)
-    if point is None:
+    if point is None or point.server == "tls":
         return None
     if point.server in ("streams", "sock"):
         name = "proto" + name[len(point.server) :]
@@ -289,7 +293,8 @@ def loadgen_argv(server: Server, point: Point, *extra: str) -> list[str]:
         "udp": ["--udp", f"{HOST}:{server.address}"],
     }.get(point.server, ["--tcp", f"{HOST}:{server.address}"])
     conns, size = str(point.conns), str(point.size)
-    return [str(LOADGEN), *where, "--conns", conns, "--size", size, *extra]
+    tls = ["--tls"] if point.server == "tls" else []
+    return [str(LOADGEN), *where, *tls, "--conns", conns, "--size", size, *extra]
 
 
 # ---------------------------------------------------------------------------------------------

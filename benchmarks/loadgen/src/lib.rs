@@ -1,5 +1,5 @@
 //! Pieces shared by the load generator and the Rust echo server: command-line flags, the
-//! endpoint (TCP, Unix socket or UDP), a stream over any of them (a connected UDP socket sends
+//! endpoint (TCP, Unix socket or UDP), a stream over any of them (and TLS over TCP) (a connected UDP socket sends
 //! and receives one message per datagram), and the process's own CPU time.
 //!
 //! Both binaries are single-threaded mio loops; nothing here spawns threads or blocks, except
@@ -11,9 +11,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::os::fd::AsRawFd;
+
 use mio::event::Source;
 use mio::net::{TcpStream, UdpSocket, UnixStream};
+use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+use openssl::ssl::{SslConnector, SslMethod, SslStream, SslVerifyMode};
 
 /// `--name value` flags and bare `--switch`es; anything else is an error.
 pub struct Flags(HashMap<String, Option<String>>);
@@ -102,11 +106,37 @@ impl Endpoint {
     }
 }
 
-/// A connected nonblocking socket: a stream, or UDP (one message per datagram).
+impl Endpoint {
+    /// A TCP connection with TLS (OpenSSL, the server's certificate not checked: the servers
+    /// under test make a throwaway one), handshaken while blocking, then nonblocking.
+    pub fn connect_tls(&self) -> io::Result<Stream> {
+        let Endpoint::Tcp(addr) = self else {
+            return Err(io::Error::other("--tls needs --tcp"));
+        };
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(io::Error::other)?;
+        builder.set_verify(SslVerifyMode::NONE);
+        let tls = builder.build().connect("localhost", stream).map_err(io::Error::other)?;
+        tls.get_ref().set_nonblocking(true)?;
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+}
+
+/// A connected nonblocking socket: a stream, or UDP (one message per datagram), or TLS over TCP.
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
     Udp(UdpSocket),
+    Tls(Box<SslStream<std::net::TcpStream>>),
+}
+
+impl Stream {
+    /// Whether a short read may leave bytes behind (TLS reads one record at a time), so that
+    /// reading must go on until it would block.
+    pub fn reads_by_record(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
 }
 
 impl Read for Stream {
@@ -115,6 +145,7 @@ impl Read for Stream {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
             Stream::Udp(s) => s.recv(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -125,6 +156,7 @@ impl Write for Stream {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
             Stream::Udp(s) => s.send(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -139,6 +171,7 @@ impl Source for Stream {
             Stream::Tcp(s) => s.register(registry, token, interests),
             Stream::Unix(s) => s.register(registry, token, interests),
             Stream::Udp(s) => s.register(registry, token, interests),
+            Stream::Tls(s) => SourceFd(&s.get_ref().as_raw_fd()).register(registry, token, interests),
         }
     }
 
@@ -147,6 +180,7 @@ impl Source for Stream {
             Stream::Tcp(s) => s.reregister(registry, token, interests),
             Stream::Unix(s) => s.reregister(registry, token, interests),
             Stream::Udp(s) => s.reregister(registry, token, interests),
+            Stream::Tls(s) => SourceFd(&s.get_ref().as_raw_fd()).reregister(registry, token, interests),
         }
     }
 
@@ -155,6 +189,7 @@ impl Source for Stream {
             Stream::Tcp(s) => s.deregister(registry),
             Stream::Unix(s) => s.deregister(registry),
             Stream::Udp(s) => s.deregister(registry),
+            Stream::Tls(s) => SourceFd(&s.get_ref().as_raw_fd()).deregister(registry),
         }
     }
 }
