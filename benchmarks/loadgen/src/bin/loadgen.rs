@@ -167,7 +167,8 @@ fn run(config: &Config) -> io::Result<String> {
     let mut poll = Poll::new()?;
     let mut conns = Vec::with_capacity(config.conns);
     for i in 0..config.conns {
-        let mut stream = if config.tls { config.endpoint.connect_tls()? } else { config.endpoint.connect()? };
+        let mut stream =
+            if config.tls { config.endpoint.connect_tls()? } else { config.endpoint.connect()? };
         poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
         let started = Instant::now();
         conns.push(Conn { stream, sent: 0, received: 0, started, busy: false });
