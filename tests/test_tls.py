@@ -562,7 +562,9 @@ def test_buffered_application_sees_close_notify(loop, server_ctx, client_ctx):
         )
         await proto.lost
         assert bytes(proto.data) == pattern(100_000)
-        assert proto.events == [("eof", 100_000), ("lost", None)]
+        # 3.10's TLS protocol (the older one) does not pass close_notify on as eof_received.
+        eof = [("eof", 100_000)] if PY311 else []
+        assert proto.events == [*eof, ("lost", None)]
         server.close()
         await server.wait_closed()
 
