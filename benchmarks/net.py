@@ -483,9 +483,17 @@ def measure_handshakes(bench: str, loop: str, scale: float, cpus: Cpus) -> dict:
         tempfile.TemporaryDirectory() as tmp,
         Server(server_argv("tls", loop, cpus.server, tmp), cpus.server) as server,
     ):
+
         def s_time(duration: int) -> str:
-            argv = [openssl, "s_time", "-connect", f"{HOST}:{server.address}", "-new",
-                    "-time", str(duration)]
+            argv = [
+                openssl,
+                "s_time",
+                "-connect",
+                f"{HOST}:{server.address}",
+                "-new",
+                "-time",
+                str(duration),
+            ]
             proc = subprocess.run(
                 argv, capture_output=True, text=True, timeout=duration + 60,
                 preexec_fn=_pinned(cpus.client),

@@ -92,7 +92,10 @@ def test_extra_info(loop, server_ctx, client_ctx):
     async def main():
         server = await echo_server(loop, server_ctx)
         tr, _ = await loop.create_connection(
-            asyncio.Protocol, LOCALHOST, port_of(server), ssl=client_ctx,
+            asyncio.Protocol,
+            LOCALHOST,
+            port_of(server),
+            ssl=client_ctx,
             server_hostname="localhost",
         )
         obj = tr.get_extra_info("ssl_object")
@@ -304,7 +307,10 @@ def test_wrong_hostname(loop, server_ctx, client_ctx):
         server = await echo_server(loop, server_ctx)
         with pytest.raises(ssl.SSLCertVerificationError):
             await loop.create_connection(
-                asyncio.Protocol, LOCALHOST, port_of(server), ssl=client_ctx,
+                asyncio.Protocol,
+                LOCALHOST,
+                port_of(server),
+                ssl=client_ctx,
                 server_hostname="other.example",
             )
         server.close()
@@ -476,9 +482,21 @@ def test_client_against_openssl_s_server(loop, client_ctx, cert_files):
     cert, key, _ = cert_files
     port = make_listener().getsockname()[1]  # a free port (closed when collected)
     srv = subprocess.Popen(
-        [OPENSSL, "s_server", "-quiet", "-rev", "-accept", f"{LOCALHOST}:{port}",
-         "-cert", cert, "-key", key],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            OPENSSL,
+            "s_server",
+            "-quiet",
+            "-rev",
+            "-accept",
+            f"{LOCALHOST}:{port}",
+            "-cert",
+            cert,
+            "-key",
+            key,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
     async def main():
@@ -513,9 +531,19 @@ def test_server_against_openssl_s_client(loop, server_ctx, cert_files):
     async def main():
         server = await echo_server(loop, server_ctx)
         proc = await asyncio.create_subprocess_exec(
-            OPENSSL, "s_client", "-quiet", "-connect", f"{LOCALHOST}:{port_of(server)}",
-            "-CAfile", cafile, "-verify_return_error", "-servername", "localhost",
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            OPENSSL,
+            "s_client",
+            "-quiet",
+            "-connect",
+            f"{LOCALHOST}:{port_of(server)}",
+            "-CAfile",
+            cafile,
+            "-verify_return_error",
+            "-servername",
+            "localhost",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         proc.stdin.write(b"echo me\n")
         await proc.stdin.drain()
@@ -567,5 +595,272 @@ def test_buffered_application_sees_close_notify(loop, server_ctx, client_ctx):
         assert proto.events == [*eof, ("lost", None)]
         server.close()
         await server.wait_closed()
+
+    run(loop, main())
+
+
+# -- what users reported against other loops --------------------------------------------------
+
+
+class Exact(asyncio.BufferedProtocol):
+    """Reads exactly ``want`` plaintext bytes (never a byte more), then calls ``then``."""
+
+    def __init__(self, loop, want, then):
+        self.loop, self.left, self.then = loop, want, then
+        self.buf = bytearray(65536)
+        self.done = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return memoryview(self.buf)[: min(self.left, len(self.buf))]
+
+    def buffer_updated(self, nbytes):
+        self.left -= nbytes
+        if self.left == 0:
+            self.transport.pause_reading()
+            self.then(self)
+
+    def connection_lost(self, exc):
+        if not self.done.done():
+            self.done.set_result(exc)
+
+
+class LateEcho(asyncio.Protocol):
+    """An echo for loop.start_tls(), which does not call connection_made: the transport is
+    given once start_tls() returns; what came before it is echoed then."""
+
+    transport = None
+
+    def __init__(self):
+        self.early = b""
+
+    def attach(self, transport):
+        self.transport = transport
+        if self.early:
+            transport.write(self.early)
+
+    def data_received(self, data):
+        if self.transport is None:
+            self.early += data
+        else:
+            self.transport.write(data)
+
+
+def _upgrade_server(loop, server_ctx, results):
+    """A peer that reads b"STARTTLS\\n", waits with its reading paused while the client's
+    ClientHello is already on the socket, then upgrades and echoes one line over TLS."""
+
+    def then(proto):
+        async def upgrade():
+            await asyncio.sleep(0.1)  # the ClientHello arrives while nothing reads
+            tr = await loop.start_tls(proto.transport, echo, server_ctx, server_side=True)
+            echo.attach(tr)
+            results.append(tr)
+
+        echo = LateEcho()
+        loop.create_task(upgrade())
+
+    return lambda: Exact(loop, len(b"STARTTLS\n"), then)
+
+
+def test_start_tls_keeps_bytes_that_arrived_before_it(loop, server_ctx, client_ctx):
+    if not PY311:
+        pytest.skip("StreamWriter.start_tls is 3.11+")
+    results = []
+
+    async def main():
+        server = await loop.create_server(_upgrade_server(loop, server_ctx, results), LOCALHOST, 0)
+        reader, writer = await asyncio.open_connection(LOCALHOST, port_of(server))
+        writer.write(b"STARTTLS\n")
+        # No reply awaited: the ClientHello follows at once.
+        await writer.start_tls(client_ctx, server_hostname="localhost")
+        writer.write(b"over tls\n")
+        assert await reader.readline() == b"over tls\n"
+        assert len(results) == 1
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_start_tls_while_writing_is_paused(loop, ref_loop, server_ctx, client_ctx):
+    """The client's transport is paused for writing (its peer reads nothing yet) when it
+    upgrades: the plaintext goes first, then the handshake; both loops end the same way."""
+    plain = pattern(4 * 1024 * 1024)
+
+    async def scenario(lp):
+        calls = []
+        lp.set_exception_handler(lambda _lp, ctx: calls.append(ctx["message"]))
+        upgraded = []
+
+        def then(proto):
+            async def upgrade():
+                echo = LateEcho()
+                tr = await lp.start_tls(proto.transport, echo, server_ctx, server_side=True)
+                echo.attach(tr)
+                upgraded.append(tr)
+
+            lp.create_task(upgrade())
+
+        server = await lp.create_server(lambda: Exact(lp, len(plain), then), LOCALHOST, 0)
+        proto = Proto(lp)
+        tr, _ = await lp.create_connection(lambda: proto, LOCALHOST, port_of(server))
+        tr.write(plain)
+        paused = "pause_writing" in proto.events
+        tls_proto = Proto(lp)
+        tls_tr = await lp.start_tls(tr, tls_proto, client_ctx, server_hostname="localhost")
+        tls_tr.write(b"after")
+        got = await tls_proto.wait_bytes(5)
+        tls_tr.close()
+        await tls_proto.lost
+        server.close()
+        await server.wait_closed()
+        lp.set_exception_handler(None)
+        return paused, got, len(upgraded), calls
+
+    if not PY311:
+        pytest.skip("asyncio's older TLS protocol; covered by the 3.11+ runs")
+    got = run(loop, scenario(loop))
+    want = run(ref_loop, scenario(ref_loop))
+    assert got == want
+    assert got[:3] == (True, b"after", 1)
+
+
+def test_close_drains_then_shuts_down_promptly(loop, server_ctx, client_ctx):
+    """A server writes 8 MiB and closes: the client gets all of it, then close_notify; neither
+    side waits for the shutdown timeout (30 s by default, more than this test's guard)."""
+    size = 8 * 1024 * 1024
+    lost = []
+
+    class Sender(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.write(pattern(size))
+            transport.close()
+
+        def connection_lost(self, exc):
+            lost.append(exc)
+
+    async def main():
+        server = await loop.create_server(Sender, LOCALHOST, 0, ssl=server_ctx)
+        proto = Proto(loop)
+        await loop.create_connection(
+            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+        )
+        await proto.lost
+        assert len(proto.data) == size
+        assert proto.lost_calls == [None]
+        while not lost:
+            await asyncio.sleep(0.01)
+        assert lost == [None]
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main(), timeout=20)
+
+
+def test_debug_mode_close_right_after_connecting(loop, server_ctx, client_ctx):
+    loop.set_debug(True)
+
+    async def main():
+        server = await echo_server(loop, server_ctx)
+        for _ in range(5):
+            proto = Proto(loop)
+            tr, _ = await loop.create_connection(
+                lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx,
+                server_hostname="localhost",
+            )  # fmt: skip
+            tr.close()
+            await proto.lost
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_peer_reset_mid_handshake_is_not_reported(loop, server_ctx):
+    """Clients that reset during the handshake: the server logs at debug level only (asyncio
+    gives OSError and SSLError there to the logger, not the exception handler)."""
+    made = []
+
+    class App(asyncio.Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+
+    async def main():
+        server = await loop.create_server(App, LOCALHOST, 0, ssl=server_ctx)
+        for _ in range(5):
+            sock = socket.create_connection((LOCALHOST, port_of(server)))
+            sock.setblocking(False)
+            await loop.sock_sendall(sock, b"\x16\x03\x01\x00\x05hello")  # a broken ClientHello
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            sock.close()  # RST
+        await asyncio.sleep(0.1)
+        assert made == []
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_sendfile_over_tls_falls_back(loop, server_ctx, client_ctx, tmp_path):
+    path = tmp_path / "file.bin"
+    path.write_bytes(pattern(300_000))
+
+    async def main():
+        server = await echo_server(loop, server_ctx)
+        proto = Proto(loop)
+        tr, _ = await loop.create_connection(
+            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+        )
+        with open(path, "rb") as f:
+            sent = await loop.sendfile(tr, f)
+        assert sent == 300_000
+        assert await proto.wait_bytes(300_000) == pattern(300_000)
+        tr.close()
+        await proto.lost
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_unix_socket_and_accepted_socket(loop, server_ctx, client_ctx, tmp_path):
+    path = str(tmp_path / "tls.sock")
+
+    async def main():
+        server = await loop.create_unix_server(Echo, path, ssl=server_ctx)
+        proto = Proto(loop)
+        tr, _ = await loop.create_unix_connection(
+            lambda: proto, path, ssl=client_ctx, server_hostname="localhost"
+        )
+        tr.write(b"unix")
+        assert await proto.wait_bytes(4) == b"unix"
+        tr.close()
+        await proto.lost
+        server.close()
+        await server.wait_closed()
+
+        # connect_accepted_socket with ssl: a socket accepted by the caller.
+        listener = make_listener()
+        port = listener.getsockname()[1]
+        accepted = loop.create_task(loop.sock_accept(listener))
+        proto2 = Proto(loop)
+        connecting = loop.create_task(loop.create_connection(
+            lambda: proto2, LOCALHOST, port, ssl=client_ctx, server_hostname="localhost"
+        ))  # fmt: skip
+        conn, _ = await accepted
+        await loop.connect_accepted_socket(Echo, conn, ssl=server_ctx)
+        tr2, _ = await connecting
+        tr2.write(b"accepted")
+        assert await proto2.wait_bytes(8) == b"accepted"
+        tr2.close()
+        await proto2.lost
+        listener.close()
 
     run(loop, main())

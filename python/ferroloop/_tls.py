@@ -49,8 +49,13 @@ if PY311:
             # The C object under ssl.SSLObject, unless the context makes another kind.
             if type(self._sslobj) is ssl.SSLObject:
                 pump = self._pump = TlsPump(
-                    self, self._incoming, self._outgoing, self._sslobj._sslobj,
-                    self._write_backlog, _State.WRAPPED, self._app_transport,
+                    self,
+                    self._incoming,
+                    self._outgoing,
+                    self._sslobj._sslobj,
+                    self._write_backlog,
+                    _State.WRAPPED,
+                    self._app_transport,
                 )
                 self._app_transport.write = pump.write
 
@@ -72,8 +77,18 @@ else:  # pragma: no cover - 3.10
     SSLProtocol = sslproto.SSLProtocol  # type: ignore[misc,assignment]
 
 
-def make_transport(loop, rawsock, protocol, sslcontext, waiter, server_side, server_hostname,
-                   extra, server, **timeouts) -> Any:
+def make_transport(
+    loop,
+    rawsock,
+    protocol,
+    sslcontext,
+    waiter,
+    server_side,
+    server_hostname,
+    extra,
+    server,
+    **timeouts,
+) -> Any:
     """The loop's ``_make_ssl_transport``: TLS over the native socket transport."""
     from ._stream import SocketTransport
 
@@ -84,13 +99,19 @@ def make_transport(loop, rawsock, protocol, sslcontext, waiter, server_side, ser
     return ssl_protocol._app_transport
 
 
-async def start_tls(loop, transport, protocol, sslcontext, *, server_side=False,
-                    server_hostname=None, **timeouts) -> Any:
+async def start_tls(
+    loop, transport, protocol, sslcontext, *, server_side=False, server_hostname=None, **timeouts
+) -> Any:
     """``loop.start_tls()``: asyncio's steps, with the native-aware protocol."""
     if not PY311:  # pragma: no cover - 3.10: asyncio's own
         return await base_events.BaseEventLoop.start_tls(
-            loop, transport, protocol, sslcontext, server_side=server_side,
-            server_hostname=server_hostname, **timeouts,
+            loop,
+            transport,
+            protocol,
+            sslcontext,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            **timeouts,
         )
     if not isinstance(sslcontext, ssl.SSLContext):
         raise TypeError(
@@ -100,8 +121,14 @@ async def start_tls(loop, transport, protocol, sslcontext, *, server_side=False,
         raise TypeError(f"transport {transport!r} is not supported by start_tls()")
     waiter = loop.create_future()
     ssl_protocol = SSLProtocol(
-        loop, protocol, sslcontext, waiter, server_side, server_hostname,
-        call_connection_made=False, **timeouts,
+        loop,
+        protocol,
+        sslcontext,
+        waiter,
+        server_side,
+        server_hostname,
+        call_connection_made=False,
+        **timeouts,
     )
     # Paused first, so that nothing reaches the TLS protocol before connection_made().
     transport.pause_reading()
