@@ -770,7 +770,7 @@ def test_debug_mode_close_right_after_connecting(loop, server_ctx, client_ctx):
         for _ in range(5):
             proto = Proto(loop)
             tr, _ = await loop.create_connection(
-                lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx,
+                lambda p=proto: p, LOCALHOST, port_of(server), ssl=client_ctx,
                 server_hostname="localhost",
             )  # fmt: skip
             tr.close()
