@@ -28,7 +28,7 @@
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyWeakrefReference};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::stream::{FilterOps, ReadFilter, StreamCore};
@@ -112,7 +112,16 @@ struct State {
     /// connection is lost: then the pump lets go of it, so that no cycle
     /// outlives the connection (asyncio's own objects free by reference
     /// counting alone, and its tests check that a context is released).
-    protocol: Option<Py<PyAny>>,
+    protocol: Option<(Py<PyAny>, Py<PyDict>)>,
+}
+
+impl State {
+    fn protocol<'py>(&self, py: Python<'py>) -> Option<Proto<'py>> {
+        self.protocol.as_ref().map(|(obj, fields)| Proto {
+            obj: obj.bind(py).clone(),
+            fields: fields.bind(py).clone(),
+        })
+    }
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "TlsPump", frozen)]
@@ -142,18 +151,40 @@ static TLS_FILTER: FilterOps = FilterOps {
     },
 };
 
+/// The instance dictionary of asyncio's protocol object.
+fn fields_of(protocol: &Bound<'_, PyAny>) -> PyResult<Py<PyDict>> {
+    Ok(protocol.getattr(pyo3::intern!(protocol.py(), "__dict__"))?.cast_into::<PyDict>()?.unbind())
+}
+
 /// Whether `err` is OpenSSL asking for more bytes (asyncio's `SSLAgainErrors`).
 fn is_again(py: Python<'_>, err: &PyErr) -> PyResult<bool> {
     Ok(err.is_instance(py, pyimports::ssl_want_read(py)?)
         || err.is_instance(py, pyimports::ssl_want_write(py)?))
 }
 
-fn attr_true(obj: &Bound<'_, PyAny>, name: &Bound<'_, pyo3::types::PyString>) -> PyResult<bool> {
-    obj.getattr(name)?.is_truthy()
+/// asyncio's protocol, with its instance dictionary: its state and flags
+/// are plain instance attributes, read from the dictionary (a lookup by an
+/// interned name) rather than through the type's attribute machinery.
+struct Proto<'py> {
+    obj: Bound<'py, PyAny>,
+    fields: Bound<'py, PyDict>,
 }
 
-fn attr_usize(obj: &Bound<'_, PyAny>, name: &Bound<'_, pyo3::types::PyString>) -> PyResult<isize> {
-    obj.getattr(name)?.extract()
+impl<'py> Proto<'py> {
+    fn get(&self, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
+        match self.fields.get_item(name)? {
+            Some(value) => Ok(value),
+            None => self.obj.getattr(name),
+        }
+    }
+
+    fn is_true(&self, name: &Bound<'py, PyString>) -> PyResult<bool> {
+        self.get(name)?.is_truthy()
+    }
+
+    fn int(&self, name: &Bound<'py, PyString>) -> PyResult<isize> {
+        self.get(name)?.extract()
+    }
 }
 
 impl TlsPump {
@@ -165,18 +196,18 @@ impl TlsPump {
         let proto = {
             let mut st = self.st.borrow_mut(py);
             st.records.feed(data);
-            match &st.protocol {
-                Some(p) => p.clone_ref(py).into_bound(py),
+            match st.protocol(py) {
+                Some(p) => p,
                 None => return Ok(()),
             }
         };
         let proto = &proto;
-        let steady = proto.getattr(pyo3::intern!(py, "_state"))?.is(self.wrapped.bind(py))
-            && !attr_true(proto, pyo3::intern!(py, "_app_reading_paused"))?;
+        let steady = proto.get(pyo3::intern!(py, "_state"))?.is(self.wrapped.bind(py))
+            && !proto.is_true(pyo3::intern!(py, "_app_reading_paused"))?;
         if !steady {
-            return pyimports::tls_after_feed(py)?.call1((proto,)).map(drop);
+            return pyimports::tls_after_feed(py)?.call1((&proto.obj,)).map(drop);
         }
-        let res = if attr_true(proto, pyo3::intern!(py, "_app_protocol_is_buffer"))? {
+        let res = if proto.is_true(pyo3::intern!(py, "_app_protocol_is_buffer"))? {
             self.read_into_app(py, proto)
         } else {
             self.read_records(py, proto)
@@ -184,7 +215,7 @@ impl TlsPump {
         match res {
             Ok(()) => Ok(()),
             Err(err) if err.is_instance_of::<PyException>(py) => {
-                pyimports::tls_fatal(py)?.call1((proto, err.into_value(py))).map(drop)
+                pyimports::tls_fatal(py)?.call1((&proto.obj, err.into_value(py))).map(drop)
             }
             Err(err) => Err(err),
         }
@@ -201,7 +232,7 @@ impl TlsPump {
     }
 
     /// asyncio's `_do_read` with `_do_read__copied`, in the steady state.
-    fn read_records(&self, py: Python<'_>, proto: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn read_records<'py>(&self, py: Python<'py>, proto: &Proto<'py>) -> PyResult<()> {
         let mut plain = std::mem::take(&mut self.st.borrow_mut(py).plain);
         plain.clear();
         let mut close_notify = false;
@@ -239,11 +270,11 @@ impl TlsPump {
             return Err(err);
         }
         if let Some(data) = data {
-            let app = proto.getattr(pyo3::intern!(py, "_app_protocol"))?;
+            let app = proto.get(pyo3::intern!(py, "_app_protocol"))?;
             app.call_method1(pyo3::intern!(py, "data_received"), (data,))?;
         }
         if close_notify || !self.quiet_after_read(py, proto)? {
-            return pyimports::tls_finish_read(py)?.call1((proto, close_notify)).map(drop);
+            return pyimports::tls_finish_read(py)?.call1((&proto.obj, close_notify)).map(drop);
         }
         Ok(())
     }
@@ -253,9 +284,9 @@ impl TlsPump {
     /// `get_buffer` called once per read as there. OpenSSL is asked only when
     /// it has something to give, where asyncio's read would raise
     /// `SSLWantReadError` and end the batch the same way.
-    fn read_into_app(&self, py: Python<'_>, proto: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn read_into_app<'py>(&self, py: Python<'py>, proto: &Proto<'py>) -> PyResult<()> {
         let size: usize = self.incoming.bind(py).getattr(pyo3::intern!(py, "pending"))?.extract()?;
-        let buf = proto.getattr(pyo3::intern!(py, "_app_protocol_get_buffer"))?.call1((size,))?;
+        let buf = proto.get(pyo3::intern!(py, "_app_protocol_get_buffer"))?.call1((size,))?;
         let wants = buf.len()?;
         let mut view = RawBuffer::get(&buf, true)?;
         let target = view.as_mut_slice();
@@ -290,14 +321,14 @@ impl TlsPump {
         drop(view);
         if full {
             // The buffer is full: asyncio reads on in a later callback.
-            pyimports::tls_schedule_read(py)?.call1((proto,))?;
+            pyimports::tls_schedule_read(py)?.call1((&proto.obj,))?;
         }
         if offset > 0 {
-            proto.getattr(pyo3::intern!(py, "_app_protocol_buffer_updated"))?.call1((offset,))?;
+            proto.get(pyo3::intern!(py, "_app_protocol_buffer_updated"))?.call1((offset,))?;
         }
         let close_notify = count == 0;
         if close_notify || !self.quiet_after_read(py, proto)? {
-            return pyimports::tls_finish_read(py)?.call1((proto, close_notify)).map(drop);
+            return pyimports::tls_finish_read(py)?.call1((&proto.obj, close_notify)).map(drop);
         }
         Ok(())
     }
@@ -305,20 +336,20 @@ impl TlsPump {
     /// Whether the rest of asyncio's `_do_read` would do nothing: no queued
     /// application data or TLS output, the application's writing neither to
     /// pause nor to resume, the socket's reading neither.
-    fn quiet_after_read(&self, py: Python<'_>, proto: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn quiet_after_read<'py>(&self, py: Python<'py>, proto: &Proto<'py>) -> PyResult<bool> {
         if self.backlog.bind(py).len()? > 0
             || self.outgoing.bind(py).getattr(pyo3::intern!(py, "pending"))?.extract::<usize>()? > 0
-            || attr_true(proto, pyo3::intern!(py, "_app_writing_paused"))?
-            || attr_usize(proto, pyo3::intern!(py, "_outgoing_high_water"))? <= 0
+            || proto.is_true(pyo3::intern!(py, "_app_writing_paused"))?
+            || proto.int(pyo3::intern!(py, "_outgoing_high_water"))? <= 0
         {
             return Ok(false);
         }
         let size: isize = self.incoming.bind(py).getattr(pyo3::intern!(py, "pending"))?.extract()?;
-        let paused = attr_true(proto, pyo3::intern!(py, "_ssl_reading_paused"))?;
+        let paused = proto.is_true(pyo3::intern!(py, "_ssl_reading_paused"))?;
         Ok(if paused {
-            size > attr_usize(proto, pyo3::intern!(py, "_incoming_low_water"))?
+            size > proto.int(pyo3::intern!(py, "_incoming_low_water"))?
         } else {
-            size < attr_usize(proto, pyo3::intern!(py, "_incoming_high_water"))?
+            size < proto.int(pyo3::intern!(py, "_incoming_high_water"))?
         })
     }
 
@@ -326,9 +357,9 @@ impl TlsPump {
     /// that OpenSSL takes whole, then `_process_outgoing`. `Ok(false)`: not
     /// the steady state, asyncio's method is to run instead.
     fn write_now(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let proto = self.st.borrow(py).protocol.as_ref().map(|p| p.clone_ref(py));
+        let proto = self.st.borrow(py).protocol(py);
         let Some(proto) = proto else { return Ok(false) };
-        let proto = proto.bind(py);
+        let proto = &proto;
         let len = if let Ok(b) = data.cast::<PyBytes>() {
             b.as_bytes().len()
         } else if let Ok(b) = data.cast::<PyByteArray>() {
@@ -339,9 +370,9 @@ impl TlsPump {
         let core = self.st.borrow(py).core.as_ref().map(|c| c.clone_ref(py));
         let Some(core) = core else { return Ok(false) };
         if len == 0
-            || !proto.getattr(pyo3::intern!(py, "_state"))?.is(self.wrapped.bind(py))
+            || !proto.get(pyo3::intern!(py, "_state"))?.is(self.wrapped.bind(py))
             || self.backlog.bind(py).len()? > 0
-            || attr_true(proto, pyo3::intern!(py, "_ssl_writing_paused"))?
+            || proto.is_true(pyo3::intern!(py, "_ssl_writing_paused"))?
         {
             return Ok(false);
         }
@@ -349,22 +380,22 @@ impl TlsPump {
         let taken = match res {
             Ok(n) => n,
             Err(err) if is_again(py, &err)? => 0,
-            Err(err) => return self.fail(py, proto, err).map(|()| true),
+            Err(err) => return self.fail(py, &proto.obj, err).map(|()| true),
         };
         if taken < len {
-            pyimports::tls_write_rest(py)?.call1((proto, data, taken))?;
+            pyimports::tls_write_rest(py)?.call1((&proto.obj, data, taken))?;
             return Ok(true);
         }
         let out = self.outgoing_read.bind(py).call0()?;
         if out.len()? > 0 {
             if let Err(err) = core.get().write(py, out) {
-                return self.fail(py, proto, err).map(|()| true);
+                return self.fail(py, &proto.obj, err).map(|()| true);
             }
         }
-        if attr_true(proto, pyo3::intern!(py, "_app_writing_paused"))?
-            || attr_usize(proto, pyo3::intern!(py, "_outgoing_high_water"))? <= 0
+        if proto.is_true(pyo3::intern!(py, "_app_writing_paused"))?
+            || proto.int(pyo3::intern!(py, "_outgoing_high_water"))? <= 0
         {
-            pyimports::tls_control_app_writing(py)?.call1((proto,))?;
+            pyimports::tls_control_app_writing(py)?.call1((&proto.obj,))?;
         }
         Ok(true)
     }
@@ -397,6 +428,7 @@ impl TlsPump {
         app_transport: Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let py = protocol.py();
+        let fields = fields_of(&protocol)?;
         Ok(Self {
             incoming_write: incoming.getattr(pyo3::intern!(py, "write"))?.unbind(),
             outgoing_read: outgoing.getattr(pyo3::intern!(py, "read"))?.unbind(),
@@ -412,7 +444,7 @@ impl TlsPump {
                 records: Records::default(),
                 plain: Vec::new(),
                 core: None,
-                protocol: Some(protocol.unbind()),
+                protocol: Some((protocol.clone().unbind(), fields)),
             }),
         })
     }
@@ -456,8 +488,9 @@ impl TlsPump {
             if let Some(core) = &st.core {
                 visit.call(core)?;
             }
-            if let Some(protocol) = &st.protocol {
+            if let Some((protocol, fields)) = &st.protocol {
                 visit.call(protocol)?;
+                visit.call(fields)?;
             }
         }
         Ok(())
