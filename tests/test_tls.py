@@ -864,3 +864,31 @@ def test_unix_socket_and_accepted_socket(loop, server_ctx, client_ctx, tmp_path)
         listener.close()
 
     run(loop, main())
+
+
+def test_writelines_of_text_is_a_fatal_error(loop, exc_calls, server_ctx, client_ctx):
+    async def main():
+        server = await echo_server(loop, server_ctx)
+        proto = Proto(loop)
+        tr, _ = await loop.create_connection(
+            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+        )
+        tr.writelines((b"fine", bytearray(b"also fine")))
+        assert await proto.wait_bytes(13) == b"finealso fine"
+        if not PY311:  # the older TLS transport joins the items first
+            with pytest.raises(TypeError):
+                tr.writelines([b"a", "text"])
+            tr.close()
+        else:
+            tr.writelines([b"a", "text"])
+        await proto.lost
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+    if not PY311:
+        return
+    ctx = exc_calls.pop()
+    assert ctx["message"] == "Fatal error on SSL protocol"
+    assert isinstance(ctx["exception"], TypeError)
+    assert not exc_calls

@@ -58,6 +58,7 @@ if PY311:
                     self._app_transport,
                 )
                 self._app_transport.write = pump.write
+                self._app_transport.writelines = pump.writelines
 
         def connection_made(self, transport: Any) -> None:
             from ._stream import SocketTransport
@@ -71,6 +72,7 @@ if PY311:
                 self._pump.detach()
                 if self._app_transport is not None:  # asyncio's write() from now on
                     self._app_transport.__dict__.pop("write", None)
+                    self._app_transport.__dict__.pop("writelines", None)
             super().connection_lost(exc)
 
 else:  # pragma: no cover - 3.10
@@ -184,6 +186,11 @@ def fatal(proto: Any, exc: BaseException) -> None:
 def write_slow(app_transport: Any, data: Any) -> None:
     """``write()`` by asyncio's own transport method (checks, cold states)."""
     _AppTransport.write(app_transport, data)
+
+
+def writelines_slow(app_transport: Any, list_of_data: Any) -> None:
+    """``writelines()`` by asyncio's own transport method."""
+    _AppTransport.writelines(app_transport, list_of_data)
 
 
 def write_rest(proto: Any, data: Any, count: int) -> None:

@@ -181,3 +181,8 @@ cached_attr!(
     /// on in a later callback (its `call_soon(_do_read)`).
     tls_schedule_read, "ferroloop._tls", "schedule_read"
 );
+cached_attr!(
+    /// A TLS `writelines()` of something other than a list or tuple of
+    /// bytes, or outside the steady state: asyncio's own transport method.
+    tls_writelines_slow, "ferroloop._tls", "writelines_slow"
+);

@@ -117,10 +117,9 @@ struct State {
 
 impl State {
     fn protocol<'py>(&self, py: Python<'py>) -> Option<Proto<'py>> {
-        self.protocol.as_ref().map(|(obj, fields)| Proto {
-            obj: obj.bind(py).clone(),
-            fields: fields.bind(py).clone(),
-        })
+        self.protocol
+            .as_ref()
+            .map(|(obj, fields)| Proto { obj: obj.bind(py).clone(), fields: fields.bind(py).clone() })
     }
 }
 
@@ -150,6 +149,31 @@ static TLS_FILTER: FilterOps = FilterOps {
         pump.get().feed(obj.py(), data)
     },
 };
+
+/// The items of a list or tuple of `bytes`/`bytearray`, joined into one
+/// `bytes`; None for anything else.
+fn join_bytes<'py>(items: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = items.py();
+    let seq = if let Ok(list) = items.cast::<pyo3::types::PyList>() {
+        list.as_sequence().clone()
+    } else if let Ok(tuple) = items.cast::<pyo3::types::PyTuple>() {
+        tuple.as_sequence().clone()
+    } else {
+        return Ok(None);
+    };
+    let mut joined = Vec::new();
+    for item in seq.try_iter()? {
+        let item = item?;
+        if let Ok(b) = item.cast::<PyBytes>() {
+            joined.extend_from_slice(b.as_bytes());
+        } else if let Ok(b) = item.cast::<PyByteArray>() {
+            joined.extend_from_slice(&b.to_vec());
+        } else {
+            return Ok(None);
+        }
+    }
+    Ok(Some(PyBytes::new(py, &joined).into_any()))
+}
 
 /// The instance dictionary of asyncio's protocol object.
 fn fields_of(protocol: &Bound<'_, PyAny>) -> PyResult<Py<PyDict>> {
@@ -478,6 +502,21 @@ impl TlsPump {
         match self.app_transport.bind(py).upgrade() {
             Some(app) => pyimports::tls_write_slow(py)?.call1((app, data)).map(drop),
             // Only a `write` taken from the transport before it was freed.
+            None => Ok(()),
+        }
+    }
+
+    /// The TLS transport's `writelines()`: a list or tuple of `bytes` and
+    /// `bytearray` is encrypted as one piece (fewer, fuller records); the
+    /// rest is asyncio's method.
+    fn writelines(&self, py: Python<'_>, list_of_data: Bound<'_, PyAny>) -> PyResult<()> {
+        if let Some(joined) = join_bytes(&list_of_data)? {
+            if self.write_now(py, &joined)? {
+                return Ok(());
+            }
+        }
+        match self.app_transport.bind(py).upgrade() {
+            Some(app) => pyimports::tls_writelines_slow(py)?.call1((app, list_of_data)).map(drop),
             None => Ok(()),
         }
     }
