@@ -892,3 +892,38 @@ def test_writelines_of_text_is_a_fatal_error(loop, exc_calls, server_ctx, client
     assert ctx["message"] == "Fatal error on SSL protocol"
     assert isinstance(ctx["exception"], TypeError)
     assert not exc_calls
+
+
+def test_server_handshake_timeout_closes_silent_clients(loop, server_ctx):
+    """Clients that connect and never send a ClientHello: the server gives up after its
+    handshake timeout, closes the socket (quietly: an OSError is only debug-logged) and keeps
+    no descriptor."""
+    made = []
+
+    class App(asyncio.Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+
+    async def main():
+        server = await loop.create_server(
+            App, LOCALHOST, 0, ssl=server_ctx, ssl_handshake_timeout=0.1
+        )
+        before = fd_count()
+        socks = []
+        for _ in range(5):
+            sock = socket.create_connection((LOCALHOST, port_of(server)))
+            sock.setblocking(False)
+            socks.append(sock)
+        for sock in socks:
+            try:
+                assert await loop.sock_recv(sock, 1024) == b""
+            except ConnectionResetError:
+                pass
+            sock.close()
+        await asyncio.sleep(0.05)
+        assert made == []
+        assert fd_count() <= before
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
