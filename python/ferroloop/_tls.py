@@ -30,6 +30,7 @@ from asyncio import base_events, sslproto
 from typing import Any
 
 from ._compat import PY311
+from ._stream import SocketTransport
 
 _FATAL = "Fatal error on SSL protocol"
 
@@ -43,6 +44,11 @@ if PY311:
         """asyncio's ``SSLProtocol``, with its per-record work done natively."""
 
         _pump = None
+        # asyncio zero-fills a read buffer of max_size (256 KiB) per connection, for a
+        # transport that asks get_buffer(); the native stream feeds the pump instead, and
+        # OpenSSL's reads return one record (16 KiB) at most, so 32 KiB serves asyncio's
+        # own paths as well and saves a 256 KiB memset per handshake.
+        max_size = 32 * 1024
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -61,8 +67,6 @@ if PY311:
                 self._app_transport.writelines = pump.writelines
 
         def connection_made(self, transport: Any) -> None:
-            from ._stream import SocketTransport
-
             if self._pump is not None and isinstance(transport, SocketTransport):
                 self._pump.attach(transport._core)
             super().connection_made(transport)
@@ -92,8 +96,6 @@ def make_transport(
     **timeouts,
 ) -> Any:
     """The loop's ``_make_ssl_transport``: TLS over the native socket transport."""
-    from ._stream import SocketTransport
-
     ssl_protocol = SSLProtocol(
         loop, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
     )
