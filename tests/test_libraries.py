@@ -1,5 +1,7 @@
 """Real libraries on each loop: aiohttp, uvicorn (h11 and httptools) with httpx, websockets, anyio.
 
+aiohttp (server and client, WebSocket included) and websockets run over plain TCP and over TLS.
+
 Each scenario is a small but complete use of the library's public API over real sockets (server
 and client in the same loop) and runs on asyncio and on ferroloop; the assertions are on what the
 application sees. A library that is not installed skips its tests (``make venv`` installs them).
@@ -27,10 +29,26 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@pytest.fixture(params=[False, True], ids=["plain", "tls"])
+def tls(request):
+    """None (plain TCP), or (server context, client context) for TLS with a throwaway CA."""
+    if not request.param:
+        return None
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(HOST).configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
 # ---- aiohttp: server and client --------------------------------------------------------------
 
 
-def test_aiohttp_server_and_client(loop):
+def test_aiohttp_server_and_client(loop, tls):
     aiohttp = pytest.importorskip("aiohttp")
     from aiohttp import web
 
@@ -67,12 +85,13 @@ def test_aiohttp_server_and_client(loop):
         app.router.add_get("/ws", echo_ws)
         runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, HOST, 0)
+        site = web.TCPSite(runner, HOST, 0, ssl_context=tls and tls[0])
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
-        base = f"http://{HOST}:{port}"
+        base = f"{'https' if tls else 'http'}://{HOST}:{port}"
+        connector = aiohttp.TCPConnector(ssl=tls[1] if tls else False)
         try:
-            async with aiohttp.ClientSession() as session:
+            async with aiohttp.ClientSession(connector=connector) as session:
                 # Keep-alive: several requests on one pooled connection, some concurrent.
                 texts = await asyncio.gather(
                     *[_get_text(session, f"{base}/hello/n{i}") for i in range(20)]
@@ -217,7 +236,7 @@ def test_uvicorn_workers_with_loop_option(tmp_path, loop_option, loop_class):
 # ---- websockets ------------------------------------------------------------------------------
 
 
-def test_websockets_server_and_client(loop):
+def test_websockets_server_and_client(loop, tls):
     pytest.importorskip("websockets")
     try:
         from websockets.asyncio.client import connect
@@ -230,9 +249,10 @@ def test_websockets_server_and_client(loop):
             await ws.send(message[::-1] if isinstance(message, bytes) else message.upper())
 
     async def main():
-        async with serve(echo, HOST, 0, max_size=None) as server:
+        async with serve(echo, HOST, 0, max_size=None, ssl=tls and tls[0]) as server:
             port = next(iter(server.sockets)).getsockname()[1]
-            async with connect(f"ws://{HOST}:{port}", max_size=None) as ws:
+            url = f"{'wss' if tls else 'ws'}://{HOST}:{port}"
+            async with connect(url, max_size=None, ssl=tls and tls[1]) as ws:
                 for i in range(50):
                     await ws.send(f"message {i}")
                     assert await ws.recv() == f"MESSAGE {i}"
