@@ -109,7 +109,7 @@ def ceiling_point(bench: str) -> str | None:
     """
     name = bench.removeprefix("syscalls_")
     point = POINTS.get(name)
-    if point is None or point.server == "tls":
+    if point is None:
         return None
     if point.server in ("streams", "sock"):
         name = "proto" + name[len(point.server) :]
@@ -281,7 +281,11 @@ class Server:
 def server_argv(server: str, loop: str, cpu: int, tmp: str) -> list[str]:
     path = os.path.join(tmp, "echo.sock")
     if loop == CEILING:
-        where = {"unix": ["--unix", path], "udp": ["--udp", f"{HOST}:0"]}
+        where = {
+            "unix": ["--unix", path],
+            "udp": ["--udp", f"{HOST}:0"],
+            "tls": ["--tcp", f"{HOST}:0", "--tls"],
+        }
         return [str(ECHO_SERVER), *where.get(server, ["--tcp", f"{HOST}:0"])]
     argv = [sys.executable, str(HERE / "servers.py"), server, "--loop", loop, "--cpu", str(cpu)]
     return argv + (["--unix", path] if server == "unix" else [])

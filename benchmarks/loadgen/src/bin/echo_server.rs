@@ -4,15 +4,25 @@
 //! `--udp HOST:PORT` (each datagram sent back to its sender), prints `READY <port|path>
 //! <pid>` on stdout once it accepts, and echoes every byte back until killed. A connection whose
 //! echo does not fit in the socket buffer keeps the rest and stops reading until it drains, so a
-//! slow reader cannot make the server buffer without bound.
+//! slow reader cannot make the server buffer without bound. With `--tls` (TCP only) each
+//! connection speaks TLS (OpenSSL, a throwaway self-signed P-256 certificate), handshaken while
+//! blocking when accepted: the ceiling of the TLS echo points.
 
 use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::{FromRawFd, IntoRawFd};
 
 use ferroloop_loadgen::{die, Endpoint, Flags, Stream};
 use mio::net::{TcpListener, UdpSocket, UnixListener};
 use mio::{Events, Interest, Poll, Token};
+use openssl::asn1::Asn1Time;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::PKey;
+use openssl::ssl::{SslAcceptor, SslMethod};
+use openssl::x509::{X509NameBuilder, X509};
 
-const USAGE: &str = "usage: echo-server (--tcp HOST:PORT | --unix PATH | --udp HOST:PORT)";
+const USAGE: &str = "usage: echo-server (--tcp HOST:PORT [--tls] | --unix PATH | --udp HOST:PORT)";
 const LISTENER: Token = Token(usize::MAX);
 
 enum Listener {
@@ -33,16 +43,43 @@ impl Listener {
         })
     }
 
-    fn accept(&self) -> io::Result<Stream> {
+    fn accept(&self, tls: Option<&SslAcceptor>) -> io::Result<Stream> {
         match self {
             Self::Tcp(l) => {
                 let (stream, _) = l.accept()?;
                 stream.set_nodelay(true)?;
-                Ok(Stream::Tcp(stream))
+                let Some(acceptor) = tls else { return Ok(Stream::Tcp(stream)) };
+                // SAFETY: the descriptor comes straight from the mio stream, which gives it up.
+                let stream = unsafe { std::net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+                stream.set_nonblocking(false)?;
+                let tls = acceptor.accept(stream).map_err(io::Error::other)?;
+                tls.get_ref().set_nonblocking(true)?;
+                Ok(Stream::Tls(Box::new(tls)))
             }
             Self::Unix(l) => Ok(Stream::Unix(l.accept()?.0)),
         }
     }
+}
+
+/// A TLS acceptor with a fresh self-signed P-256 certificate for "localhost".
+fn tls_acceptor() -> Result<SslAcceptor, openssl::error::ErrorStack> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, "localhost")?;
+    let name = name.build();
+    let mut cert = X509::builder()?;
+    cert.set_version(2)?;
+    cert.set_subject_name(&name)?;
+    cert.set_issuer_name(&name)?;
+    cert.set_pubkey(&key)?;
+    cert.set_not_before(Asn1Time::days_from_now(0)?.as_ref())?;
+    cert.set_not_after(Asn1Time::days_from_now(1)?.as_ref())?;
+    cert.sign(&key, MessageDigest::sha256())?;
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
+    acceptor.set_private_key(&key)?;
+    acceptor.set_certificate(&cert.build())?;
+    Ok(acceptor.build())
 }
 
 /// A connection and the part of an echo the socket has not taken yet.
@@ -66,7 +103,7 @@ impl Conn {
                 Err(e) => return Err(e),
             };
             self.pending.extend_from_slice(&scratch[..n]);
-            if !self.flush()? || n < scratch.len() {
+            if !self.flush()? || (n < scratch.len() && !self.stream.reads_by_record()) {
                 return Ok(true); // blocked on writing, or drained: the next edge resumes us
             }
         }
@@ -120,7 +157,7 @@ fn serve_udp(addr: std::net::SocketAddr) -> io::Result<()> {
     }
 }
 
-fn serve(endpoint: &Endpoint) -> io::Result<()> {
+fn serve(endpoint: &Endpoint, tls: Option<&SslAcceptor>) -> io::Result<()> {
     if let Endpoint::Udp(addr) = endpoint {
         return serve_udp(*addr);
     }
@@ -144,7 +181,7 @@ fn serve(endpoint: &Endpoint) -> io::Result<()> {
         }
         for event in &events {
             if event.token() == LISTENER {
-                accept_all(&listener, &poll, &mut conns)?;
+                accept_all(&listener, tls, &poll, &mut conns)?;
                 continue;
             }
             let slot = &mut conns[event.token().0];
@@ -158,9 +195,14 @@ fn serve(endpoint: &Endpoint) -> io::Result<()> {
     }
 }
 
-fn accept_all(listener: &Listener, poll: &Poll, conns: &mut Vec<Option<Conn>>) -> io::Result<()> {
+fn accept_all(
+    listener: &Listener,
+    tls: Option<&SslAcceptor>,
+    poll: &Poll,
+    conns: &mut Vec<Option<Conn>>,
+) -> io::Result<()> {
     loop {
-        let mut stream = match listener.accept() {
+        let mut stream = match listener.accept(tls) {
             Ok(stream) => stream,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -184,7 +226,9 @@ fn main() {
         return;
     }
     let endpoint = flags.endpoint().unwrap_or_else(|e| die(&format!("{e}\n{USAGE}"), true));
-    if let Err(e) = serve(&endpoint) {
+    let tls =
+        flags.switch("tls").then(|| tls_acceptor().unwrap_or_else(|e| die(&format!("TLS: {e}"), false)));
+    if let Err(e) = serve(&endpoint, tls.as_ref()) {
         die(&format!("echo-server: {e}"), false);
     }
 }
