@@ -116,9 +116,18 @@ def ceiling_point(bench: str) -> str | None:
     return ("syscalls_" if bench.startswith("syscalls_") else "") + name
 
 
+# Loops without TLS on the stdlib ssl module (rloop's create_server(ssl=...) raises
+# NotImplementedError): their TLS cells read n/a.
+NO_TLS = {"rloop"}
+TLS_BENCHES = {"https_c64", "tls_handshakes"} | {n for n, p in POINTS.items() if p.server == "tls"}
+
+
 def command(bench: str, loop: str, scale: float) -> list[str] | None:
-    """harness.Section.command: argv of one measurement; None where the ceiling has no point."""
+    """harness.Section.command: argv of one measurement; None where the loop has no such point
+    (the ceiling outside its points, a loop without TLS at the TLS points)."""
     if loop == CEILING and ceiling_point(bench) != bench:
+        return None
+    if loop in NO_TLS and bench in TLS_BENCHES:
         return None
     return [sys.executable, str(Path(__file__)), bench, "--loop", loop, "--scale", str(scale)]
 
