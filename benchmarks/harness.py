@@ -43,11 +43,11 @@ MICRO = Section(
 )
 NET = Section(
     "net",
-    "Network: echo servers and HTTP",
+    "Network: echo servers, HTTP and TLS",
     net.NET_BENCHES,
     net.command,
     demo_scale=0.5,
-    demo_benches=("proto_1k_c16", "streams_1k_c16", "http_c16"),
+    demo_benches=("proto_1k_c16", "streams_1k_c16", "http_c16", "https_c64"),
     reps=3,
     extra_loops=(net.CEILING,),
     prepare=net.prepare,
