@@ -936,3 +936,32 @@ def test_server_handshake_timeout_closes_silent_clients(loop, server_ctx):
         await server.wait_closed()
 
     run(loop, main())
+
+
+def test_tls_inside_tls(loop, server_ctx, client_ctx):
+    """start_tls on a TLS transport: the inner connection runs over the outer one."""
+    if not PY311:
+        pytest.skip("StreamWriter.start_tls is 3.11+")
+
+    async def handle(reader, writer):
+        assert await reader.readline() == b"INNER\n"
+        await writer.start_tls(server_ctx)
+        writer.write((await reader.readline()).upper())
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, LOCALHOST, 0, ssl=server_ctx)
+        reader, writer = await asyncio.open_connection(
+            LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+        )
+        writer.write(b"INNER\n")
+        await writer.start_tls(client_ctx, server_hostname="localhost")
+        writer.write(b"nested\n")
+        assert await reader.readline() == b"NESTED\n"
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
