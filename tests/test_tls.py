@@ -63,14 +63,35 @@ def port_of(server) -> int:
     return server.sockets[0].getsockname()[1]
 
 
+def made_recorder(made: list):
+    """A protocol class whose connection_made appends the transport to ``made``."""
+
+    class App(asyncio.Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+
+    return App
+
+
+async def tls_client(loop, server, client_ctx, proto=None):
+    """A TLS connection to ``server`` with a recording protocol: (transport, protocol)."""
+    proto = Proto(loop) if proto is None else proto
+    tr, _ = await loop.create_connection(
+        lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
+    )
+    return tr, proto
+
+
+async def stop(server) -> None:
+    server.close()
+    await server.wait_closed()
+
+
 @pytest.mark.parametrize("size", [1, 1024, 64 * 1024, 1024 * 1024 + 7])
 def test_echo_protocol(loop, server_ctx, client_ctx, size):
     async def main():
         server = await echo_server(loop, server_ctx)
-        proto = Proto(loop)
-        tr, _ = await loop.create_connection(
-            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
-        )
+        tr, proto = await tls_client(loop, server, client_ctx)
         data = pattern(size)
         # Split writes of odd sizes, and a writelines.
         a, b = min(3, size), min(1000, size)
@@ -83,8 +104,7 @@ def test_echo_protocol(loop, server_ctx, client_ctx, size):
         tr.close()
         await proto.lost
         assert proto.lost_calls == [None]
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -114,8 +134,7 @@ def test_extra_info(loop, server_ctx, client_ctx):
         with pytest.raises(TypeError, match="bytes-like"):
             tr.write("text")
         tr.close()
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -148,8 +167,7 @@ def test_streams_echo_and_start_tls(loop, server_ctx, client_ctx):
         assert got == b"HELLO TLS " * 1000
         writer.close()
         await writer.wait_closed()
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -172,8 +190,7 @@ def test_streams_ssl_server(loop, server_ctx, client_ctx):
         assert await reader.read() == b""
         writer.close()
         await writer.wait_closed()
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -214,8 +231,7 @@ def test_buffered_protocol_application(loop, server_ctx, client_ctx):
         await proto.done
         assert bytes(proto.data) == data
         tr.close()
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -223,10 +239,7 @@ def test_buffered_protocol_application(loop, server_ctx, client_ctx):
 def test_pause_reading_holds_data(loop, server_ctx, client_ctx):
     async def main():
         server = await echo_server(loop, server_ctx)
-        proto = Proto(loop)
-        tr, _ = await loop.create_connection(
-            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
-        )
+        tr, proto = await tls_client(loop, server, client_ctx)
         tr.write(b"one")
         await proto.wait_bytes(3)
         tr.pause_reading()
@@ -238,8 +251,7 @@ def test_pause_reading_holds_data(loop, server_ctx, client_ctx):
         assert await proto.wait_bytes(6) == b"onetwo"
         tr.close()
         await proto.lost
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -267,10 +279,7 @@ def test_write_flow_control_against_a_stalled_peer(loop, server_ctx, client_ctx)
     async def main():
         sink = Sink()
         server = await loop.create_server(lambda: sink, LOCALHOST, 0, ssl=server_ctx)
-        proto = Proto(loop)
-        tr, _ = await loop.create_connection(
-            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
-        )
+        tr, proto = await tls_client(loop, server, client_ctx)
         resumed = None
         for _ in range(total // len(chunk)):
             tr.write(chunk)
@@ -283,8 +292,7 @@ def test_write_flow_control_against_a_stalled_peer(loop, server_ctx, client_ctx)
         assert "pause_writing" in proto.events
         assert proto.events.count("pause_writing") == proto.events.count("resume_writing")
         tr.close()
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main(), timeout=60)
 
@@ -297,8 +305,7 @@ def test_bad_certificate(loop, server_ctx):
             await loop.create_connection(
                 asyncio.Protocol, LOCALHOST, port_of(server), ssl=ctx, server_hostname="localhost"
             )
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -314,8 +321,7 @@ def test_wrong_hostname(loop, server_ctx, client_ctx):
                 ssl=client_ctx,
                 server_hostname="other.example",
             )
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -386,10 +392,7 @@ def test_handshake_timeout(loop, ref_loop, client_ctx):
 def test_plaintext_client_never_gets_data(loop, server_ctx):
     """A client speaking plain HTTP to a TLS server: the handshake fails, the app sees nothing."""
     made = []
-
-    class App(asyncio.Protocol):
-        def connection_made(self, transport):
-            made.append(transport)
+    App = made_recorder(made)
 
     async def main():
         server = await loop.create_server(App, LOCALHOST, 0, ssl=server_ctx)
@@ -402,8 +405,7 @@ def test_plaintext_client_never_gets_data(loop, server_ctx):
         sock.close()
         assert b"HTTP" not in got
         assert made == []
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -417,10 +419,7 @@ def test_peer_vanishes_without_close_notify(loop, server_ctx, client_ctx):
 
     async def main():
         server = await echo_server(loop, server_ctx, factory=App)
-        proto = Proto(loop)
-        tr, _ = await loop.create_connection(
-            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
-        )
+        tr, proto = await tls_client(loop, server, client_ctx)
         tr.write(b"ping")
         await proto.wait_bytes(4)
         tr.abort()  # no close_notify
@@ -430,8 +429,7 @@ def test_peer_vanishes_without_close_notify(loop, server_ctx, client_ctx):
                 break
             await asyncio.sleep(0.01)
         assert len(lost) == 1
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -463,8 +461,7 @@ def test_many_handshakes_leave_nothing_behind(loop, server_ctx, client_ctx):
         await rounds(port, 15)
         assert fd_count() <= fds
         assert len(gc.get_objects()) - objects < 100  # a leak per connection would be >= 300
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main(), timeout=60)
 
@@ -561,8 +558,7 @@ def test_server_against_openssl_s_client(loop, server_ctx, cert_files):
         proc.stdin.close()
         proc.kill()
         await proc.wait()
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     if sys.version_info < (3, 11) and loop.__class__.__module__.startswith("asyncio"):
         pass
@@ -602,8 +598,7 @@ def test_buffered_application_sees_close_notify(loop, server_ctx, client_ctx):
         # 3.10's TLS protocol (the older one) does not pass close_notify on as eof_received.
         eof = [("eof", 100_000)] if PY311 else []
         assert proto.events == [*eof, ("lost", None)]
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -690,8 +685,7 @@ def test_start_tls_keeps_bytes_that_arrived_before_it(loop, server_ctx, client_c
         assert len(results) == 1
         writer.close()
         await writer.wait_closed()
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -726,8 +720,7 @@ def test_start_tls_while_writing_is_paused(loop, ref_loop, server_ctx, client_ct
         got = await tls_proto.wait_bytes(5)
         tls_tr.close()
         await tls_proto.lost
-        server.close()
-        await server.wait_closed()
+        await stop(server)
         lp.set_exception_handler(None)
         return paused, got, len(upgraded), calls
 
@@ -765,8 +758,7 @@ def test_close_drains_then_shuts_down_promptly(loop, server_ctx, client_ctx):
         while not lost:
             await asyncio.sleep(0.01)
         assert lost == [None]
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main(), timeout=20)
 
@@ -784,8 +776,7 @@ def test_debug_mode_close_right_after_connecting(loop, server_ctx, client_ctx):
             )  # fmt: skip
             tr.close()
             await proto.lost
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -794,10 +785,7 @@ def test_peer_reset_mid_handshake_is_not_reported(loop, server_ctx):
     """Clients that reset during the handshake: the server logs at debug level only (asyncio
     gives OSError and SSLError there to the logger, not the exception handler)."""
     made = []
-
-    class App(asyncio.Protocol):
-        def connection_made(self, transport):
-            made.append(transport)
+    App = made_recorder(made)
 
     async def main():
         server = await loop.create_server(App, LOCALHOST, 0, ssl=server_ctx)
@@ -811,8 +799,7 @@ def test_peer_reset_mid_handshake_is_not_reported(loop, server_ctx):
             sock.close()  # RST
         await asyncio.sleep(0.1)
         assert made == []
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -823,18 +810,14 @@ def test_sendfile_over_tls_falls_back(loop, server_ctx, client_ctx, tmp_path):
 
     async def main():
         server = await echo_server(loop, server_ctx)
-        proto = Proto(loop)
-        tr, _ = await loop.create_connection(
-            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
-        )
+        tr, proto = await tls_client(loop, server, client_ctx)
         with open(path, "rb") as f:
             sent = await loop.sendfile(tr, f)
         assert sent == 300_000
         assert await proto.wait_bytes(300_000) == pattern(300_000)
         tr.close()
         await proto.lost
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -852,8 +835,7 @@ def test_unix_socket_and_accepted_socket(loop, server_ctx, client_ctx, tmp_path)
         assert await proto.wait_bytes(4) == b"unix"
         tr.close()
         await proto.lost
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
         # connect_accepted_socket with ssl: a socket accepted by the caller.
         listener = make_listener()
@@ -878,10 +860,7 @@ def test_unix_socket_and_accepted_socket(loop, server_ctx, client_ctx, tmp_path)
 def test_writelines_of_text_is_a_fatal_error(loop, exc_calls, server_ctx, client_ctx):
     async def main():
         server = await echo_server(loop, server_ctx)
-        proto = Proto(loop)
-        tr, _ = await loop.create_connection(
-            lambda: proto, LOCALHOST, port_of(server), ssl=client_ctx, server_hostname="localhost"
-        )
+        tr, proto = await tls_client(loop, server, client_ctx)
         tr.writelines((b"fine", bytearray(b"also fine")))
         assert await proto.wait_bytes(13) == b"finealso fine"
         if not PY311:  # the older TLS transport joins the items first
@@ -891,8 +870,7 @@ def test_writelines_of_text_is_a_fatal_error(loop, exc_calls, server_ctx, client
         else:
             tr.writelines([b"a", "text"])
         await proto.lost
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
     if not PY311:
@@ -908,10 +886,7 @@ def test_server_handshake_timeout_closes_silent_clients(loop, server_ctx):
     handshake timeout, closes the socket (quietly: an OSError is only debug-logged) and keeps
     no descriptor."""
     made = []
-
-    class App(asyncio.Protocol):
-        def connection_made(self, transport):
-            made.append(transport)
+    App = made_recorder(made)
 
     async def main():
         server = await loop.create_server(
@@ -932,8 +907,7 @@ def test_server_handshake_timeout_closes_silent_clients(loop, server_ctx):
         await asyncio.sleep(0.05)
         assert made == []
         assert fd_count() <= before
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
 
@@ -961,7 +935,6 @@ def test_tls_inside_tls(loop, server_ctx, client_ctx):
         assert await reader.readline() == b"NESTED\n"
         writer.close()
         await writer.wait_closed()
-        server.close()
-        await server.wait_closed()
+        await stop(server)
 
     run(loop, main())
