@@ -3,7 +3,9 @@
 //! Recording happens in the iteration (run.rs): two clock reads around the
 //! poll (one when the poll is skipped), a histogram entry per due timer and
 //! one per batch, and per callback a heartbeat store plus one comparison with
-//! the watchdog's request. Nothing here runs per callback.
+//! the watchdog's request. Nothing here runs per callback unless
+//! instruments are on: hooks (`set_hooks`) or per-task accounting
+//! (`track_tasks`), whose table is here too.
 
 use std::sync::Arc;
 
@@ -14,7 +16,8 @@ use pyo3::types::PyTuple;
 
 use super::ready::Ready;
 use super::Loop;
-use crate::health::Lag;
+use crate::gil_cell::GilCell;
+use crate::health::{Lag, TaskTable, HOOKS, TASKS};
 use crate::pyimports::{health_callback_ended, health_run_hook};
 
 /// The probes a loop owns besides its `LoopStats` (which live in its state).
@@ -23,11 +26,26 @@ pub(super) struct Probes {
     pub(super) heartbeat: Arc<Heartbeat>,
     /// Recording is on (`FERROLOOP_HEALTH` is not "0" when the loop was made).
     pub(super) on: bool,
+    /// Per-task step counts and times (filled while tracking is on).
+    pub(super) tasks: GilCell<TaskTable>,
 }
 
 impl Probes {
     pub(super) fn new() -> Self {
-        Self { heartbeat: Arc::new(Heartbeat::default()), on: crate::health::enabled_by_env() }
+        Self {
+            heartbeat: Arc::new(Heartbeat::default()),
+            on: crate::health::enabled_by_env(),
+            tasks: GilCell::new(TaskTable::default()),
+        }
+    }
+}
+
+/// The task a ready item steps or wakes, if it does.
+fn task_of<'py>(py: Python<'py>, cb: &Ready) -> Option<Bound<'py, PyAny>> {
+    match cb {
+        Ready::Task(call) => call.task(py),
+        Ready::Plain(h) => h.0.get().core.task(py),
+        Ready::Timer(_) | Ready::Io(..) | Ready::Sock(..) => None,
     }
 }
 
@@ -92,20 +110,48 @@ impl Loop {
         }
     }
 
-    /// `run_one` with instrumentation hooks set: times the callback (two
-    /// clock reads) and hands it to `ferroloop.health._run_hook`. A hook's
-    /// error is the hook's: reported as unraisable, never the callback's.
-    #[cold]
-    pub(super) fn run_hooked(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
+    /// `run_one` with instruments on (`instruments`: `HOOKS`, `TASKS`):
+    /// times the callback (two clock reads), adds a task step's time to its
+    /// task's entry, and hands the callback to `ferroloop.health._run_hook`
+    /// when hooks are set. A hook's error is the hook's: reported as
+    /// unraisable, never the callback's.
+    #[inline(never)]
+    pub(super) fn run_instrumented(slf: &Bound<'_, Self>, cb: &Ready, instruments: u8) -> PyResult<()> {
         let py = slf.py();
+        // Taken before the run: a one-shot handle releases its callback.
+        let task = if instruments & TASKS != 0 { task_of(py, cb) } else { None };
+        let hooked = instruments & HOOKS != 0;
+        if task.is_none() && !hooked {
+            return Self::run_one_probed(slf, cb);
+        }
         let t0 = monotonic();
         let res = Self::run_one_probed(slf, cb);
         let seconds = monotonic() - t0;
-        let what = describe(py, cb);
-        if let Err(e) = health_run_hook(py).and_then(|f| f.call1((slf, what, seconds))) {
-            e.write_unraisable(py, Some(slf.as_any()));
+        if let Some(task) = task {
+            slf.get().probes.tasks.borrow_mut(py).record(&task, seconds);
+        }
+        if hooked {
+            let what = describe(py, cb);
+            if let Err(e) = health_run_hook(py).and_then(|f| f.call1((slf, what, seconds))) {
+                e.write_unraisable(py, Some(slf.as_any()));
+            }
         }
         res
+    }
+
+    /// The `n` tracked tasks with the most time in their steps, most first:
+    /// `(task, steps, total seconds, longest step)`.
+    pub(super) fn health_tasks<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+    ) -> Vec<(Bound<'py, PyAny>, u64, f64, f64)> {
+        self.probes.tasks.borrow_mut(py).top(py, n)
+    }
+
+    /// Forgets every task's counts.
+    pub(super) fn health_tasks_clear(&self, py: Python<'_>) {
+        self.probes.tasks.borrow_mut(py).clear();
     }
 
     #[inline]

@@ -264,12 +264,14 @@ impl Loop {
     /// Health: each callback gets the next heartbeat number (a store, no
     /// clock), and if the watchdog asked about that number, its end is
     /// reported (probes.rs), once.
-    /// With instrumentation hooks set (one flag, one branch when unset) the
-    /// callback is timed and handed to them (probes.rs).
+    /// With instrumentation hooks set or per-task accounting on (one word,
+    /// one branch when neither is) the callback is timed and handed to them
+    /// (probes.rs).
     #[inline]
     fn run_one(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
-        if crate::health::hooks_set() {
-            return Self::run_hooked(slf, cb);
+        let instruments = crate::health::instruments();
+        if instruments != 0 {
+            return Self::run_instrumented(slf, cb, instruments);
         }
         Self::run_one_probed(slf, cb)
     }

@@ -1,0 +1,90 @@
+//! Per-task accounting: how many steps each task took and how long they ran.
+//!
+//! Owns: one loop's table, keyed by the task's address, of a weak reference
+//! to the task and its step count, total and longest step. The loop records
+//! into it from `run_one` when tracking is on (`ferroloop.health.track_tasks`)
+//! and the step belonged to a task (`callbacks::task_of`); `top_tasks` reads it.
+//!
+//! Must not: keep a task alive (only weak references), or name the loop.
+//!
+//! Invariants: an entry whose weak reference is alive names the task at its
+//! address (two live objects never share one), so a live entry found under a
+//! task's address is that task's; a dead one is replaced by the next task
+//! allocated there. Dead entries are dropped whenever the table reaches
+//! `prune_at`, which then becomes twice the live count (at least
+//! [`MIN_PRUNE`]): the table holds at most about twice the tasks alive and
+//! tracked, and pruning costs O(1) amortised per new task.
+
+use std::collections::HashMap;
+
+use pyo3::prelude::*;
+use pyo3::types::PyWeakrefReference;
+use pyo3::types::PyWeakrefMethods;
+
+const MIN_PRUNE: usize = 1024;
+
+struct Entry {
+    task: Py<PyWeakrefReference>,
+    steps: u64,
+    total: f64,
+    max: f64,
+}
+
+/// One loop's per-task step counts and times.
+pub(crate) struct TaskTable {
+    entries: HashMap<usize, Entry>,
+    prune_at: usize,
+}
+
+impl Default for TaskTable {
+    fn default() -> Self {
+        Self { entries: HashMap::new(), prune_at: MIN_PRUNE }
+    }
+}
+
+impl TaskTable {
+    /// One step of `task` ran for `seconds`. A task that cannot be weakly
+    /// referenced is not counted.
+    pub(crate) fn record(&mut self, task: &Bound<'_, PyAny>, seconds: f64) {
+        let key = task.as_ptr() as usize;
+        if let Some(e) = self.entries.get_mut(&key) {
+            if e.task.bind(task.py()).upgrade().is_some() {
+                e.steps += 1;
+                e.total += seconds;
+                e.max = e.max.max(seconds);
+                return;
+            }
+        }
+        let Ok(weak) = PyWeakrefReference::new(task) else { return };
+        if self.entries.len() >= self.prune_at {
+            self.prune(task.py());
+        }
+        self.entries.insert(key, Entry { task: weak.unbind(), steps: 1, total: seconds, max: seconds });
+    }
+
+    /// Drops the entries of dead tasks.
+    fn prune(&mut self, py: Python<'_>) {
+        self.entries.retain(|_, e| e.task.bind(py).upgrade().is_some());
+        self.prune_at = (self.entries.len() * 2).max(MIN_PRUNE);
+    }
+
+    /// The `n` live tasks with the most time in their steps, most first:
+    /// `(task, steps, total seconds, longest step)`.
+    pub(crate) fn top<'py>(&mut self, py: Python<'py>, n: usize) -> Vec<(Bound<'py, PyAny>, u64, f64, f64)> {
+        self.prune(py);
+        let mut rows: Vec<_> = self
+            .entries
+            .values()
+            .filter_map(|e| e.task.bind(py).upgrade().map(|t| (t, e.steps, e.total, e.max)))
+            .collect();
+        rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+        rows.truncate(n);
+        rows
+    }
+
+    /// Forgets every task.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.prune_at = MIN_PRUNE;
+    }
+}
