@@ -19,7 +19,7 @@ $(STAMP): Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.5,<2" pytest ruff uvloop matplotlib httptools \
-	  aiohttp uvicorn websockets httpx anyio asyncpg redis
+	  aiohttp uvicorn websockets httpx anyio asyncpg redis opentelemetry-api
 	touch $@
 
 # The database servers of tests/test_databases.py, from Debian's packages when missing (as root
