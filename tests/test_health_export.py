@@ -52,9 +52,13 @@ def test_prometheus_text_for_every_loop(hloop):
         label = f'loop="{id(loop):#x}"'
         assert any(label in labels for _, labels, _ in samples)
     mine = f'loop="{id(hloop):#x}"'
-    buckets = [v for n, lab, v in samples if n == "ferroloop_timer_lag_seconds_bucket" and mine in lab]
+    buckets = [
+        v for n, lab, v in samples if n == "ferroloop_timer_lag_seconds_bucket" and mine in lab
+    ]
     assert buckets == sorted(buckets) and buckets[-1] >= 1
-    count = next(v for n, lab, v in samples if n == "ferroloop_timer_lag_seconds_count" and mine in lab)
+    count = next(
+        v for n, lab, v in samples if n == "ferroloop_timer_lag_seconds_count" and mine in lab
+    )
     assert buckets[-1] == count  # +Inf is every value
 
 

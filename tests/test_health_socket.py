@@ -220,7 +220,12 @@ def test_top_errors(tmp_path, capsys):
     assert _top.main(["--once", "--socket", str(tmp_path / "none.sock")]) == 1
     assert _top.main(["--once", "999999999"]) == 1
     assert "no ferroloop health socket" in capsys.readouterr().err
-    for bad in (["--once"], ["--interval", "0", "1"], ["--interval", "nan", "1"], ["--tasks", "-1", "1"]):
+    for bad in (
+        ["--once"],
+        ["--interval", "0", "1"],
+        ["--interval", "nan", "1"],
+        ["--tasks", "-1", "1"],
+    ):
         with pytest.raises(SystemExit):
             _top.main(bad)
 

@@ -18,7 +18,24 @@ from typing import Any
 
 from . import health as _health
 
-BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 # (name, type, help, field of the snapshot)
 _SCALARS = (
@@ -26,7 +43,12 @@ _SCALARS = (
     ("active_seconds_total", "counter", "Seconds the loop spent running, not polling.", "active"),
     ("utilization", "gauge", "active / (idle + active) since the loop was made.", "utilization"),
     ("iterations_total", "counter", "Loop iterations.", "iterations"),
-    ("callbacks_total", "counter", "Callbacks run (handles, timers, task steps, I/O).", "callbacks"),
+    (
+        "callbacks_total",
+        "counter",
+        "Callbacks run (handles, timers, task steps, I/O).",
+        "callbacks",
+    ),
     ("io_events_total", "counter", "I/O readiness events the poll reported.", "io_events"),
     ("ready_depth", "gauge", "Callbacks waiting in the ready queue.", "ready_depth"),
     ("fds_watched", "gauge", "File descriptors registered with the poller.", "fds_watched"),
@@ -82,7 +104,9 @@ def prometheus(loop: Any = None) -> str:
     counts = _health.block_counts()
     out.append("# HELP ferroloop_blocks_total Block reports of the process, by kind.")
     out.append("# TYPE ferroloop_blocks_total counter")
-    out.extend(f'ferroloop_blocks_total{{kind="{k}"}} {counts.get(k, 0)}' for k in ("blocked", "recovered"))
+    out.extend(
+        f'ferroloop_blocks_total{{kind="{k}"}} {counts.get(k, 0)}' for k in ("blocked", "recovered")
+    )
     return "\n".join(out) + "\n"
 
 
@@ -111,7 +135,8 @@ def register_opentelemetry(meter: Any = None) -> list[Any]:
         from opentelemetry import metrics
     except ImportError:
         raise ImportError(
-            "register_opentelemetry() needs the opentelemetry-api package (pip install opentelemetry-api)"
+            "register_opentelemetry() needs the opentelemetry-api package"
+            " (pip install opentelemetry-api)"
         ) from None
     if meter is None:
         meter = metrics.get_meter("ferroloop")
@@ -124,16 +149,54 @@ def register_opentelemetry(meter: Any = None) -> list[Any]:
         ("ferroloop.loop.idle_time", "s", "Seconds waiting in the poll.", lambda s: s.idle),
     )
     for name, unit, text, fn in counters:
-        made.append(meter.create_observable_counter(name, callbacks=[_observe(fn)], unit=unit, description=text))
+        made.append(
+            meter.create_observable_counter(
+                name, callbacks=[_observe(fn)], unit=unit, description=text
+            )
+        )
     gauges = (
-        ("ferroloop.loop.utilization", "1", "active / (idle + active) since the loop was made.", lambda s: s.utilization),
-        ("ferroloop.loop.timer_lag.p99", "s", "99th percentile of timer lateness.", lambda s: s.timer_lag.p99),
+        (
+            "ferroloop.loop.utilization",
+            "1",
+            "active / (idle + active) since the loop was made.",
+            lambda s: s.utilization,
+        ),
+        (
+            "ferroloop.loop.timer_lag.p99",
+            "s",
+            "99th percentile of timer lateness.",
+            lambda s: s.timer_lag.p99,
+        ),
         ("ferroloop.loop.timer_lag.max", "s", "Largest timer lateness.", lambda s: s.timer_lag.max),
-        ("ferroloop.loop.ready_wait.p99", "s", "99th percentile of ready-queue wait.", lambda s: s.ready_wait.p99),
-        ("ferroloop.loop.ready_depth", "{callback}", "Callbacks in the ready queue.", lambda s: s.ready_depth),
-        ("ferroloop.loop.timers_pending", "{timer}", "Timers scheduled.", lambda s: s.timers_pending),
-        ("ferroloop.loop.fds_watched", "{fd}", "Descriptors registered with the poller.", lambda s: s.fds_watched),
+        (
+            "ferroloop.loop.ready_wait.p99",
+            "s",
+            "99th percentile of ready-queue wait.",
+            lambda s: s.ready_wait.p99,
+        ),
+        (
+            "ferroloop.loop.ready_depth",
+            "{callback}",
+            "Callbacks in the ready queue.",
+            lambda s: s.ready_depth,
+        ),
+        (
+            "ferroloop.loop.timers_pending",
+            "{timer}",
+            "Timers scheduled.",
+            lambda s: s.timers_pending,
+        ),
+        (
+            "ferroloop.loop.fds_watched",
+            "{fd}",
+            "Descriptors registered with the poller.",
+            lambda s: s.fds_watched,
+        ),
     )
     for name, unit, text, fn in gauges:
-        made.append(meter.create_observable_gauge(name, callbacks=[_observe(fn)], unit=unit, description=text))
+        made.append(
+            meter.create_observable_gauge(
+                name, callbacks=[_observe(fn)], unit=unit, description=text
+            )
+        )
     return made

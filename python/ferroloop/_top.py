@@ -120,7 +120,9 @@ def render(doc: dict[str, Any], previous: dict[str, Any] | None = None, width: i
                 f" {_ms(lag['max'])} {lag['count']:>10,}"
             )
         if lp["tasks"]:
-            out.append(f"  {'busiest tasks':30} {'coroutine':30} {'steps':>9} {'total s':>9} {'max ms':>9}")
+            out.append(
+                f"  {'busiest tasks':30} {'coroutine':30} {'steps':>9} {'total s':>9} {'max ms':>9}"
+            )
             for t in lp["tasks"]:
                 name = t["name"] + (" (done)" if t["done"] else "")
                 out.append(

@@ -117,7 +117,7 @@ impl LagHistogram {
         let mut sum = 0u64;
         for (i, &c) in self.counts.iter().enumerate().filter(|&(_, &c)| c > 0) {
             let lower = if i == 0 { 0 } else { upper(i - 1) + 1 };
-            let mid = (lower + upper(i).min(self.max)) / 2;
+            let mid = u64::midpoint(lower, upper(i).min(self.max));
             sum = sum.saturating_add(mid.saturating_mul(c));
         }
         sum

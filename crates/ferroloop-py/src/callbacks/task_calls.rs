@@ -131,11 +131,15 @@ pub(crate) fn task_of<'py>(callback: &Bound<'py, PyAny>) -> Option<Bound<'py, Py
     if std::ptr::eq(ty, STEP_TYPE.load(Ordering::Relaxed)) {
         // SAFETY: an instance of the step type, whose first field was shown
         // to be its task at registration (STEP_HOLDS_TASK).
-        return STEP_HOLDS_TASK.load(Ordering::Relaxed).then(|| unsafe { cfunction::first_slot(callback) })?;
+        return STEP_HOLDS_TASK
+            .load(Ordering::Relaxed)
+            .then(|| unsafe { cfunction::first_slot(callback) })?;
     }
     if std::ptr::eq(ty, WAKEUP_TYPE.load(Ordering::Relaxed)) {
         // SAFETY: as above, for the wake-up type (WAKEUP_HOLDS_TASK).
-        return WAKEUP_HOLDS_TASK.load(Ordering::Relaxed).then(|| unsafe { cfunction::first_slot(callback) })?;
+        return WAKEUP_HOLDS_TASK
+            .load(Ordering::Relaxed)
+            .then(|| unsafe { cfunction::first_slot(callback) })?;
     }
     let def = WAKEUP_DEF.load(Ordering::Relaxed);
     if !def.is_null() && cfunction::method_def(callback).is_some_and(|d| std::ptr::eq(d, def)) {

@@ -57,11 +57,15 @@ pub(crate) fn has_first_slot(obj: &Bound<'_, PyAny>) -> bool {
     let ty = obj.get_type_ptr();
     // SAFETY: reading the instance size of a live object's type.
     let size = unsafe { (*ty).tp_basicsize };
-    usize::try_from(size).is_ok_and(|s| s >= SLOT_OFFSET + std::mem::size_of::<RawSlot>())
+    usize::try_from(size).is_ok_and(|s| s >= std::mem::size_of::<WithFirstSlot>())
 }
 
-type RawSlot = super::RawObject;
-const SLOT_OFFSET: usize = std::mem::size_of::<ffi::PyObject>();
+/// The start of a C struct that begins `PyObject_HEAD; PyObject *first;`.
+#[repr(C)]
+struct WithFirstSlot {
+    head: ffi::PyObject,
+    first: super::RawObject,
+}
 
 /// The object in the first field after the object header of `obj`, if not null.
 ///
@@ -77,7 +81,7 @@ pub(crate) unsafe fn first_slot<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'p
     // object pointer or null; obj keeps it alive and the Bound takes its own
     // reference.
     unsafe {
-        let slot = obj.as_ptr().cast::<u8>().add(SLOT_OFFSET).cast::<RawSlot>().read();
+        let slot = (*obj.as_ptr().cast::<WithFirstSlot>()).first;
         (!slot.is_null()).then(|| Bound::from_borrowed_ptr(obj.py(), slot))
     }
 }

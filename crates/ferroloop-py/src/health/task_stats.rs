@@ -18,8 +18,8 @@
 use std::collections::HashMap;
 
 use pyo3::prelude::*;
-use pyo3::types::PyWeakrefReference;
 use pyo3::types::PyWeakrefMethods;
+use pyo3::types::PyWeakrefReference;
 
 const MIN_PRUNE: usize = 1024;
 
