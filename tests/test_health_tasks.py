@@ -194,3 +194,28 @@ def test_env_var_turns_tracking_on():
     env["FERROLOOP_TRACK_TASKS"] = "0"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_step_time_covers_the_step(hloop, tracking):
+    async def sleeper():
+        time.sleep(0.05)
+        await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.create_task(sleeper(), name="sleeper")
+        return _by_name(fh.top_tasks(hloop))["sleeper"]
+
+    r = hloop.run_until_complete(main())
+    assert r.steps == 2 and r.total >= r.max_step >= 0.05
+
+
+def test_time_between_runs_is_not_counted_with_tracking_on(hloop, tracking):
+    walls = []
+    for _ in range(2):
+        t0 = time.monotonic()
+        hloop.run_until_complete(_yields(50))
+        walls.append(time.monotonic() - t0)
+        time.sleep(0.1)  # stopped: neither idle nor active
+    snap = hloop.health()
+    assert snap.idle + snap.active <= sum(walls)
+    assert snap.callbacks >= 100

@@ -7,6 +7,7 @@
 //! instruments are on: hooks (`set_hooks`) or per-task accounting
 //! (`track_tasks`), whose table is here too.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferroloop_core::health::{watchdog, Heartbeat, LoopStats, Phase};
@@ -28,6 +29,13 @@ pub(super) struct Probes {
     pub(super) on: bool,
     /// Per-task step counts and times (filled while tracking is on).
     pub(super) tasks: GilCell<TaskTable>,
+    /// While instruments are on: the clock read when the previous callback
+    /// ended (or the iteration's read after the poll), as bits of an `f64`,
+    /// if the callback about to run follows it directly; NaN otherwise. A
+    /// step that follows a timed callback starts at its end instead of
+    /// reading the clock again, and the iteration's read before the poll is
+    /// the last callback's end: one read per step, not three.
+    chain: AtomicU64,
 }
 
 impl Probes {
@@ -36,6 +44,39 @@ impl Probes {
             heartbeat: Arc::new(Heartbeat::default()),
             on: crate::health::enabled_by_env(),
             tasks: GilCell::new(TaskTable::default()),
+            chain: AtomicU64::new(f64::NAN.to_bits()),
+        }
+    }
+
+    /// The next callback does not directly follow a timed one.
+    #[inline]
+    pub(super) fn break_chain(&self) {
+        self.chain.store(f64::NAN.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The previous callback's end, if it was timed and nothing ran since
+    /// (the chain is broken afterwards).
+    #[inline]
+    pub(super) fn take_chain(&self) -> Option<f64> {
+        let t = f64::from_bits(self.chain.swap(f64::NAN.to_bits(), Ordering::Relaxed));
+        (!t.is_nan()).then_some(t)
+    }
+
+    /// The next callback starts at `now` (None: it reads the clock).
+    #[inline]
+    pub(super) fn set_chain(&self, now: Option<f64>) {
+        self.chain.store(now.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
+    }
+
+    /// When the callback about to run began: the previous one's end, if it
+    /// directly precedes it, else the clock now.
+    #[inline]
+    fn chain_start(&self) -> f64 {
+        let t = f64::from_bits(self.chain.load(Ordering::Relaxed));
+        if t.is_nan() {
+            monotonic()
+        } else {
+            t
         }
     }
 }
@@ -111,30 +152,38 @@ impl Loop {
     }
 
     /// `run_one` with instruments on (`instruments`: `HOOKS`, `TASKS`):
-    /// times the callback (two clock reads), adds a task step's time to its
-    /// task's entry, and hands the callback to `ferroloop.health._run_hook`
-    /// when hooks are set. A hook's error is the hook's: reported as
-    /// unraisable, never the callback's.
+    /// times the callback (one clock read at its end; its start is the end
+    /// of the callback before when that one was timed and ran just before,
+    /// else one more read), adds a task step's time to its task's entry, and
+    /// hands the callback to `ferroloop.health._run_hook` when hooks are
+    /// set. A hook's error is the hook's: reported as unraisable, never the
+    /// callback's.
     #[inline(never)]
     pub(super) fn run_instrumented(slf: &Bound<'_, Self>, cb: &Ready, instruments: u8) -> PyResult<()> {
         let py = slf.py();
+        let probes = &slf.get().probes;
         // Taken before the run: a one-shot handle releases its callback.
         let task = if instruments & TASKS != 0 { task_of(py, cb) } else { None };
         let hooked = instruments & HOOKS != 0;
         if task.is_none() && !hooked {
+            probes.break_chain();
             return Self::run_one_probed(slf, cb);
         }
-        let t0 = monotonic();
+        let t0 = probes.chain_start();
         let res = Self::run_one_probed(slf, cb);
-        let seconds = monotonic() - t0;
+        let t1 = monotonic();
+        probes.chain.store(t1.to_bits(), Ordering::Relaxed);
+        let seconds = t1 - t0;
         if let Some(task) = task {
-            slf.get().probes.tasks.borrow_mut(py).record(&task, seconds);
+            probes.tasks.borrow_mut(py).record(&task, seconds);
         }
         if hooked {
             let what = describe(py, cb);
             if let Err(e) = health_run_hook(py).and_then(|f| f.call1((slf, what, seconds))) {
                 e.write_unraisable(py, Some(slf.as_any()));
             }
+            // The hook's own time is no step's.
+            probes.break_chain();
         }
         res
     }

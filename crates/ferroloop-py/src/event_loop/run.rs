@@ -41,9 +41,13 @@ impl Loop {
         let py = slf.py();
         let this = slf.get();
         let (timeout, mut events, watching) = this.prepare_poll(py)?;
+        let instrumented = crate::health::instruments() != 0;
+        // With instruments on, the end of the last callback timed (if it was
+        // the last one to run) stands for the clock read before the poll.
+        let chained = if instrumented { this.probes.take_chain() } else { None };
         // Health: the clock before and after the poll (the one after is the
         // timers' "now" too); a skipped poll takes no time and no second read.
-        let before = if this.probes.on { Some(monotonic()) } else { None };
+        let before = if this.probes.on { Some(chained.unwrap_or_else(monotonic)) } else { None };
         // Callbacks were queued before the poll (it does not block then).
         let carried = timeout == Some(Duration::ZERO);
         let mut polled = true;
@@ -68,6 +72,11 @@ impl Loop {
             this.state.borrow_mut(py).stats.polled(t0, t1, events.len());
             t1
         });
+        if instrumented {
+            // The first step after the poll starts at its clock read, when
+            // there is one: the moving of due timers counts in that step.
+            this.probes.set_chain(now);
+        }
         match res {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -328,6 +337,8 @@ impl Loop {
             }
         };
         this.set_phase(Phase::Stopped);
+        // A later run starts afresh: no callback ran just before it.
+        this.probes.break_chain();
         // The native watchdog thread looks only at running loops (it ends
         // when none is left).
         this.health_unwatch();

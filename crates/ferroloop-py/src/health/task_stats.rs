@@ -16,12 +16,39 @@
 //! tracked, and pruning costs O(1) amortised per new task.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefMethods;
 use pyo3::types::PyWeakrefReference;
 
 const MIN_PRUNE: usize = 1024;
+
+/// The table's hash of a task address: a multiply and a fold (the default
+/// SipHash is a measurable part of a step's cost, and addresses need no
+/// protection from chosen collisions: they are not the user's to pick).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, addr: usize) {
+        // Objects are 16-byte aligned: the low bits carry nothing.
+        let h = (addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+type AddrMap<V> = HashMap<usize, V, BuildHasherDefault<AddrHasher>>;
 
 struct Entry {
     task: Py<PyWeakrefReference>,
@@ -32,13 +59,13 @@ struct Entry {
 
 /// One loop's per-task step counts and times.
 pub(crate) struct TaskTable {
-    entries: HashMap<usize, Entry>,
+    entries: AddrMap<Entry>,
     prune_at: usize,
 }
 
 impl Default for TaskTable {
     fn default() -> Self {
-        Self { entries: HashMap::new(), prune_at: MIN_PRUNE }
+        Self { entries: AddrMap::default(), prune_at: MIN_PRUNE }
     }
 }
 
