@@ -219,3 +219,15 @@ def test_time_between_runs_is_not_counted_with_tracking_on(hloop, tracking):
     snap = hloop.health()
     assert snap.idle + snap.active <= sum(walls)
     assert snap.callbacks >= 100
+
+
+def test_a_look_alike_step_method_is_not_listed(hloop, tracking):
+    class NotATask:
+        def __step(self):
+            pass
+
+    obj = NotATask()
+    hloop.call_soon(obj._NotATask__step)
+    hloop.run_until_complete(asyncio.sleep(0))
+    assert all(r.name != "NotATask" for r in fh.top_tasks(hloop))
+    del obj

@@ -209,7 +209,12 @@ class _Server:
                 except OSError:
                     return  # closed under us
                 with conn:
-                    self._answer(conn)
+                    try:
+                        self._answer(conn)
+                    except Exception:  # noqa: BLE001 - one bad answer must not end the server
+                        if sys.is_finalizing():
+                            return
+                        _health.logger.exception("the ferroloop health socket could not answer")
         except Exception:  # noqa: BLE001 - the thread must not die noisily at shutdown
             if not sys.is_finalizing():
                 _health.logger.exception("the ferroloop health socket stopped")
@@ -307,7 +312,9 @@ def collect(ntasks: int = DEFAULT_TASKS) -> dict[str, Any]:
     for loop in _health.loops():
         try:
             loops.append(loop_document(loop, ntasks))
-        except Exception as exc:  # noqa: BLE001 - a loop closing meanwhile: say so, go on
+        except BaseException as exc:  # noqa: BLE001 - a loop closing meanwhile: say so, go on
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
             loops.append({"id": id(loop), "repr": _health._describe(loop), "error": repr(exc)})
     return {
         "pid": os.getpid(),

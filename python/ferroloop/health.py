@@ -179,7 +179,7 @@ def register(loop: Any) -> None:
 
 
 def loops() -> list[Any]:
-    """The open ferroloop loops of this process (held weakly), oldest first."""
+    """The open ferroloop loops of this process (held weakly), in a stable order (by id)."""
     return sorted((lp for lp in list(_loops) if not lp.is_closed()), key=id)
 
 
@@ -241,10 +241,14 @@ def top_tasks(loop: Any, n: int = 10) -> list[TaskRecord]:
     rows = getattr(loop, "_health_tasks", None)
     if rows is None:
         raise TypeError(f"top_tasks() needs a ferroloop loop, not {type(loop).__name__}")
-    return [
-        TaskRecord(task.get_name(), _coro_name(task), steps, total, longest, task.done())
-        for task, steps, total, longest in rows(n)
-    ]
+    out = []
+    for task, steps, total, longest in rows(n):
+        try:
+            name, coro, done = task.get_name(), _coro_name(task), task.done()
+        except Exception:  # noqa: BLE001, S112 - not a task after all (a look-alike method): left out
+            continue
+        out.append(TaskRecord(name, coro, steps, total, longest, done))
+    return out
 
 
 # ---- blame: settings -------------------------------------------------------------
