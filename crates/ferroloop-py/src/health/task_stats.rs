@@ -5,7 +5,8 @@
 //! into it from `run_one` when tracking is on (`ferroloop.health.track_tasks`)
 //! and the step belonged to a task (`callbacks::task_of`); `top_tasks` reads it.
 //!
-//! Must not: keep a task alive (only weak references), or name the loop.
+//! Must not: keep a task alive (only weak references, which the cycle
+//! collector does not track), or name the loop.
 //!
 //! Invariants: an entry whose weak reference is alive names the task at its
 //! address (two live objects never share one), so a live entry found under a
@@ -19,6 +20,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use pyo3::prelude::*;
+
+use crate::capi::gc;
 use pyo3::types::PyWeakrefMethods;
 use pyo3::types::PyWeakrefReference;
 
@@ -83,6 +86,12 @@ impl TaskTable {
             }
         }
         let Ok(weak) = PyWeakrefReference::new(task) else { return };
+        // SAFETY: a live `weakref.ref` (exact type: `new` never returns a
+        // subclass) without a callback refers to nothing the collector could
+        // follow, so it can be in no cycle; its deallocation checks whether
+        // it is tracked before unlinking it. Untracked, the weak references
+        // of many live tasks cost the collector nothing.
+        unsafe { gc::untrack(weak.as_ptr()) };
         if self.entries.len() >= self.prune_at {
             self.prune(task.py());
         }
