@@ -116,6 +116,8 @@ def test_opentelemetry_instruments_observe_every_loop(hloop):
         assert any(o.attributes == {"loop": f"{id(hloop):#x}"} for o in observations)
 
 
-def test_opentelemetry_default_meter():
+def test_opentelemetry_default_meter_and_bad_meter():
     pytest.importorskip("opentelemetry.metrics", reason="opentelemetry-api is not installed")
     assert fh.register_opentelemetry()
+    with pytest.raises(TypeError, match="Meter"):
+        fh.register_opentelemetry(42)

@@ -140,6 +140,11 @@ def register_opentelemetry(meter: Any = None) -> list[Any]:
         ) from None
     if meter is None:
         meter = metrics.get_meter("ferroloop")
+    elif not all(
+        callable(getattr(meter, m, None))
+        for m in ("create_observable_counter", "create_observable_gauge")
+    ):
+        raise TypeError(f"register_opentelemetry() needs an OpenTelemetry Meter, not {meter!r}")
     made = []
     counters = (
         ("ferroloop.loop.callbacks", "{callback}", "Callbacks run.", lambda s: s.callbacks),
