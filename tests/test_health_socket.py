@@ -90,6 +90,23 @@ def test_serve_settings(served, tmp_path):
             fh.serve(bad)  # type: ignore[arg-type]
 
 
+def test_a_live_socket_is_not_taken_over_and_a_stale_one_is(tmp_path):
+    path = str(tmp_path / "taken.sock")
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(path)
+    other.listen(1)
+    try:
+        with pytest.raises(OSError, match="another process"):
+            fh.serve(path)
+        assert hs.serving() is None
+    finally:
+        other.close()
+    # Closed: the file is stale now, and taken over.
+    assert fh.serve(path) == path
+    assert _top.fetch(path)["pid"] == os.getpid()
+    fh.stop_serving()
+
+
 def test_default_path_uses_xdg_runtime_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     path = fh.serve()
@@ -326,3 +343,28 @@ def test_document_is_json_and_render_handles_no_loops():
     buf = io.StringIO()
     buf.write(_top.render(doc, doc))
     assert buf.getvalue()
+
+
+def test_loops_closing_while_clients_ask(served):
+    done = threading.Event()
+    errors = []
+
+    def churn():
+        try:
+            for _ in range(100):
+                loop = ferroloop.new_event_loop()
+                loop.run_until_complete(asyncio.sleep(0))
+                loop.close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    t = threading.Thread(target=churn)
+    t.start()
+    answers = 0
+    while not done.is_set() or answers == 0:
+        assert _top.fetch(served)["pid"] == os.getpid()
+        answers += 1
+    t.join(30)
+    assert not t.is_alive() and not errors

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import json
 import os
 import selectors
@@ -152,7 +153,9 @@ class _Server:
         self._pid = os.getpid()
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.lstat(path).st_mode):
-                os.unlink(path)  # a stale socket (a pid's path is this process's)
+                if _answered(path):
+                    raise OSError(errno.EADDRINUSE, "another process serves on this socket", path)
+                os.unlink(path)  # stale: left by a process that is gone
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
@@ -239,6 +242,17 @@ class _Server:
             conn.sendall(json.dumps(collect(ntasks), default=str).encode() + b"\n")
         except OSError:
             pass  # the client went away or was too slow: next one
+
+
+def _answered(path: str) -> bool:
+    """Whether something accepts connections on the socket at ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(TIMEOUT)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+        return True
 
 
 def _read_request(conn: socket.socket) -> dict[str, Any]:
