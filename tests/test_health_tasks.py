@@ -231,3 +231,35 @@ def test_a_look_alike_step_method_is_not_listed(hloop, tracking):
     hloop.run_until_complete(asyncio.sleep(0))
     assert all(r.name != "NotATask" for r in fh.top_tasks(hloop))
     del obj
+
+
+def test_switching_tracking_off_and_on_keeps_the_loop_times_right(hloop):
+    walls = []
+    try:
+        for on in (True, False, True, False, True):
+            fh.track_tasks(on)
+            t0 = time.monotonic()
+            hloop.run_until_complete(_yields(20))
+            walls.append(time.monotonic() - t0)
+            time.sleep(0.05)  # stopped: neither idle nor active
+    finally:
+        fh.track_tasks(False)
+    snap = hloop.health()
+    assert snap.idle + snap.active <= sum(walls)
+
+
+def test_switching_inside_a_step(hloop):
+    async def switcher():
+        fh.track_tasks(False)
+        await asyncio.sleep(0)
+        fh.track_tasks(True)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    fh.track_tasks(True)
+    task = asyncio.ensure_future(switcher(), loop=hloop)
+    try:
+        hloop.run_until_complete(task)
+    finally:
+        fh.track_tasks(False)
+    assert fh.top_tasks(hloop)[0].steps >= 2  # steps run while on: the first, the last two

@@ -7,7 +7,7 @@
 //! instruments are on: hooks (`set_hooks`) or per-task accounting
 //! (`track_tasks`), whose table is here too.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferroloop_core::health::{watchdog, Heartbeat, LoopStats, Phase};
@@ -36,6 +36,10 @@ pub(super) struct Probes {
     /// reading the clock again, and the iteration's read before the poll is
     /// the last callback's end: one read per step, not three.
     chain: AtomicU64,
+    /// The instruments word (`health::instruments()`) `chain` was read
+    /// under: a read kept from another setting (instruments off meanwhile,
+    /// or changed) is not used.
+    chain_word: AtomicU32,
 }
 
 impl Probes {
@@ -45,6 +49,7 @@ impl Probes {
             on: crate::health::enabled_by_env(),
             tasks: GilCell::new(TaskTable::default()),
             chain: AtomicU64::new(f64::NAN.to_bits()),
+            chain_word: AtomicU32::new(0),
         }
     }
 
@@ -54,26 +59,28 @@ impl Probes {
         self.chain.store(f64::NAN.to_bits(), Ordering::Relaxed);
     }
 
-    /// The previous callback's end, if it was timed and nothing ran since
-    /// (the chain is broken afterwards).
+    /// The previous callback's end, if it was timed under instruments word
+    /// `word` and nothing ran since (the chain is broken afterwards).
     #[inline]
-    pub(super) fn take_chain(&self) -> Option<f64> {
+    pub(super) fn take_chain(&self, word: u32) -> Option<f64> {
         let t = f64::from_bits(self.chain.swap(f64::NAN.to_bits(), Ordering::Relaxed));
-        (!t.is_nan()).then_some(t)
+        (!t.is_nan() && self.chain_word.load(Ordering::Relaxed) == word).then_some(t)
     }
 
-    /// The next callback starts at `now` (None: it reads the clock).
+    /// The next callback starts at `now` (None: it reads the clock), under
+    /// instruments word `word`.
     #[inline]
-    pub(super) fn set_chain(&self, now: Option<f64>) {
+    pub(super) fn set_chain(&self, now: Option<f64>, word: u32) {
         self.chain.store(now.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
+        self.chain_word.store(word, Ordering::Relaxed);
     }
 
     /// When the callback about to run began: the previous one's end, if it
-    /// directly precedes it, else the clock now.
+    /// directly precedes it under the same word, else the clock now.
     #[inline]
-    fn chain_start(&self) -> f64 {
+    fn chain_start(&self, word: u32) -> f64 {
         let t = f64::from_bits(self.chain.load(Ordering::Relaxed));
-        if t.is_nan() {
+        if t.is_nan() || self.chain_word.load(Ordering::Relaxed) != word {
             monotonic()
         } else {
             t
@@ -159,7 +166,7 @@ impl Loop {
     /// set. A hook's error is the hook's: reported as unraisable, never the
     /// callback's.
     #[inline(never)]
-    pub(super) fn run_instrumented(slf: &Bound<'_, Self>, cb: &Ready, instruments: u8) -> PyResult<()> {
+    pub(super) fn run_instrumented(slf: &Bound<'_, Self>, cb: &Ready, instruments: u32) -> PyResult<()> {
         let py = slf.py();
         let probes = &slf.get().probes;
         // Taken before the run: a one-shot handle releases its callback.
@@ -169,10 +176,10 @@ impl Loop {
             probes.break_chain();
             return Self::run_one_probed(slf, cb);
         }
-        let t0 = probes.chain_start();
+        let t0 = probes.chain_start(instruments);
         let res = Self::run_one_probed(slf, cb);
         let t1 = monotonic();
-        probes.chain.store(t1.to_bits(), Ordering::Relaxed);
+        probes.set_chain(Some(t1), instruments);
         let seconds = t1 - t0;
         if let Some(task) = task {
             probes.tasks.borrow_mut(py).record(&task, seconds);

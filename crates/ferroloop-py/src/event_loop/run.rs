@@ -41,10 +41,11 @@ impl Loop {
         let py = slf.py();
         let this = slf.get();
         let (timeout, mut events, watching) = this.prepare_poll(py)?;
-        let instrumented = crate::health::instruments() != 0;
+        let instruments = crate::health::instruments();
         // With instruments on, the end of the last callback timed (if it was
-        // the last one to run) stands for the clock read before the poll.
-        let chained = if instrumented { this.probes.take_chain() } else { None };
+        // the last one to run, under the same setting) stands for the clock
+        // read before the poll.
+        let chained = if instruments == 0 { None } else { this.probes.take_chain(instruments) };
         // Health: the clock before and after the poll (the one after is the
         // timers' "now" too); a skipped poll takes no time and no second read.
         let before = if this.probes.on { Some(chained.unwrap_or_else(monotonic)) } else { None };
@@ -72,10 +73,10 @@ impl Loop {
             this.state.borrow_mut(py).stats.polled(t0, t1, events.len());
             t1
         });
-        if instrumented {
+        if instruments != 0 {
             // The first step after the poll starts at its clock read, when
             // there is one: the moving of due timers counts in that step.
-            this.probes.set_chain(now);
+            this.probes.set_chain(now, instruments);
         }
         match res {
             Ok(()) => {}

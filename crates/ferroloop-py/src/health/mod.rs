@@ -10,7 +10,7 @@
 
 mod task_stats;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use ferroloop_core::health::{watchdog, LagHistogram};
 use pyo3::prelude::*;
@@ -28,25 +28,37 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// Instrumentation hooks are set (`ferroloop.health.set_hooks`).
-pub(crate) const HOOKS: u8 = 1;
+pub(crate) const HOOKS: u32 = 1;
 /// Per-task accounting is on (`ferroloop.health.track_tasks`).
-pub(crate) const TASKS: u8 = 2;
+pub(crate) const TASKS: u32 = 2;
+const FLAGS: u32 = 0xff;
 
 /// What instruments every callback, process-wide: the one word `run_one`
-/// tests per callback, so with neither on they cost one branch.
-static INSTRUMENTS: AtomicU8 = AtomicU8::new(0);
+/// tests per callback, so with none on they cost one branch. Zero when none
+/// is on; otherwise the flags in the low byte and, above them, a number that
+/// changes with every change of the flags, so that a loop can tell whether
+/// a clock read it kept was taken under the same setting (event_loop/probes.rs).
+static INSTRUMENTS: AtomicU32 = AtomicU32::new(0);
+/// The last number given to a setting with an instrument on.
+static EPOCH: AtomicU32 = AtomicU32::new(0);
 
 #[inline]
-pub(crate) fn instruments() -> u8 {
+pub(crate) fn instruments() -> u32 {
     INSTRUMENTS.load(Ordering::Relaxed)
 }
 
-fn set_flag(flag: u8, on: bool) {
-    if on {
-        INSTRUMENTS.fetch_or(flag, Ordering::Relaxed);
+/// Changes one flag. Called with the GIL held (from Python, or at import),
+/// which serialises the changes.
+fn set_flag(flag: u32, on: bool) {
+    let old = INSTRUMENTS.load(Ordering::Relaxed) & FLAGS;
+    let flags = if on { old | flag } else { old & !flag };
+    let word = if flags == 0 {
+        0
     } else {
-        INSTRUMENTS.fetch_and(!flag, Ordering::Relaxed);
-    }
+        let epoch = EPOCH.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & (u32::MAX >> 8);
+        (epoch << 8) | flags
+    };
+    INSTRUMENTS.store(word, Ordering::Relaxed);
 }
 
 #[pyfunction]
