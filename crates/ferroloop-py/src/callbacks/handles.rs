@@ -161,7 +161,12 @@ impl HandleCore {
             return None;
         }
         let call = self.call.borrow(py);
-        let callback = call.as_ref()?.callback.bind(py).clone();
+        let callback = call.as_ref()?.callback.bind(py);
+        if !super::task_calls::may_be_step(callback) {
+            return None;
+        }
+        // Our own reference: `task_of` may run Python code (a method's name).
+        let callback = callback.clone();
         drop(call);
         super::task_calls::task_of(&callback)
     }

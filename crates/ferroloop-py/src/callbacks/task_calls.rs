@@ -50,12 +50,15 @@ static WAKEUP_DEF: AtomicPtr<MethodDef> = AtomicPtr::new(std::ptr::null_mut());
 static STEP_HOLDS_TASK: AtomicBool = AtomicBool::new(false);
 /// The wake-up's type's first field is its task (checked on the sample).
 static WAKEUP_HOLDS_TASK: AtomicBool = AtomicBool::new(false);
-/// `types.MethodType`: a Python `Task`'s steps are its bound methods.
-static METHOD_TYPE: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
+/// `types.MethodType` (a static type): a Python `Task`'s steps are its bound
+/// methods. Set when the module is made.
+static METHOD_TYPE: AtomicPtr<TypeObject> = AtomicPtr::new(std::ptr::null_mut());
 /// Keeps the registered samples (and so their types) alive.
 static SAMPLES: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let method = m.py().import("types")?.getattr("MethodType")?.cast_into::<pyo3::types::PyType>()?;
+    METHOD_TYPE.store(method.as_type_ptr(), Ordering::Relaxed);
     m.add_function(wrap_pyfunction!(_register_task_callbacks, m)?)
 }
 
@@ -109,6 +112,17 @@ fn _register_task_callbacks(
     true
 }
 
+/// Whether `callback` may be a task's step or wake-up (what [`task_of`]
+/// looks into): a cheap test by type, calling nothing.
+#[inline]
+pub(crate) fn may_be_step(callback: &Bound<'_, PyAny>) -> bool {
+    let ty = callback.get_type_ptr();
+    std::ptr::eq(ty, STEP_TYPE.load(Ordering::Relaxed))
+        || std::ptr::eq(ty, WAKEUP_TYPE.load(Ordering::Relaxed))
+        || std::ptr::eq(ty, METHOD_TYPE.load(Ordering::Relaxed))
+        || cfunction::is_builtin(callback)
+}
+
 /// Whether the first field of `sample` (one of the C `Task`'s private
 /// callables) is `task`, the task it was made for.
 fn first_slot_is(sample: &Bound<'_, PyAny>, task: &Bound<'_, PyAny>) -> bool {
@@ -145,11 +159,10 @@ pub(crate) fn task_of<'py>(callback: &Bound<'py, PyAny>) -> Option<Bound<'py, Py
     if !def.is_null() && cfunction::method_def(callback).is_some_and(|d| std::ptr::eq(d, def)) {
         return cfunction::bound_self(callback);
     }
-    let py = callback.py();
-    let method = METHOD_TYPE.import(py, "types", "MethodType").ok()?;
-    if !callback.get_type().is(method) {
+    if !std::ptr::eq(ty, METHOD_TYPE.load(Ordering::Relaxed)) {
         return None;
     }
+    let py = callback.py();
     let name = callback.getattr(pyo3::intern!(py, "__name__")).ok()?;
     let ours = name.eq(pyo3::intern!(py, "__step")).unwrap_or(false)
         || name.eq(pyo3::intern!(py, "__wakeup")).unwrap_or(false);
