@@ -18,6 +18,8 @@ help: ## list targets
 $(STAMP): Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# An optional integration the tests exercise when it is there (no dependency of ferroloop).
+	$(PY) -m pip install -q opentelemetry-api
 	$(PY) -m pip install -q "maturin>=1.5,<2" pytest ruff uvloop matplotlib httptools \
 	  aiohttp uvicorn websockets httpx anyio asyncpg redis trustme
 	touch $@

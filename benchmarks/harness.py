@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import net
-from loops import LOOPS, env_for
+from loops import KNOWN, env_for
 from micro import BENCHMARKS
 from model import Results, Section
 from netreport import render_net, render_syscalls
@@ -72,8 +72,8 @@ def probe_loops(names: Sequence[str]) -> Results:
     """Find which loops import in a fresh interpreter; the rest are skipped with the reason."""
     results = Results(loops=[], versions={})
     for name in names:
-        if name not in LOOPS:
-            results.missing[name] = f"unknown loop (known: {', '.join(LOOPS)})"
+        if name not in KNOWN:
+            results.missing[name] = f"unknown loop (known: {', '.join(KNOWN)})"
             continue
         argv = [sys.executable, str(HERE / "micro.py"), "--probe", name]
         out = _run_json(argv, timeout=60, loop=name)

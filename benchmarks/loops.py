@@ -31,13 +31,25 @@ BASELINE = os.environ.get("FERROLOOP_BASELINE")
 if BASELINE:
     LOOPS["ferroloop-base"] = ("ferroloop", "new_event_loop")
 
+# ferroloop with a setting that only measuring wants: asked for by name in --loops, never by
+# default. name -> environment added to that loop's processes (read at ferroloop's import or
+# at each loop's creation).
+VARIANTS: dict[str, dict[str, str]] = {
+    "ferroloop-health-off": {"FERROLOOP_HEALTH": "0"},  # no health recording
+    "ferroloop-tasks": {"FERROLOOP_TRACK_TASKS": "1"},  # per-task accounting on
+}
+KNOWN: dict[str, tuple[str, str]] = {
+    **LOOPS,
+    **{name: ("ferroloop", "new_event_loop") for name in VARIANTS},
+}
+
 # The loops the demo shows: the stdlib's, the one users switch from, ours.
 DEMO_LOOPS = ("asyncio", "uvloop", "ferroloop")
 
 
 def factory(name: str) -> LoopFactory:
     """Import loop ``name`` and return its new-loop factory."""
-    module, attr = LOOPS[name]
+    module, attr = KNOWN[name]
     return getattr(importlib.import_module(module), attr)
 
 
@@ -45,12 +57,14 @@ def version(name: str) -> str:
     """The version of loop ``name`` (the Python version for asyncio)."""
     if name == "asyncio":
         return platform.python_version()
-    module = importlib.import_module(LOOPS[name][0])
+    module = importlib.import_module(KNOWN[name][0])
     return str(getattr(module, "__version__", "unknown"))
 
 
 def env_for(name: str) -> dict[str, str] | None:
     """The environment of loop ``name``'s processes (None: this one's)."""
+    if name in VARIANTS:
+        return {**os.environ, **VARIANTS[name]}
     if name != "ferroloop-base" or not BASELINE:
         return None
     path = os.pathsep.join(p for p in (BASELINE, os.environ.get("PYTHONPATH")) if p)

@@ -2,6 +2,9 @@
 
 The script's ``asyncio.run``, ``asyncio.new_event_loop`` and
 ``asyncio.get_event_loop`` all get ferroloop loops.
+
+``python -m ferroloop top PID``: a live view of a running ferroloop process's
+loops (``ferroloop._top``). A script named ``top`` runs as ``./top``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(
             "usage: python -m ferroloop script.py [args...]\n"
-            "       python -m ferroloop -m module [args...]",
+            "       python -m ferroloop -m module [args...]\n"
+            "       python -m ferroloop top [--socket PATH] [--once] [PID]",
             file=sys.stderr,
         )
         return 2
+    if argv[0] == "top":
+        from . import _top
+
+        return _top.main(argv[1:])
     from . import _patch
 
     _patch.install_everywhere()

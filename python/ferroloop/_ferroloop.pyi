@@ -10,12 +10,15 @@ __version__: str
 
 _T = TypeVar("_T")
 
-def _register_task_callbacks(step: object, wakeup: object, /) -> bool: ...
+def _register_task_callbacks(step: object, wakeup: object, task: object = None) -> bool: ...
 def _health_period(seconds: float) -> None:
     """How often the native watchdog thread looks at running loops (ferroloop.health)."""
 
 def _health_hooks(on: bool) -> None:
     """Whether loops call ``ferroloop.health._run_hook`` after each callback."""
+
+def _health_track_tasks(on: bool | None = None) -> bool:
+    """Per-task accounting on or off (None: unchanged); returns whether it is on."""
 
 class Lag:
     """A frozen copy of a lag histogram (log-linear buckets, 1 us to ~67 s).
@@ -28,7 +31,12 @@ class Lag:
     def count(self) -> int: ...
     @property
     def max(self) -> float: ...
+    @property
+    def sum(self) -> float:
+        """An estimate of the sum of the values (bucket middles), within 3.2 %."""
     def percentile(self, q: float) -> float: ...
+    def buckets(self, bounds: list[float]) -> list[int]:
+        """Cumulative counts of values at most each bound (Prometheus ``le`` buckets)."""
     def since(self, earlier: Lag) -> Lag:
         """What was recorded after ``earlier`` was taken (``max``: a bucket bound)."""
 
@@ -138,6 +146,10 @@ class Loop:
     ) -> tuple[Lag, Lag, float, float, int, int, int, int, int, int, bool]:
         """``(timer_lag, ready_wait, idle, active, iterations, callbacks, io_events,
         ready_depth, fds_watched, timers_pending, recording)``: HealthSnapshot's fields."""
+    def _health_tasks(self, n: int) -> list[tuple[asyncio.Task[Any], int, float, float]]:
+        """The ``n`` tracked live tasks with most step time: ``(task, steps, total, max)``."""
+    def _health_tasks_clear(self) -> None:
+        """Forgets every task's step counts and times."""
 
 class Reactor:
     """The loop's descriptor table and poller, which native transports register with."""

@@ -55,6 +55,7 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
 
     def __init__(self) -> None:
         super().__init__()
+        _health.register(self)
         self._exception_handler = None
         self._default_executor = None
         self._executor_shutdown_called = False
@@ -307,7 +308,7 @@ def _learn_task_callbacks() -> bool:
         wakeup(*wakeup_args)  # the task finishes
         if more or more2 or step_args or len(wakeup_args) != 1 or not task.done():
             return False
-        return _register_task_callbacks(step, wakeup)
+        return _register_task_callbacks(step, wakeup, task)
     except Exception:  # noqa: BLE001 - any surprise: every callback keeps its handle
         return False
     finally:

@@ -20,11 +20,19 @@ Only weak references to loops are kept. The watchdog takes no lock the loop
 thread holds while waiting on anything, so a closing loop, a fork (the child
 starts with no watchdog and no watched loops) or interpreter shutdown (the
 thread is a daemon) cannot deadlock with it.
+
+Per-task accounting (``track_tasks(True)`` or ``FERROLOOP_TRACK_TASKS=1``):
+each loop counts, in Rust, the steps of each task and the time they ran,
+holding the tasks weakly; ``top_tasks(loop)`` lists the busiest. The health
+socket (``serve``, ``python -m ferroloop top PID``) and the exporters
+(``prometheus``, ``register_opentelemetry``) read all of this from other
+modules (``_health_server``, ``_health_export``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import os
@@ -38,17 +46,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._ferroloop import _health_hooks, _health_period
+from ._ferroloop import _health_hooks, _health_period, _health_track_tasks
 
 __all__ = (
     "BlockReport",
     "HealthSnapshot",
     "LagStats",
+    "TaskRecord",
+    "block_counts",
     "get_block_threshold",
     "health",
+    "loops",
     "on_block",
+    "prometheus",
+    "recent_blocks",
+    "register_opentelemetry",
+    "serve",
     "set_block_threshold",
     "set_hooks",
+    "stop_serving",
+    "top_tasks",
+    "track_tasks",
 )
 
 logger = logging.getLogger("ferroloop.health")
@@ -141,6 +159,96 @@ def health(loop: Any) -> HealthSnapshot:
         raise TypeError(f"health() needs a ferroloop loop, not {type(loop).__name__}")
     timer, wait, *rest = stats()
     return HealthSnapshot(LagStats._of(timer), LagStats._of(wait), *rest, (timer, wait))
+
+
+# ---- the loops of the process -------------------------------------------------
+
+_loops: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def register(loop: Any) -> None:
+    """Called when a ferroloop loop is made: ``loops()`` lists it while it is open.
+
+    With ``FERROLOOP_HEALTH_SOCKET`` set, the first loop opens the health socket.
+    """
+    _loops.add(loop)
+    if os.environ.get("FERROLOOP_HEALTH_SOCKET"):
+        from . import _health_server
+
+        _health_server.serve_from_env()
+
+
+def loops() -> list[Any]:
+    """The open ferroloop loops of this process (held weakly), in a stable order (by id)."""
+    return sorted((lp for lp in list(_loops) if not lp.is_closed()), key=id)
+
+
+# ---- per-task accounting ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task's steps: how many ran and how long, in seconds, in all and the longest.
+
+    ``name`` is the task's name, ``coro`` its coroutine's qualified name, ``done``
+    whether it has finished (a finished task is listed while it is alive).
+    """
+
+    name: str
+    coro: str
+    steps: int
+    total: float
+    max_step: float
+    done: bool
+
+
+def track_tasks(on: bool | None = None) -> bool:
+    """Count each task's steps and their time, in every ferroloop loop; returns the setting.
+
+    ``track_tasks(True)`` turns it on (as ``FERROLOOP_TRACK_TASKS=1`` does at
+    import), ``track_tasks(False)`` off (counts so far are kept), no argument
+    only reads it. On, each task step costs two clock reads and a table update;
+    off, nothing beyond one branch per callback. Tasks are held weakly: a task
+    that is gone drops out.
+    """
+    if on is not None and not isinstance(on, bool):
+        raise TypeError(f"track_tasks() takes True, False or None, not {type(on).__name__}")
+    return _health_track_tasks(on)
+
+
+MAX_TOP = 100_000
+
+
+def _check_count(n: Any, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{what} must be an int, not {type(n).__name__}")
+    if not 1 <= n <= MAX_TOP:
+        raise ValueError(f"{what} must be between 1 and {MAX_TOP}, not {n!r}")
+    return n
+
+
+def _coro_name(task: Any) -> str:
+    coro = task.get_coro()
+    return getattr(coro, "__qualname__", None) or type(coro).__qualname__
+
+
+def top_tasks(loop: Any, n: int = 10) -> list[TaskRecord]:
+    """The ``n`` tasks of ``loop`` with the most time in their steps, busiest first.
+
+    Only steps run while tracking was on count (``track_tasks``).
+    """
+    n = _check_count(n, "n")
+    rows = getattr(loop, "_health_tasks", None)
+    if rows is None:
+        raise TypeError(f"top_tasks() needs a ferroloop loop, not {type(loop).__name__}")
+    out = []
+    for task, steps, total, longest in rows(n):
+        try:
+            name, coro, done = task.get_name(), _coro_name(task), task.done()
+        except Exception:  # noqa: BLE001, S112 - not a task after all (a look-alike method): left out
+            continue
+        out.append(TaskRecord(name, coro, steps, total, longest, done))
+    return out
 
 
 # ---- blame: settings -------------------------------------------------------------
@@ -285,6 +393,8 @@ def _after_fork_in_child() -> None:
     global _lock, _thread, _wake
     _lock = threading.RLock()
     _watches.clear()
+    _recent.clear()
+    _counts.clear()
     _thread = None
     _wake = threading.Event()
 
@@ -398,10 +508,26 @@ def _callback_ended(loop: Any, what: Any, seq: int, seconds: float) -> None:
     _emit(BlockReport("recovered", loop, seconds, handle=handle))
 
 
+_recent: collections.deque[BlockReport] = collections.deque(maxlen=32)
+_counts: collections.Counter[str] = collections.Counter()
+
+
+def block_counts() -> dict[str, int]:
+    """How many ``blocked`` and ``recovered`` reports this process has made."""
+    return dict(_counts)
+
+
+def recent_blocks() -> list[BlockReport]:
+    """The last 32 block and recovery reports of the process, oldest first."""
+    return list(_recent)
+
+
 def _emit(report: BlockReport) -> None:
     global _callback
     if sys.is_finalizing():
         return
+    _recent.append(report)
+    _counts[report.kind] += 1
     if report.kind == "recovered":
         logger.warning(
             "%r recovered after blocking for %.3f s in %s",
@@ -475,6 +601,42 @@ def _run_hook(loop: Any, what: Any, seconds: float) -> None:
             logger.exception("the health hook %r raised; hooks are removed", hook)
             set_hooks()
             return
+
+
+# ---- the health socket and the exporters (their own modules, loaded on use) ------
+
+
+def serve(path: str | None = None) -> str:
+    """Answer ``python -m ferroloop top`` on a Unix socket; returns its path.
+
+    See ``ferroloop._health_server.serve``: the default path is
+    ``$XDG_RUNTIME_DIR/ferroloop-{pid}.sock`` (else ``/tmp/ferroloop-{uid}/{pid}.sock``);
+    ``{pid}`` in ``path`` becomes the process id.
+    """
+    from . import _health_server
+
+    return _health_server.serve(path)
+
+
+def stop_serving() -> None:
+    """Close the health socket, if one is open, and remove its file."""
+    from . import _health_server
+
+    _health_server.stop()
+
+
+def prometheus(loop: Any = None) -> str:
+    """Every loop's health (or ``loop``'s) in Prometheus' text exposition format."""
+    from . import _health_export
+
+    return _health_export.prometheus(loop)
+
+
+def register_opentelemetry(meter: Any = None) -> list[Any]:
+    """Report every loop's health through OpenTelemetry metrics (needs ``opentelemetry-api``)."""
+    from . import _health_export
+
+    return _health_export.register_opentelemetry(meter)
 
 
 class _HealthModule(types.ModuleType):

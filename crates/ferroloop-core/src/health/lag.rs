@@ -99,6 +99,30 @@ impl LagHistogram {
         self.max
     }
 
+    /// How many values lie in buckets wholly at or below `us` microseconds:
+    /// a Prometheus `le` bucket's count, exact at bucket boundaries and
+    /// otherwise short of the bucket `us` falls in.
+    #[must_use]
+    pub fn count_at_most(&self, us: u64) -> u64 {
+        if us >= self.max {
+            return self.total;
+        }
+        self.counts.iter().enumerate().take_while(|&(i, _)| upper(i) <= us).map(|(_, &c)| c).sum()
+    }
+
+    /// An estimate of the sum of the values, in microseconds: each bucket's
+    /// count times its middle (capped at `max`), within 3.2 % of the truth.
+    #[must_use]
+    pub fn sum_estimate(&self) -> u64 {
+        let mut sum = 0u64;
+        for (i, &c) in self.counts.iter().enumerate().filter(|&(_, &c)| c > 0) {
+            let lower = if i == 0 { 0 } else { upper(i - 1) + 1 };
+            let mid = u64::midpoint(lower, upper(i).min(self.max));
+            sum = sum.saturating_add(mid.saturating_mul(c));
+        }
+        sum
+    }
+
     /// What was recorded since `earlier` (a copy of this histogram taken
     /// before). `max` of the difference is the upper bound of its highest
     /// non-empty bucket (capped at this histogram's `max`): exact maxima of
@@ -134,6 +158,22 @@ fn secs_to_us(seconds: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_counts_and_sum() {
+        let mut h = LagHistogram::default();
+        for v in [3, 10, 100, 1000, 1000] {
+            h.record_n(v, 1);
+        }
+        assert_eq!(h.count_at_most(2), 0);
+        assert_eq!(h.count_at_most(3), 1);
+        assert_eq!(h.count_at_most(15), 2);
+        assert_eq!(h.count_at_most(1000), 5);
+        assert_eq!(h.count_at_most(u64::MAX), 5);
+        let sum = h.sum_estimate();
+        assert!((2000..=2200).contains(&sum), "{sum}");
+        assert_eq!(LagHistogram::default().sum_estimate(), 0);
+    }
 
     #[test]
     fn small_values_are_exact() {

@@ -407,6 +407,14 @@ impl Loop {
         self.health_stats(py)
     }
 
+    fn _health_tasks<'py>(&self, py: Python<'py>, n: usize) -> Vec<(Bound<'py, PyAny>, u64, f64, f64)> {
+        self.health_tasks(py, n)
+    }
+
+    fn _health_tasks_clear(&self, py: Python<'_>) {
+        self.health_tasks_clear(py);
+    }
+
     /// Marks the loop closed and drops every queued callback (asyncio's close
     /// clears `_ready` and `_scheduled`); fd watchers are unregistered. The
     /// poller, its waker and the signal channel release their fds now, as
@@ -414,6 +422,7 @@ impl Loop {
     fn _close_native(&self, py: Python<'_>) {
         self.release_all(py);
         self.health_unwatch();
+        self.health_tasks_clear(py);
         self.reactor().close(py);
         self.signals.close();
     }

@@ -3,8 +3,11 @@
 //! Recording happens in the iteration (run.rs): two clock reads around the
 //! poll (one when the poll is skipped), a histogram entry per due timer and
 //! one per batch, and per callback a heartbeat store plus one comparison with
-//! the watchdog's request. Nothing here runs per callback.
+//! the watchdog's request. Nothing here runs per callback unless
+//! instruments are on: hooks (`set_hooks`) or per-task accounting
+//! (`track_tasks`), whose table is here too.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferroloop_core::health::{watchdog, Heartbeat, LoopStats, Phase};
@@ -14,7 +17,8 @@ use pyo3::types::PyTuple;
 
 use super::ready::Ready;
 use super::Loop;
-use crate::health::Lag;
+use crate::gil_cell::GilCell;
+use crate::health::{Lag, TaskTable, HOOKS, TASKS};
 use crate::pyimports::{health_callback_ended, health_run_hook};
 
 /// The probes a loop owns besides its `LoopStats` (which live in its state).
@@ -23,11 +27,73 @@ pub(super) struct Probes {
     pub(super) heartbeat: Arc<Heartbeat>,
     /// Recording is on (`FERROLOOP_HEALTH` is not "0" when the loop was made).
     pub(super) on: bool,
+    /// Per-task step counts and times (filled while tracking is on).
+    pub(super) tasks: GilCell<TaskTable>,
+    /// While instruments are on: the clock read when the previous callback
+    /// ended (or the iteration's read after the poll), as bits of an `f64`,
+    /// if the callback about to run follows it directly; NaN otherwise. A
+    /// step that follows a timed callback starts at its end instead of
+    /// reading the clock again, and the iteration's read before the poll is
+    /// the last callback's end: one read per step, not three.
+    chain: AtomicU64,
+    /// The instruments word (`health::instruments()`) `chain` was read
+    /// under: a read kept from another setting (instruments off meanwhile,
+    /// or changed) is not used.
+    chain_word: AtomicU32,
 }
 
 impl Probes {
     pub(super) fn new() -> Self {
-        Self { heartbeat: Arc::new(Heartbeat::default()), on: crate::health::enabled_by_env() }
+        Self {
+            heartbeat: Arc::new(Heartbeat::default()),
+            on: crate::health::enabled_by_env(),
+            tasks: GilCell::new(TaskTable::default()),
+            chain: AtomicU64::new(f64::NAN.to_bits()),
+            chain_word: AtomicU32::new(0),
+        }
+    }
+
+    /// The next callback does not directly follow a timed one.
+    #[inline]
+    pub(super) fn break_chain(&self) {
+        self.chain.store(f64::NAN.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The previous callback's end, if it was timed under instruments word
+    /// `word` and nothing ran since (the chain is broken afterwards).
+    #[inline]
+    pub(super) fn take_chain(&self, word: u32) -> Option<f64> {
+        let t = f64::from_bits(self.chain.swap(f64::NAN.to_bits(), Ordering::Relaxed));
+        (!t.is_nan() && self.chain_word.load(Ordering::Relaxed) == word).then_some(t)
+    }
+
+    /// The next callback starts at `now` (None: it reads the clock), under
+    /// instruments word `word`.
+    #[inline]
+    pub(super) fn set_chain(&self, now: Option<f64>, word: u32) {
+        self.chain.store(now.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
+        self.chain_word.store(word, Ordering::Relaxed);
+    }
+
+    /// When the callback about to run began: the previous one's end, if it
+    /// directly precedes it under the same word, else the clock now.
+    #[inline]
+    fn chain_start(&self, word: u32) -> f64 {
+        let t = f64::from_bits(self.chain.load(Ordering::Relaxed));
+        if t.is_nan() || self.chain_word.load(Ordering::Relaxed) != word {
+            monotonic()
+        } else {
+            t
+        }
+    }
+}
+
+/// The task a ready item steps or wakes, if it does.
+fn task_of<'py>(py: Python<'py>, cb: &Ready) -> Option<Bound<'py, PyAny>> {
+    match cb {
+        Ready::Task(call) => call.task(py),
+        Ready::Plain(h) => h.0.get().core.task(py),
+        Ready::Timer(_) | Ready::Io(..) | Ready::Sock(..) => None,
     }
 }
 
@@ -92,20 +158,56 @@ impl Loop {
         }
     }
 
-    /// `run_one` with instrumentation hooks set: times the callback (two
-    /// clock reads) and hands it to `ferroloop.health._run_hook`. A hook's
-    /// error is the hook's: reported as unraisable, never the callback's.
-    #[cold]
-    pub(super) fn run_hooked(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
+    /// `run_one` with instruments on (`instruments`: `HOOKS`, `TASKS`):
+    /// times the callback (one clock read at its end; its start is the end
+    /// of the callback before when that one was timed and ran just before,
+    /// else one more read), adds a task step's time to its task's entry, and
+    /// hands the callback to `ferroloop.health._run_hook` when hooks are
+    /// set. A hook's error is the hook's: reported as unraisable, never the
+    /// callback's.
+    #[inline(never)]
+    pub(super) fn run_instrumented(slf: &Bound<'_, Self>, cb: &Ready, instruments: u32) -> PyResult<()> {
         let py = slf.py();
-        let t0 = monotonic();
+        let probes = &slf.get().probes;
+        // Taken before the run: a one-shot handle releases its callback.
+        let task = if instruments & TASKS != 0 { task_of(py, cb) } else { None };
+        let hooked = instruments & HOOKS != 0;
+        if task.is_none() && !hooked {
+            probes.break_chain();
+            return Self::run_one_probed(slf, cb);
+        }
+        let t0 = probes.chain_start(instruments);
         let res = Self::run_one_probed(slf, cb);
-        let seconds = monotonic() - t0;
-        let what = describe(py, cb);
-        if let Err(e) = health_run_hook(py).and_then(|f| f.call1((slf, what, seconds))) {
-            e.write_unraisable(py, Some(slf.as_any()));
+        let t1 = monotonic();
+        probes.set_chain(Some(t1), instruments);
+        let seconds = t1 - t0;
+        if let Some(task) = task {
+            probes.tasks.borrow_mut(py).record(&task, seconds);
+        }
+        if hooked {
+            let what = describe(py, cb);
+            if let Err(e) = health_run_hook(py).and_then(|f| f.call1((slf, what, seconds))) {
+                e.write_unraisable(py, Some(slf.as_any()));
+            }
+            // The hook's own time is no step's.
+            probes.break_chain();
         }
         res
+    }
+
+    /// The `n` tracked tasks with the most time in their steps, most first:
+    /// `(task, steps, total seconds, longest step)`.
+    pub(super) fn health_tasks<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+    ) -> Vec<(Bound<'py, PyAny>, u64, f64, f64)> {
+        self.probes.tasks.borrow_mut(py).top(py, n)
+    }
+
+    /// Forgets every task's counts.
+    pub(super) fn health_tasks_clear(&self, py: Python<'_>) {
+        self.probes.tasks.borrow_mut(py).clear();
     }
 
     #[inline]

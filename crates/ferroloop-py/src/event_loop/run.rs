@@ -41,9 +41,14 @@ impl Loop {
         let py = slf.py();
         let this = slf.get();
         let (timeout, mut events, watching) = this.prepare_poll(py)?;
+        let instruments = crate::health::instruments();
+        // With instruments on, the end of the last callback timed (if it was
+        // the last one to run, under the same setting) stands for the clock
+        // read before the poll.
+        let chained = if instruments == 0 { None } else { this.probes.take_chain(instruments) };
         // Health: the clock before and after the poll (the one after is the
         // timers' "now" too); a skipped poll takes no time and no second read.
-        let before = if this.probes.on { Some(monotonic()) } else { None };
+        let before = if this.probes.on { Some(chained.unwrap_or_else(monotonic)) } else { None };
         // Callbacks were queued before the poll (it does not block then).
         let carried = timeout == Some(Duration::ZERO);
         let mut polled = true;
@@ -68,6 +73,11 @@ impl Loop {
             this.state.borrow_mut(py).stats.polled(t0, t1, events.len());
             t1
         });
+        if instruments != 0 {
+            // The first step after the poll starts at its clock read, when
+            // there is one: the moving of due timers counts in that step.
+            this.probes.set_chain(now, instruments);
+        }
         match res {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -264,12 +274,14 @@ impl Loop {
     /// Health: each callback gets the next heartbeat number (a store, no
     /// clock), and if the watchdog asked about that number, its end is
     /// reported (probes.rs), once.
-    /// With instrumentation hooks set (one flag, one branch when unset) the
-    /// callback is timed and handed to them (probes.rs).
+    /// With instrumentation hooks set or per-task accounting on (one word,
+    /// one branch when neither is) the callback is timed and handed to them
+    /// (probes.rs).
     #[inline]
     fn run_one(slf: &Bound<'_, Self>, cb: &Ready) -> PyResult<()> {
-        if crate::health::hooks_set() {
-            return Self::run_hooked(slf, cb);
+        let instruments = crate::health::instruments();
+        if instruments != 0 {
+            return Self::run_instrumented(slf, cb, instruments);
         }
         Self::run_one_probed(slf, cb)
     }
@@ -326,6 +338,8 @@ impl Loop {
             }
         };
         this.set_phase(Phase::Stopped);
+        // A later run starts afresh: no callback ran just before it.
+        this.probes.break_chain();
         // The native watchdog thread looks only at running loops (it ends
         // when none is left).
         this.health_unwatch();

@@ -5,31 +5,76 @@
 //! its iteration (event_loop/run.rs). Blame for a blocked loop is Python
 //! (`ferroloop.health`): a watchdog thread reads the loop's heartbeat through
 //! `Loop._health_probe` and samples the loop thread's stack under the GIL.
+//! Per-task accounting is `task_stats` (the table) and the `TASKS` flag here.
 //! Must not: name the loop (health sits below event_loop).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+mod task_stats;
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use ferroloop_core::health::{watchdog, LagHistogram};
 use pyo3::prelude::*;
 
+pub(crate) use task_stats::TaskTable;
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Lag>()?;
+    if std::env::var_os("FERROLOOP_TRACK_TASKS").is_some_and(|v| !v.is_empty() && v != "0") {
+        set_flag(TASKS, true);
+    }
     m.add_function(wrap_pyfunction!(_health_period, m)?)?;
+    m.add_function(wrap_pyfunction!(_health_track_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(_health_hooks, m)?)
 }
 
-/// Whether instrumentation hooks are set (`ferroloop.health.set_hooks`): the
-/// one flag `run_one` tests per callback, so unset hooks cost one branch.
-static HOOKS: AtomicBool = AtomicBool::new(false);
+/// Instrumentation hooks are set (`ferroloop.health.set_hooks`).
+pub(crate) const HOOKS: u32 = 1;
+/// Per-task accounting is on (`ferroloop.health.track_tasks`).
+pub(crate) const TASKS: u32 = 2;
+const FLAGS: u32 = 0xff;
+
+/// What instruments every callback, process-wide: the one word `run_one`
+/// tests per callback, so with none on they cost one branch. Zero when none
+/// is on; otherwise the flags in the low byte and, above them, a number that
+/// changes with every change of the flags, so that a loop can tell whether
+/// a clock read it kept was taken under the same setting (event_loop/probes.rs).
+static INSTRUMENTS: AtomicU32 = AtomicU32::new(0);
+/// The last number given to a setting with an instrument on.
+static EPOCH: AtomicU32 = AtomicU32::new(0);
 
 #[inline]
-pub(crate) fn hooks_set() -> bool {
-    HOOKS.load(Ordering::Relaxed)
+pub(crate) fn instruments() -> u32 {
+    INSTRUMENTS.load(Ordering::Relaxed)
+}
+
+/// Changes one flag. Called with the GIL held (from Python, or at import),
+/// which serialises the changes.
+fn set_flag(flag: u32, on: bool) {
+    let old = INSTRUMENTS.load(Ordering::Relaxed) & FLAGS;
+    let flags = if on { old | flag } else { old & !flag };
+    let word = if flags == 0 {
+        0
+    } else {
+        let epoch = EPOCH.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & (u32::MAX >> 8);
+        (epoch << 8) | flags
+    };
+    INSTRUMENTS.store(word, Ordering::Relaxed);
 }
 
 #[pyfunction]
 fn _health_hooks(on: bool) {
-    HOOKS.store(on, Ordering::Relaxed);
+    set_flag(HOOKS, on);
+}
+
+/// Turns per-task accounting on or off (`None`: leaves it); returns whether
+/// it is on (`FERROLOOP_TRACK_TASKS=1` turns it on at import).
+#[pyfunction]
+#[pyo3(signature = (on = None))]
+fn _health_track_tasks(on: Option<bool>) -> bool {
+    if let Some(on) = on {
+        set_flag(TASKS, on);
+    }
+    instruments() & TASKS != 0
 }
 
 /// How often the watchdog thread looks at running loops, in seconds
@@ -71,6 +116,26 @@ impl Lag {
     #[getter]
     fn max(&self) -> f64 {
         secs(self.0.max())
+    }
+
+    /// Cumulative counts of the values at most each of `bounds` (seconds,
+    /// ascending): Prometheus `le` buckets, exact at bucket boundaries.
+    fn buckets(&self, bounds: Vec<f64>) -> Vec<u64> {
+        bounds
+            .into_iter()
+            .map(|b| {
+                // Microseconds; `as` saturates (NaN and negatives give 0).
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let us = (b * 1e6) as u64;
+                self.0.count_at_most(us)
+            })
+            .collect()
+    }
+
+    /// An estimate of the sum of the values, in seconds (within 3.2 %).
+    #[getter]
+    fn sum(&self) -> f64 {
+        secs(self.0.sum_estimate())
     }
 
     /// What was recorded after `earlier` was taken.
