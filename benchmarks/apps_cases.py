@@ -210,7 +210,9 @@ CLIENTS: dict[str, Callable[[str, float], Awaitable[dict]]] = {
 
 
 def _listening_socket() -> socket.socket:
-    sock = socket.socket()
+    # IPPROTO_TCP, as loop.create_server(host, port) makes it (what `uvicorn app:app` and
+    # TCPSite get): asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, 0))
     sock.listen(1024)
