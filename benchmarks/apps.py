@@ -185,7 +185,7 @@ def ratio_cell(ratios: list[float]) -> str:
 
 def human(value: float | None, unit: str) -> str:
     if value is None:
-        return "error"
+        return "n/a"
     if unit == "MB":
         return f"{value:.0f} MB/s"
     return f"{value / 1000:.1f}k {unit}/s" if value >= 1000 else f"{value:.0f} {unit}/s"
@@ -253,7 +253,11 @@ def report(args, cases: list[Case], loops: list[str], samples: dict, errors: lis
         *table(cases, loops, samples),
     ]
     if errors:
-        lines += ["", "Errors:", "", *(f"- {e}" for e in errors)]
+        # One line per case and loop: rloop fails the same way every round.
+        unique = list(
+            dict.fromkeys(e.split(", round ")[0] + ":" + e.split(":", 1)[1] for e in errors)
+        )
+        lines += ["", "Errors (n/a above):", "", *(f"- {e}" for e in unique)]
     return "\n".join(lines) + "\n"
 
 
