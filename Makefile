@@ -105,6 +105,15 @@ bench: build bench-tools ## side-by-side micro and network benchmarks: asyncio, 
 	  || echo "rloop could not be installed: the reports compare the other loops"
 	$(if $(BASELINE),FERROLOOP_BASELINE=$(abspath $(BASELINE))) $(PY) benchmarks/run.py $(BENCH_ARGS)
 
+# Real libraries against real servers: the test suite's redis-server and PostgreSQL (`make
+# services`), wrk; the libraries come from the registry by name. APPS_ARGS=--quick: one short round.
+.PHONY: bench-apps
+bench-apps: build bench-tools services ## real applications (uvicorn, aiohttp, redis-py, asyncpg, websockets, httpx, subprocess) on each loop, interleaved (benchmarks/results/apps.*)
+	@$(PY) -m pip install -q starlette "rloop>=0.5,<0.6" 2>/dev/null \
+	  || $(PY) -m pip install -q starlette \
+	  || echo "starlette or rloop could not be installed: those columns will show errors"
+	$(PY) benchmarks/apps.py $(APPS_ARGS)
+
 # wrk drives the HTTP point of the demo and `make bench`; from Debian's packages when missing
 # (as root with apt-get; otherwise that point says it was skipped and why).
 .PHONY: bench-tools

@@ -508,6 +508,39 @@ def test_tcp_nodelay_ipv6(loop):
     assert run(loop, main())
 
 
+def test_tcp_nodelay_on_sockets_made_with_proto_0(loop, loop_kind):
+    """A server handed a ``socket.socket()`` (proto 0, as uvicorn --workers and gunicorn make)
+    and a connection over one: ferroloop sets TCP_NODELAY on both, as uvloop does; asyncio's
+    ``_set_nodelay`` skips proto 0 (README, "Differences from asyncio")."""
+
+    async def main():
+        accepted = []
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listening.bind((LOCALHOST, 0))
+        server = await loop.create_server(lambda: accepted.append(Proto(loop)) or accepted[-1],
+                                          sock=listening)  # fmt: skip
+        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        client.setblocking(False)
+        await loop.sock_connect(client, listening.getsockname())
+        assert client.proto == 0
+        tr, proto = await loop.create_connection(lambda: Proto(loop), sock=client)
+        while len(accepted) < 1:
+            await asyncio.sleep(0)
+        str_ = await accepted[0].made
+        values = [
+            t.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            for t in (tr, str_)
+        ]
+        await finish(tr, proto)
+        await accepted[0].lost
+        server.close()
+        await server.wait_closed()
+        return values
+
+    values = run(loop, main())
+    assert all(values) if loop_kind == "ferroloop" else not any(values)
+
+
 # -- reading ---------------------------------------------------------------------------------------
 
 

@@ -25,6 +25,24 @@ from ._transport_base import NativeTransport
 _ATTACH_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) > 1
 
 
+def _set_nodelay(sock) -> None:
+    """TCP_NODELAY on every TCP stream socket, as uvloop does.
+
+    asyncio's ``base_events._set_nodelay`` skips sockets whose ``proto`` is 0, which is what
+    ``socket.socket()`` makes and what its accepted sockets inherit: servers handed a bound
+    socket (``uvicorn --workers``/``--fd``, gunicorn's workers, ``create_server(sock=...)``)
+    then answer a response written in two pieces 40 ms late (Nagle's algorithm waiting for
+    the client's delayed ACK).
+    """
+    # proto 0 on an AF_INET/AF_INET6 stream socket is TCP: the kernel's default protocol.
+    tcp = sock.family in _TCP_FAMILIES and sock.type == socket.SOCK_STREAM
+    if tcp and sock.proto in (0, socket.IPPROTO_TCP):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+_TCP_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6})
+
+
 class SocketTransport(NativeTransport):
     max_size = 256 * 1024  # the native core's read size, as asyncio's
     _start_tls_compatible = True
@@ -59,7 +77,7 @@ class SocketTransport(NativeTransport):
             else:
                 server._attach()
         loop._transports[self._sock_fd] = self
-        base_events._set_nodelay(sock)
+        _set_nodelay(sock)
         core.attach()
         loop.call_soon(self._protocol.connection_made, self)
         loop.call_soon(core.start_reading)  # only once connection_made() ran
