@@ -23,6 +23,22 @@ from _support import PY311, run
 trustme = pytest.importorskip("trustme")
 
 
+ACCEPT_ERROR = "Error on transport creation for incoming connection"
+
+
+@pytest.fixture(autouse=True)
+def _accept_errors_in_debug_mode(request):
+    """In debug mode asyncio reports a server-side handshake that failed (the tests' clients
+    make many) to the exception handler; both loops do, and those reports are expected."""
+    if "loop" not in request.fixturenames:
+        yield
+        return
+    calls, loop = request.getfixturevalue("exc_calls"), request.getfixturevalue("loop")
+    yield
+    if loop.get_debug():
+        calls[:] = [c for c in calls if c.get("message") != ACCEPT_ERROR]
+
+
 @pytest.fixture(scope="module")
 def ca():
     return trustme.CA()
@@ -460,7 +476,8 @@ def test_many_handshakes_leave_nothing_behind(loop, server_ctx, client_ctx):
         fds, objects = fd_count(), len(gc.get_objects())
         await rounds(port, 15)
         assert fd_count() <= fds
-        assert len(gc.get_objects()) - objects < 100  # a leak per connection would be >= 300
+        if not loop.get_debug():  # debug mode's creation tracebacks fill the line cache
+            assert len(gc.get_objects()) - objects < 100  # a leak per connection: >= 300
         await stop(server)
 
     run(loop, main(), timeout=60)
