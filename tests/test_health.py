@@ -93,6 +93,24 @@ def test_delta_covers_only_the_window(hloop):
     assert (s2 - s2).timer_lag.count == 0
 
 
+def test_callback_only_iterations_are_sampled(hloop):
+    """A stretch of iterations that neither poll nor have timers (a sleep(0) loop) counts every
+    iteration and callback, and measures the ready wait of a sample of its batches."""
+
+    async def spin(n):
+        for _ in range(n):
+            await asyncio.sleep(0)
+
+    hloop.run_until_complete(spin(10))
+    s1 = hloop.health()
+    hloop.run_until_complete(spin(3200))
+    d = hloop.health() - s1
+    assert d.iterations >= 3200 and d.callbacks >= 3200
+    assert 3200 // 32 <= d.ready_wait.count < 3200  # about one batch in 16
+    assert 0.0 <= d.ready_wait.p50 <= d.ready_wait.max < 1.0
+    assert d.active > 0.0
+
+
 def test_fds_watched_counts_readers(hloop):
     r, w = os.pipe()
     try:

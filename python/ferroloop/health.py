@@ -102,7 +102,8 @@ class HealthSnapshot:
 
     ``timer_lag``: how late timers ran past their deadline. ``ready_wait``: how
     long ready callbacks waited for their turn (an upper bound per callback: the
-    time since the previous batch began). ``idle``/``active``: seconds spent
+    time since the previous batch began; one batch in 16 where the loop only runs
+    callbacks, with no poll and no timer). ``idle``/``active``: seconds spent
     waiting in the poll and doing everything else while running;
     ``utilization`` is ``active / (idle + active)`` (Node's
     ``eventLoopUtilization``). Counters: ``iterations``, ``callbacks``,

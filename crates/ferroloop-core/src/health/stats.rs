@@ -1,7 +1,9 @@
 //! The loop's running totals: lag histograms, utilization and counters.
 //!
-//! Fed only with clock values the loop read anyway for its iteration (before
-//! and after the poll); nothing here reads the clock. Utilization follows
+//! Fed only with clock values the loop read for its iteration (before and
+//! after the poll); nothing here reads the clock. Iterations that run only
+//! callbacks (no poll, no timer) are mostly not read (`unread`): the
+//! ready-wait histogram samples them in pairs of consecutive iterations. Utilization follows
 //! Node's `eventLoopUtilization`: idle is the time spent in the poll, active
 //! the rest of the time the loop was running.
 
@@ -45,12 +47,25 @@ impl LoopStats {
     #[inline]
     pub fn batch(&mut self, now: f64, n: usize, carried: bool) {
         if n > 0 {
-            match self.last_batch {
-                Some(prev) if carried => self.ready_wait.record_secs(now - prev, n as u64),
-                _ => self.ready_wait.record_n(0, n as u64),
+            match (self.last_batch, carried) {
+                (Some(prev), true) => self.ready_wait.record_secs(now - prev, n as u64),
+                // Queued before the poll, after a batch whose start is not
+                // known (the loop was stopped, or the iteration took no
+                // reading): their wait is not known either.
+                (None, true) => {}
+                (_, false) => self.ready_wait.record_n(0, n as u64),
             }
         }
         self.last_batch = Some(now);
+    }
+
+    /// An iteration that took no clock reading (it polled nothing and had
+    /// no timers): it counts, and the next batch's wait is not measured
+    /// from a batch start that is not known.
+    #[inline]
+    pub fn unread(&mut self) {
+        self.iterations += 1;
+        self.last_batch = None;
     }
 
     /// `run_forever` returns at `now`: active time stops counting.
@@ -91,15 +106,22 @@ mod tests {
     #[test]
     fn batches_record_waits_per_callback() {
         let mut s = LoopStats::default();
+        // Carried over from a batch whose start is unknown: not measured.
         s.batch(1.0, 3, true);
-        assert_eq!(s.ready_wait.count(), 3);
-        assert_eq!(s.ready_wait.max(), 0);
+        assert_eq!(s.ready_wait.count(), 0);
         s.batch(1.002, 3, true);
-        assert_eq!(s.ready_wait.count(), 6);
+        assert_eq!(s.ready_wait.count(), 3);
         assert!(s.ready_wait.max() >= 1_999 && s.ready_wait.max() <= 2_001);
         s.batch(5.0, 2, false);
-        assert_eq!(s.ready_wait.count(), 8);
-        assert_eq!(s.ready_wait.percentile(0.5), 0);
+        assert_eq!(s.ready_wait.count(), 5);
+        assert_eq!(s.ready_wait.percentile(0.3), 0);
+        // An iteration without a reading: the next carried batch is not measured.
+        s.unread();
+        s.batch(5.5, 4, true);
+        assert_eq!(s.ready_wait.count(), 5);
+        assert_eq!(s.iterations, 1);
+        s.batch(5.501, 1, true);
+        assert_eq!(s.ready_wait.count(), 6);
     }
 
     #[test]

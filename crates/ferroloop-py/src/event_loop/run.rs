@@ -40,21 +40,33 @@ impl Loop {
     pub(super) fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (timeout, mut events, watching) = this.prepare_poll(py)?;
+        let (timeout, mut events, watching, no_timers) = this.prepare_poll(py)?;
         let instruments = crate::health::instruments();
         // With instruments on, the end of the last callback timed (if it was
         // the last one to run, under the same setting) stands for the clock
         // read before the poll.
         let chained = if instruments == 0 { None } else { this.probes.take_chain(instruments) };
-        // Health: the clock before and after the poll (the one after is the
-        // timers' "now" too); a skipped poll takes no time and no second read.
-        let before = if this.probes.on { Some(chained.unwrap_or_else(monotonic)) } else { None };
         // Callbacks were queued before the poll (it does not block then).
         let carried = timeout == Some(Duration::ZERO);
+        // Health: the clock before and after the poll (the one after is the
+        // timers' "now" too); a skipped poll takes no time and no second read.
+        // An iteration that polls nothing and has no timers reads no clock of
+        // its own, so health reads one there only to sample (`Probes::sample`).
+        let read = this.probes.on
+            && (chained.is_some()
+                || instruments != 0
+                || !carried
+                || watching
+                || !no_timers
+                || this.probes.sample());
+        let before = if read { Some(chained.unwrap_or_else(monotonic)) } else { None };
+        if this.probes.on && !read {
+            this.state.borrow_mut(py).stats.unread();
+        }
         let mut polled = true;
-        this.set_phase(Phase::Polling);
         let res = if timeout == Some(Duration::ZERO) {
             if watching {
+                this.set_phase(Phase::Polling);
                 this.reactor().poller().poll(timeout, &mut events)
             } else {
                 // Nothing is registered that a non-blocking poll could report:
@@ -65,9 +77,13 @@ impl Loop {
                 Ok(())
             }
         } else {
+            this.set_phase(Phase::Polling);
             py.detach(|| this.reactor().poller().poll(timeout, &mut events))
         };
-        this.set_phase(Phase::Callback);
+        if polled {
+            // A skipped poll leaves the phase as it was: callbacks.
+            this.set_phase(Phase::Callback);
+        }
         let now = before.map(|t0| {
             let t1 = if polled { monotonic() } else { t0 };
             this.state.borrow_mut(py).stats.polled(t0, t1, events.len());
@@ -143,7 +159,9 @@ impl Loop {
 
     /// The poll timeout, the event buffer, and whether any fd or signal
     /// handler is registered (else a non-blocking poll has nothing to report).
-    fn prepare_poll(&self, py: Python<'_>) -> PyResult<(Option<Duration>, Vec<Readiness>, bool)> {
+    /// The poll's timeout, the events buffer, whether anything is watched
+    /// (a poll could report something) and whether no timer is pending.
+    fn prepare_poll(&self, py: Python<'_>) -> PyResult<(Option<Duration>, Vec<Readiness>, bool, bool)> {
         let (watching, pending) = self.reactor().before_poll(py);
         let mut dead = Vec::new();
         let mut st = self.state.borrow_mut(py);
@@ -166,9 +184,10 @@ impl Loop {
         };
         let events = std::mem::take(&mut st.events);
         let watching = watching || !st.signal_handlers.is_empty();
+        let no_timers = st.timers.is_empty();
         drop(st);
         drop(dead);
-        Ok((timeout, events, watching))
+        Ok((timeout, events, watching, no_timers))
     }
 
     /// Moves the transport events queued since the last call (re-reads,
@@ -329,6 +348,9 @@ impl Loop {
         this.running.store(true, Ordering::Relaxed);
         this.health_watch();
         this.thread_id.store(sys::thread_id(), Ordering::Relaxed);
+        // Iterations whose poll is skipped leave the phase alone: it starts
+        // as callbacks.
+        this.set_phase(Phase::Callback);
         let result = loop {
             if let Err(e) = Self::run_once(slf) {
                 break Err(e);
