@@ -116,6 +116,17 @@ def _finish_checked_loop(lp, recorder, what: str) -> None:
 
 
 @pytest.fixture
+def hloop():
+    """A ferroloop loop alone (the health tests: a feature asyncio does not have)."""
+    if ferroloop is None:
+        pytest.skip(FERROLOOP_MISSING)
+    loop = ferroloop.new_event_loop()
+    yield loop
+    if not loop.is_closed():
+        loop.close()
+
+
+@pytest.fixture
 def _loop_and_recorder(loop_factory):
     lp, recorder = _make_checked_loop(loop_factory)
     yield lp, recorder

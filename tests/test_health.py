@@ -21,14 +21,6 @@ import pytest
 
 
 @pytest.fixture
-def hloop():
-    loop = ferroloop.new_event_loop()
-    yield loop
-    if not loop.is_closed():
-        loop.close()
-
-
-@pytest.fixture
 def reports():
     got: list[fh.BlockReport] = []
     fh.on_block(got.append)

@@ -12,14 +12,6 @@ import pytest
 SAMPLE = re.compile(r'^(ferroloop_[a-z_]+)(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? (\S+)$')
 
 
-@pytest.fixture
-def hloop():
-    loop = ferroloop.new_event_loop()
-    yield loop
-    if not loop.is_closed():
-        loop.close()
-
-
 def _parse(text):
     types, samples = {}, []
     for line in text.splitlines():

@@ -28,14 +28,6 @@ pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="needs Un
 
 
 @pytest.fixture
-def hloop():
-    loop = ferroloop.new_event_loop()
-    yield loop
-    if not loop.is_closed():
-        loop.close()
-
-
-@pytest.fixture
 def served(tmp_path):
     path = fh.serve(str(tmp_path / "h-{pid}.sock"))
     yield path

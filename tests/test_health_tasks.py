@@ -15,17 +15,8 @@ import sys
 import time
 import weakref
 
-import ferroloop
 import ferroloop.health as fh
 import pytest
-
-
-@pytest.fixture
-def hloop():
-    loop = ferroloop.new_event_loop()
-    yield loop
-    if not loop.is_closed():
-        loop.close()
 
 
 @pytest.fixture

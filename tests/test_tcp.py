@@ -479,20 +479,25 @@ def test_tcp_nodelay_on_connected_and_accepted(loop, listener):
         tr, proto = await loop.create_connection(
             lambda: Proto(loop), *server.sockets[0].getsockname()
         )
-        while not server_protos:
-            await asyncio.sleep(0)
-        str_ = await server_protos[0].made
-        values = [
-            t.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-            for t in (tr, str_)
-        ]
-        await finish(tr, proto)
-        await server_protos[0].lost
-        server.close()
-        await server.wait_closed()
-        return values
+        return await _nodelay_both(tr, proto, server_protos, server)
 
     assert all(run(loop, main()))
+
+
+async def _nodelay_both(tr, proto, accepted, server):
+    """TCP_NODELAY of a client transport and of the server's side of it, then both closed."""
+    while not accepted:
+        await asyncio.sleep(0)
+    server_tr = await accepted[0].made
+    values = [
+        t.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        for t in (tr, server_tr)
+    ]
+    await finish(tr, proto)
+    await accepted[0].lost
+    server.close()
+    await server.wait_closed()
+    return values
 
 
 @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
@@ -524,18 +529,7 @@ def test_tcp_nodelay_on_sockets_made_with_proto_0(loop, loop_kind):
         await loop.sock_connect(client, listening.getsockname())
         assert client.proto == 0
         tr, proto = await loop.create_connection(lambda: Proto(loop), sock=client)
-        while len(accepted) < 1:
-            await asyncio.sleep(0)
-        str_ = await accepted[0].made
-        values = [
-            t.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-            for t in (tr, str_)
-        ]
-        await finish(tr, proto)
-        await accepted[0].lost
-        server.close()
-        await server.wait_closed()
-        return values
+        return await _nodelay_both(tr, proto, accepted, server)
 
     values = run(loop, main())
     assert all(values) if loop_kind == "ferroloop" else not any(values)
