@@ -236,18 +236,8 @@ class NetMixin:
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
-    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
-                            server_side=False, server_hostname=None, extra=None, server=None,
-                            **timeouts):
-        return _tls.make_transport(self, rawsock, protocol, sslcontext, waiter, server_side,
-                                   server_hostname, extra, server, **timeouts)
-
-    async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
-                        server_hostname=None, **timeouts):
-        """Upgrade transport to TLS; the new transport for protocol."""
-        return await _tls.start_tls(self, transport, protocol, sslcontext,
-                                    server_side=server_side, server_hostname=server_hostname,
-                                    **timeouts)
+    _make_ssl_transport = _tls.make_ssl_transport
+    start_tls = _tls.start_tls
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         return DatagramTransport(self, sock, protocol, address, waiter, extra)

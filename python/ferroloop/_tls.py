@@ -26,7 +26,8 @@ On 3.10 asyncio's older ``SSLProtocol`` runs unchanged over the native transport
 from __future__ import annotations
 
 import ssl
-from asyncio import base_events, sslproto
+import types
+from asyncio import base_events, selector_events, sslproto
 from typing import Any
 
 from ._compat import PY311
@@ -83,70 +84,34 @@ else:  # pragma: no cover - 3.10
     SSLProtocol = sslproto.SSLProtocol  # type: ignore[misc,assignment]
 
 
-def make_transport(
-    loop,
-    rawsock,
-    protocol,
-    sslcontext,
-    waiter,
-    server_side,
-    server_hostname,
-    extra,
-    server,
-    **timeouts,
-) -> Any:
-    """The loop's ``_make_ssl_transport``: TLS over the native socket transport."""
-    ssl_protocol = SSLProtocol(
-        loop, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
+def _asyncio_function(func: Any, **replace: Any) -> Any:
+    """asyncio's own ``func`` (this Python's version of it), run with some names of its module
+    replaced: its steps stay exactly the running asyncio's, with ferroloop's classes."""
+    namespace = dict(func.__globals__)
+    namespace.update(replace)
+    out = types.FunctionType(
+        func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__
     )
-    SocketTransport(loop, rawsock, ssl_protocol, None, extra, server)
-    return ssl_protocol._app_transport
+    out.__kwdefaults__ = func.__kwdefaults__
+    out.__qualname__ = func.__qualname__
+    out.__doc__ = func.__doc__
+    return out
 
 
-async def start_tls(
-    loop, transport, protocol, sslcontext, *, server_side=False, server_hostname=None, **timeouts
-) -> Any:
-    """``loop.start_tls()``: asyncio's steps, with the native-aware protocol."""
-    if not PY311:  # pragma: no cover - 3.10: asyncio's own
-        return await base_events.BaseEventLoop.start_tls(
-            loop,
-            transport,
-            protocol,
-            sslcontext,
-            server_side=server_side,
-            server_hostname=server_hostname,
-            **timeouts,
-        )
-    if not isinstance(sslcontext, ssl.SSLContext):
-        raise TypeError(
-            f"sslcontext is expected to be an instance of ssl.SSLContext, got {sslcontext!r}"
-        )
-    if not getattr(transport, "_start_tls_compatible", False):
-        raise TypeError(f"transport {transport!r} is not supported by start_tls()")
-    waiter = loop.create_future()
-    ssl_protocol = SSLProtocol(
-        loop,
-        protocol,
-        sslcontext,
-        waiter,
-        server_side,
-        server_hostname,
-        call_connection_made=False,
-        **timeouts,
-    )
-    # Paused first, so that nothing reaches the TLS protocol before connection_made().
-    transport.pause_reading()
-    transport.set_protocol(ssl_protocol)
-    conmade_cb = loop.call_soon(ssl_protocol.connection_made, transport)
-    resume_cb = loop.call_soon(transport.resume_reading)
-    try:
-        await waiter
-    except BaseException:
-        transport.close()
-        conmade_cb.cancel()
-        resume_cb.cancel()
-        raise
-    return ssl_protocol._app_transport
+# asyncio.sslproto with ferroloop's SSLProtocol in it, for the functions below.
+_sslproto = types.ModuleType(sslproto.__name__)
+_sslproto.__dict__.update(sslproto.__dict__)
+_sslproto.SSLProtocol = SSLProtocol
+
+# The loop's _make_ssl_transport: asyncio's, over the native socket transport.
+make_ssl_transport = _asyncio_function(
+    selector_events.BaseSelectorEventLoop._make_ssl_transport,
+    sslproto=_sslproto,
+    _SelectorSocketTransport=SocketTransport,
+)
+
+# loop.start_tls(): asyncio's (3.14's moves what a StreamReader buffered into the TLS protocol).
+start_tls = _asyncio_function(base_events.BaseEventLoop.start_tls, sslproto=_sslproto)
 
 
 # -- asyncio's paths, called by the pump when a step is not the steady state ------------------

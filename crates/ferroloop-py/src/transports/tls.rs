@@ -246,11 +246,21 @@ impl TlsPump {
     }
 
     /// Whether OpenSSL has something to give: a whole record in the BIO, or
-    /// plaintext it decrypted already.
-    fn more(&self, py: Python<'_>) -> PyResult<bool> {
+    /// plaintext it decrypted already. `after_read`: OpenSSL just returned
+    /// a record's plaintext; with the BIO empty too, the record stream is at
+    /// a boundary, which puts the tracker back in step (bytes written into
+    /// the BIO by others, as asyncio's `start_tls` does with what a
+    /// `StreamReader` had buffered, left it unsure until then).
+    fn more(&self, py: Python<'_>, after_read: bool) -> PyResult<bool> {
         let pending: usize = self.incoming.bind(py).getattr(pyo3::intern!(py, "pending"))?.extract()?;
-        if pending > self.st.borrow(py).records.partial() {
-            return Ok(true);
+        {
+            let mut st = self.st.borrow_mut(py);
+            if after_read && pending == 0 {
+                st.records = Records::default();
+            }
+            if pending > st.records.partial() {
+                return Ok(true);
+            }
         }
         Ok(self.ssl_pending.bind(py).call0()?.extract::<usize>()? > 0)
     }
@@ -261,7 +271,9 @@ impl TlsPump {
         plain.clear();
         let mut close_notify = false;
         let mut failed = None;
-        while self.more(py)? {
+        let mut after_read = false;
+        while self.more(py, after_read)? {
+            after_read = true;
             plain.reserve(RECORD_ROOM);
             let room = plain.capacity() - plain.len();
             // SAFETY: the spare capacity of `plain`, which nothing else
@@ -318,7 +330,9 @@ impl TlsPump {
         let mut offset = 0;
         let mut count = 1;
         let mut full = false;
-        while self.more(py)? {
+        let mut after_read = false;
+        while self.more(py, after_read)? {
+            after_read = true;
             // SAFETY: `target` (the application's buffer, held by `view`
             // for the call) has `wants - offset` bytes from `offset`; the C
             // read writes at most that many and keeps no reference.
@@ -474,12 +488,22 @@ impl TlsPump {
     }
 
     /// Becomes the read filter of `core`, the connection's stream.
-    fn attach(slf: &Bound<'_, Self>, core: Bound<'_, StreamCore>) {
+    fn attach(slf: &Bound<'_, Self>, core: Bound<'_, StreamCore>) -> PyResult<()> {
         let py = slf.py();
+        let this = slf.get();
+        // Bytes already in the BIO did not pass the tracker (asyncio's
+        // `start_tls` moves what a `StreamReader` had buffered there): it
+        // cannot know where their records end until OpenSSL drains the BIO.
+        let pending: usize = this.incoming.bind(py).getattr(pyo3::intern!(py, "pending"))?.extract()?;
         core.get()
             .set_filter(py, Some(ReadFilter { obj: slf.clone().into_any().unbind(), ops: &TLS_FILTER }));
-        let old = slf.get().st.borrow_mut(py).core.replace(core.unbind());
+        let old = {
+            let mut st = this.st.borrow_mut(py);
+            st.records.lost |= pending > 0;
+            st.core.replace(core.unbind())
+        };
         drop(old);
+        Ok(())
     }
 
     /// Leaves the stream and the protocol (the connection is lost).
