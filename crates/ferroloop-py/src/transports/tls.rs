@@ -175,6 +175,11 @@ fn join_bytes<'py>(items: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAn
     Ok(Some(PyBytes::new(py, &joined).into_any()))
 }
 
+/// The bytes waiting in an `ssl.MemoryBIO` (its `pending`).
+fn bio_pending(bio: &Bound<'_, PyAny>) -> PyResult<usize> {
+    bio.getattr(pyo3::intern!(bio.py(), "pending"))?.extract()
+}
+
 /// The instance dictionary of asyncio's protocol object.
 fn fields_of(protocol: &Bound<'_, PyAny>) -> PyResult<Py<PyDict>> {
     Ok(protocol.getattr(pyo3::intern!(protocol.py(), "__dict__"))?.cast_into::<PyDict>()?.unbind())
@@ -252,7 +257,7 @@ impl TlsPump {
     /// the BIO by others, as asyncio's `start_tls` does with what a
     /// `StreamReader` had buffered, left it unsure until then).
     fn more(&self, py: Python<'_>, after_read: bool) -> PyResult<bool> {
-        let pending: usize = self.incoming.bind(py).getattr(pyo3::intern!(py, "pending"))?.extract()?;
+        let pending = bio_pending(self.incoming.bind(py))?;
         {
             let mut st = self.st.borrow_mut(py);
             if after_read && pending == 0 {
@@ -321,7 +326,7 @@ impl TlsPump {
     /// it has something to give, where asyncio's read would raise
     /// `SSLWantReadError` and end the batch the same way.
     fn read_into_app<'py>(&self, py: Python<'py>, proto: &Proto<'py>) -> PyResult<()> {
-        let size: usize = self.incoming.bind(py).getattr(pyo3::intern!(py, "pending"))?.extract()?;
+        let size = bio_pending(self.incoming.bind(py))?;
         let buf = proto.get(pyo3::intern!(py, "_app_protocol_get_buffer"))?.call1((size,))?;
         let wants = buf.len()?;
         let mut view = RawBuffer::get(&buf, true)?;
@@ -376,13 +381,13 @@ impl TlsPump {
     /// pause nor to resume, the socket's reading neither.
     fn quiet_after_read<'py>(&self, py: Python<'py>, proto: &Proto<'py>) -> PyResult<bool> {
         if self.backlog.bind(py).len()? > 0
-            || self.outgoing.bind(py).getattr(pyo3::intern!(py, "pending"))?.extract::<usize>()? > 0
+            || bio_pending(self.outgoing.bind(py))? > 0
             || proto.is_true(pyo3::intern!(py, "_app_writing_paused"))?
             || proto.int(pyo3::intern!(py, "_outgoing_high_water"))? <= 0
         {
             return Ok(false);
         }
-        let size: isize = self.incoming.bind(py).getattr(pyo3::intern!(py, "pending"))?.extract()?;
+        let size = isize::try_from(bio_pending(self.incoming.bind(py))?).unwrap_or(isize::MAX);
         let paused = proto.is_true(pyo3::intern!(py, "_ssl_reading_paused"))?;
         Ok(if paused {
             size > proto.int(pyo3::intern!(py, "_incoming_low_water"))?
@@ -494,7 +499,7 @@ impl TlsPump {
         // Bytes already in the BIO did not pass the tracker (asyncio's
         // `start_tls` moves what a `StreamReader` had buffered there): it
         // cannot know where their records end until OpenSSL drains the BIO.
-        let pending: usize = this.incoming.bind(py).getattr(pyo3::intern!(py, "pending"))?.extract()?;
+        let pending = bio_pending(this.incoming.bind(py))?;
         core.get()
             .set_filter(py, Some(ReadFilter { obj: slf.clone().into_any().unbind(), ops: &TLS_FILTER }));
         let old = {
