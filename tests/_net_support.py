@@ -13,6 +13,7 @@ import gc
 import os
 import resource
 import socket
+import struct
 
 LOCALHOST = "127.0.0.1"
 
@@ -88,6 +89,12 @@ def make_listener(family=socket.AF_INET, host=LOCALHOST, backlog=100) -> socket.
     sock.listen(backlog)
     sock.setblocking(False)
     return sock
+
+
+def reset(sock: socket.socket) -> None:
+    """Close ``sock`` with an RST instead of a FIN (SO_LINGER with a zero timeout)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 def closed_port(host=LOCALHOST) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-import struct
 
 import pytest
 from _net_support import (
@@ -24,6 +23,7 @@ from _net_support import (
     pattern,
     recv_exactly,
     recv_until_eof,
+    reset,
 )
 from _support import run, run_forever_guarded
 
@@ -35,12 +35,6 @@ RESET_ERRNOS = (errno.ECONNRESET, errno.EPIPE)
 def listener():
     sock = make_listener()
     yield sock
-    sock.close()
-
-
-def reset(sock: socket.socket) -> None:
-    """Close ``sock`` with an RST instead of a FIN (SO_LINGER with a zero timeout)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
 
 

@@ -28,6 +28,7 @@ from _net_support import (
     pattern,
     recv_exactly,
     recv_until_eof,
+    reset,
 )
 from _support import PY311, PY312, run
 
@@ -465,6 +466,45 @@ def test_get_extra_info(loop, listener):
         await finish(tr, proto, peer)
 
     run(loop, main())
+
+
+def test_extra_socket_follows_the_socket(loop, listener):
+    """get_extra_info("socket") is asyncio's TransportSocket, its answers live ones."""
+
+    async def main():
+        tr, proto, peer = await connect(loop, listener)
+        sock = tr.get_extra_info("socket")
+        raw = sock._sock
+        seen = {
+            "is_trsock": isinstance(sock, asyncio.trsock.TransportSocket),
+            "family": (sock.family, type(sock.family)),
+            "type": (sock.type, type(sock.type)),
+            "proto": sock.proto == raw.proto,
+            "repr": repr(sock) == repr(asyncio.trsock.TransportSocket(raw)),
+            "fileno": sock.fileno() == raw.fileno(),
+        }
+        tr.pause_reading()  # the transport stays open, unaware of the reset
+        reset(peer)  # the kernel forgets the peer's address
+        with pytest.raises(OSError) as after_reset:
+            sock.getpeername()
+        seen["errno after reset"] = errno.errorcode[after_reset.value.errno]
+        tr.resume_reading()
+        await proto.lost
+        seen["fileno after close"] = sock.fileno()
+        with pytest.raises(OSError):
+            sock.getsockname()
+        return seen
+
+    assert run(loop, main()) == {
+        "is_trsock": True,
+        "family": (socket.AF_INET, socket.AddressFamily),
+        "type": (socket.SOCK_STREAM, socket.SocketKind),
+        "proto": True,
+        "repr": True,
+        "fileno": True,
+        "errno after reset": "ENOTCONN",
+        "fileno after close": -1,
+    }
 
 
 def test_tcp_nodelay_on_connected_and_accepted(loop, listener):

@@ -19,11 +19,12 @@ from __future__ import annotations
 import collections
 import sys
 import warnings
-from asyncio import futures, selector_events, transports, trsock
+from asyncio import futures, selector_events, transports
 from types import SimpleNamespace
 
 from ._ferroloop import DatagramCore
 from ._transport_base import NativeTransport
+from ._trsock import TransportSocket
 
 _ASYNCIO = selector_events._SelectorDatagramTransport
 
@@ -79,7 +80,7 @@ class DatagramTransport(*_BASES):  # type: ignore[misc]
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None) -> None:
         super().__init__(loop, extra)
-        self._extra["socket"] = trsock.TransportSocket(sock)
+        self._extra["socket"] = TransportSocket(sock)
         try:
             self._extra["sockname"] = sock.getsockname()
         except OSError:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import inspect
 import socket
 import warnings
-from asyncio import base_events, constants, futures, trsock
+from asyncio import base_events, constants, futures
 from typing import Any
 
 from ._compat import PY312
 from ._ferroloop import StreamCore
 from ._transport_base import NativeTransport
+from ._trsock import TransportSocket
 
 # asyncio.Server counts its transports; 3.13 passes the transport itself.
 _ATTACH_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) > 1
@@ -51,7 +52,7 @@ class SocketTransport(NativeTransport):
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None) -> None:
         super().__init__(loop, extra)
-        self._extra["socket"] = trsock.TransportSocket(sock)
+        self._extra["socket"] = TransportSocket(sock)
         try:
             self._extra["sockname"] = sock.getsockname()
         except OSError:
