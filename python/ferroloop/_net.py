@@ -13,8 +13,10 @@ datagrams, pipes and subprocesses have theirs (``_stream``, ``_datagram``,
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import selectors
+import socket
 import weakref
 from asyncio import base_events, selector_events, unix_events
 from typing import Any
@@ -28,6 +30,11 @@ _Future = asyncio.Future
 _BASE = base_events.BaseEventLoop
 _SELECTOR = selector_events.BaseSelectorEventLoop
 _UNIX = unix_events._UnixSelectorEventLoop
+# A socket's family and type as plain ints (its properties convert them to enums).
+_FAMILY = socket.socket.__mro__[1].family.__get__
+_TYPE = socket.socket.__mro__[1].type.__get__
+# What _start_serving passes after the backlog (3.10 has no shutdown timeout).
+_TLS_TIMEOUTS = ("ssl_handshake_timeout", "ssl_shutdown_timeout")
 
 # Names taken from each asyncio class when the running Python has them.
 _BORROWED = {
@@ -58,7 +65,6 @@ _BORROWED = {
         "_make_socket_transport",
         "_make_datagram_transport",
         "_start_serving",
-        "_accept_connection",
         "_accept_connection2",
         "_ensure_fd_no_transport",
         "sock_recv",
@@ -232,6 +238,90 @@ class NetMixin:
                 if r is not NotImplemented:
                     return (await r) if type(r) is _Future else r
             return await _SELECTOR.sock_sendto(self, sock, data, address)
+
+    # -- a server's accepted connections: one callback each, not a task --
+
+    def _accept_connection(
+        self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts
+    ):
+        if self._task_factory is not None or self._debug:
+            # A task per connection is observable there (a task factory sees it; debug mode
+            # logs each accept): asyncio's own loop.
+            return _SELECTOR._accept_connection(
+                self, protocol_factory, sock, sslcontext, server, backlog, *timeouts
+            )
+        if sslcontext is None:
+            setup = self._accepted
+        else:
+            setup = functools.partial(self._accepted_tls, sslcontext, timeouts)
+        try:
+            self._accept_connections(
+                sock.fileno(),
+                backlog,
+                socket.socket,
+                (_FAMILY(sock), _TYPE(sock), sock.proto),
+                setup,
+                protocol_factory,
+                server,
+            )
+        except OSError:
+            # asyncio's loop meets the same error and handles it its way: logged, or on
+            # EMFILE and its kind, accepting paused for a while.
+            _SELECTOR._accept_connection(
+                self, protocol_factory, sock, sslcontext, server, backlog, *timeouts
+            )
+
+    # asyncio's _accept_connection2, as callbacks: the set-up, then (TLS) the handshake's end.
+
+    def _accepted(self, protocol_factory, conn, extra, server) -> None:
+        protocol = transport = None
+        try:
+            protocol = protocol_factory()
+            transport = self._make_socket_transport(conn, protocol, extra=extra, server=server)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._accept_failed(exc, protocol, transport)
+
+    def _accepted_tls(self, sslcontext, timeouts, protocol_factory, conn, extra, server) -> None:
+        protocol = transport = None
+        try:
+            protocol = protocol_factory()
+            waiter = self.create_future()
+            transport = self._make_ssl_transport(
+                conn,
+                protocol,
+                sslcontext,
+                waiter=waiter,
+                server_side=True,
+                extra=extra,
+                server=server,
+                **dict(zip(_TLS_TIMEOUTS, timeouts, strict=False)),
+            )
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._accept_failed(exc, protocol, transport)
+            return
+        waiter.add_done_callback(functools.partial(self._handshaken, protocol, transport))
+
+    def _handshaken(self, protocol, transport, waiter) -> None:
+        exc = asyncio.CancelledError() if waiter.cancelled() else waiter.exception()
+        if exc is not None:
+            transport.close()
+            self._accept_failed(exc, protocol, transport)
+
+    def _accept_failed(self, exc, protocol, transport) -> None:
+        if self._debug:
+            context = {
+                "message": "Error on transport creation for incoming connection",
+                "exception": exc,
+            }
+            if protocol is not None:
+                context["protocol"] = protocol
+            if transport is not None:
+                context["transport"] = transport
+            self.call_exception_handler(context)
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return SocketTransport(self, sock, protocol, waiter, extra, server)

@@ -130,11 +130,11 @@ class SocketTransport(NativeTransport):
         if self._sock is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._sock.close()
-            if self._server is not None:
-                if _ATTACH_TAKES_TRANSPORT:
-                    self._server._detach(self)
-                else:
-                    self._server._detach()
+            # 3.13 detaches here (its server keeps a set of transports); before, asyncio's
+            # transport does not, and a transport whose _attach failed (the server closed
+            # meanwhile) must not detach from a count it never joined.
+            if self._server is not None and _ATTACH_TAKES_TRANSPORT:
+                self._server._detach(self)
 
     # -- closing --------------------------------------------------------------------
 

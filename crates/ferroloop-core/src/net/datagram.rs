@@ -64,6 +64,21 @@ impl Default for SockAddr {
 }
 
 impl SockAddr {
+    /// Lets `call` write an address and its length here (`recvfrom`, `accept4`),
+    /// the storage zeroed first as CPython does, so an unnamed `AF_UNIX` peer
+    /// reads as an empty path.
+    pub(crate) fn fill<T>(
+        &mut self,
+        call: impl FnOnce(*mut libc::sockaddr, *mut libc::socklen_t) -> io::Result<T>,
+    ) -> io::Result<T> {
+        const MAX: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        *self = SockAddr::default();
+        let mut len = MAX;
+        let out = call((&raw mut self.storage).cast(), &raw mut len)?;
+        self.len = len.min(MAX);
+        Ok(out)
+    }
+
     /// An `AF_INET` address.
     pub fn v4(ip: Ipv4Addr, port: u16) -> Self {
         let mut addr = Self::default();
@@ -180,17 +195,7 @@ pub fn ipv6_text(ip: &Ipv6Addr) -> String {
 /// is zeroed first, as CPython does, so an unnamed `AF_UNIX` peer reads as an
 /// empty path.
 pub fn recv_from(fd: RawFd, buf: &mut [u8], addr: &mut SockAddr) -> io::Result<usize> {
-    *addr = SockAddr::default();
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    let n = syscall!(recvfrom(
-        fd,
-        buf.as_mut_ptr().cast(),
-        buf.len(),
-        0,
-        (&raw mut addr.storage).cast(),
-        &raw mut len
-    ))?;
-    addr.len = len.min(std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t);
+    let n = addr.fill(|sa, len| syscall!(recvfrom(fd, buf.as_mut_ptr().cast(), buf.len(), 0, sa, len)))?;
     Ok(n as usize)
 }
 

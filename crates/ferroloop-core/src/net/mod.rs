@@ -1,5 +1,5 @@
-//! Non-blocking socket operations on raw fds: the stream calls here, the
-//! datagram calls and socket addresses in [`datagram`].
+//! Non-blocking socket operations on raw fds: the stream calls and `accept`
+//! here, the datagram calls and socket addresses in [`datagram`].
 //!
 //! Each is one system call through `syscall!`, returning `io::Result` with
 //! errno intact; `EAGAIN` comes back as `ErrorKind::WouldBlock`. Sends use
@@ -36,4 +36,16 @@ pub fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     msg.msg_iovlen = count as _;
     let n = syscall!(sendmsg(fd, &raw const msg, libc::MSG_NOSIGNAL))?;
     Ok(n as usize)
+}
+
+/// `accept4(2)` with `SOCK_CLOEXEC`, as CPython's `socket.accept()` makes it
+/// (the new fd is blocking until its owner says otherwise); `addr` receives
+/// the peer. `EINTR` is retried, as CPython does (PEP 475).
+pub fn accept(fd: RawFd, addr: &mut SockAddr) -> io::Result<RawFd> {
+    loop {
+        match addr.fill(|sa, len| syscall!(accept4(fd, sa, len, libc::SOCK_CLOEXEC))) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
 }

@@ -13,6 +13,7 @@
 //! objects to drop are moved out first. Flags read from other threads
 //! (`call_soon_threadsafe`, `stop` from a callback) are atomics.
 
+mod accept;
 mod fast;
 mod fdwatch;
 mod probes;
@@ -642,6 +643,26 @@ impl Loop {
 
     fn _sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         Self::sock_accept_native(slf, sock)
+    }
+
+    /// A server's accept loop for a plain listening socket (`fd`, whose
+    /// `(family, type, proto)` is `kind`): accepts up to `backlog` connections
+    /// and queues `setup(protocol_factory, conn, extra, server)` for each, in a
+    /// copy of the current context. Raises the accept error that is not "none
+    /// left".
+    #[allow(clippy::too_many_arguments)]
+    fn _accept_connections(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        backlog: usize,
+        socket_type: Bound<'_, PyAny>,
+        kind: (i32, i32, i32),
+        setup: Bound<'_, PyAny>,
+        protocol_factory: Bound<'_, PyAny>,
+        server: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let listener = accept::Listener { fd, socket_type, kind, setup, protocol_factory, server };
+        Self::accept_connections(slf, &listener, backlog)
     }
 
     /// The body of `sock_recvfrom` (as `_sock_recv_native`).
