@@ -49,6 +49,7 @@ class Point:
     server: str  # a servers.py kind
     size: int  # bytes per message
     conns: int
+    reconnect: bool = False  # a new connection per message (accept, echo, close)
 
 
 SERVERS = {
@@ -73,12 +74,16 @@ POINTS["udp_8k_c1"] = Point("udp", 8 * 1024, 1)
 # TLS: the Protocol echo over the stdlib ssl module; the load generator speaks TLS (OpenSSL).
 POINTS["tls_1k_c16"] = Point("tls", 1024, 16)
 POINTS["tls_64k_c1"] = Point("tls", 64 * 1024, 1)
+# Short connections: each message on a new connection, so the server accepts, sets up a
+# transport and protocol, echoes and closes per message (a connection per request).
+POINTS["proto_newconn_c16"] = Point("proto", 64, 16, reconnect=True)
 HTTP_CONNS = 16
 
 
 def point_title(point: Point) -> str:
     size = f"{point.size // 1024} KiB" if point.size >= 1024 else f"{point.size} B"
-    return f"{SERVERS[point.server]} {size} x {point.conns}"
+    each = ", a new connection each" if point.reconnect else ""
+    return f"{SERVERS[point.server]} {size} x {point.conns}{each}"
 
 
 # name -> title, in report order
@@ -307,7 +312,8 @@ def loadgen_argv(server: Server, point: Point, *extra: str) -> list[str]:
     }.get(point.server, ["--tcp", f"{HOST}:{server.address}"])
     conns, size = str(point.conns), str(point.size)
     tls = ["--tls"] if point.server == "tls" else []
-    return [str(LOADGEN), *where, *tls, "--conns", conns, "--size", size, *extra]
+    reconnect = ["--reconnect"] if point.reconnect else []
+    return [str(LOADGEN), *where, *tls, *reconnect, "--conns", conns, "--size", size, *extra]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,17 +12,19 @@
 //! one JSON object. Every echoed byte is checked against what was sent. With `--udp` each
 //! "connection" is a connected UDP socket and each message one datagram; with one datagram in
 //! flight per socket, loopback does not drop any. With `--tls` each TCP connection speaks TLS
-//! (OpenSSL), handshaken before the run starts.
+//! (OpenSSL), handshaken before the run starts. With `--reconnect` (TCP or Unix) each message
+//! goes over a new connection: the previous one is closed once its echo is back, so the server
+//! accepts, echoes and closes a connection per message.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use ferroloop_loadgen::{cpu_time, die, Endpoint, Flags, Stream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 
 const USAGE: &str =
     "usage: loadgen (--tcp HOST:PORT [--tls] | --unix PATH | --udp HOST:PORT) [--conns N] [--size BYTES]
-               [--warmup SECONDS] [--duration SECONDS] [--markers] | [--count MESSAGES]";
+               [--reconnect] [--warmup SECONDS] [--duration SECONDS] [--markers] | [--count MESSAGES]";
 const READ_CHUNK: usize = 256 * 1024;
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
@@ -35,6 +37,7 @@ struct Config {
     count: Option<u64>,
     markers: bool,
     tls: bool,
+    reconnect: bool,
 }
 
 impl Config {
@@ -53,9 +56,13 @@ impl Config {
             count: flags.text("count").map(str::parse).transpose().map_err(|_| "bad --count")?,
             markers: flags.switch("markers"),
             tls: flags.switch("tls"),
+            reconnect: flags.switch("reconnect"),
         };
         if config.conns == 0 || config.size == 0 {
             return Err("--conns and --size must be positive".to_owned());
+        }
+        if config.reconnect && (config.tls || matches!(config.endpoint, Endpoint::Udp(_))) {
+            return Err("--reconnect is for plain TCP and Unix streams".to_owned());
         }
         Ok(config)
     }
@@ -64,15 +71,19 @@ impl Config {
 /// One connection's message in flight.
 struct Conn {
     stream: Stream,
+    token: Token,
     sent: usize,
     received: usize,
     started: Instant,
     busy: bool,
+    /// No message has gone over this connection yet.
+    fresh: bool,
 }
 
 /// The run's state: what phase it is in and what it has counted.
 struct Run<'a> {
     config: &'a Config,
+    registry: Registry,
     pattern: Vec<u8>,
     scratch: Vec<u8>,
     begun: u64,
@@ -88,7 +99,13 @@ impl Run<'_> {
             return Ok(());
         }
         self.begun += 1;
-        (conn.sent, conn.received, conn.started, conn.busy) = (0, 0, Instant::now(), true);
+        let started = Instant::now();
+        if self.config.reconnect && !conn.fresh {
+            self.registry.deregister(&mut conn.stream)?;
+            conn.stream = self.config.endpoint.connect()?; // the old one closes as it drops
+            self.registry.register(&mut conn.stream, conn.token, Interest::READABLE | Interest::WRITABLE)?;
+        }
+        (conn.sent, conn.received, conn.started, conn.busy, conn.fresh) = (0, 0, started, true, false);
         self.write(conn)
     }
 
@@ -171,10 +188,11 @@ fn run(config: &Config) -> io::Result<String> {
             if config.tls { config.endpoint.connect_tls()? } else { config.endpoint.connect()? };
         poll.registry().register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
         let started = Instant::now();
-        conns.push(Conn { stream, sent: 0, received: 0, started, busy: false });
+        conns.push(Conn { stream, token: Token(i), sent: 0, received: 0, started, busy: false, fresh: true });
     }
     let mut state = Run {
         config,
+        registry: poll.registry().try_clone()?,
         pattern: (0..config.size).map(|i| (i % 251) as u8).collect(),
         scratch: vec![0; READ_CHUNK.min(config.size).max(1)],
         begun: 0,
