@@ -25,14 +25,12 @@ from . import _subprocess, _tls
 from ._datagram import DatagramTransport
 from ._pipes import ReadPipeTransport, WritePipeTransport
 from ._stream import SocketTransport
+from ._trsock import family_and_type
 
 _Future = asyncio.Future
 _BASE = base_events.BaseEventLoop
 _SELECTOR = selector_events.BaseSelectorEventLoop
 _UNIX = unix_events._UnixSelectorEventLoop
-# A socket's family and type as plain ints (its properties convert them to enums).
-_FAMILY = socket.socket.__mro__[1].family.__get__
-_TYPE = socket.socket.__mro__[1].type.__get__
 # What _start_serving passes after the backlog (3.10 has no shutdown timeout).
 _TLS_TIMEOUTS = ("ssl_handshake_timeout", "ssl_shutdown_timeout")
 
@@ -259,7 +257,7 @@ class NetMixin:
                 sock.fileno(),
                 backlog,
                 socket.socket,
-                (_FAMILY(sock), _TYPE(sock), sock.proto),
+                (*family_and_type(sock), sock.proto),
                 setup,
                 protocol_factory,
                 server,

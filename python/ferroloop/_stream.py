@@ -20,7 +20,7 @@ from typing import Any
 from ._compat import PY312
 from ._ferroloop import StreamCore
 from ._transport_base import NativeTransport
-from ._trsock import TransportSocket
+from ._trsock import TransportSocket, family_and_type
 
 # asyncio.Server counts its transports; 3.13 passes the transport itself.
 _ATTACH_TAKES_TRANSPORT = len(inspect.signature(base_events.Server._attach).parameters) > 1
@@ -36,7 +36,8 @@ def _set_nodelay(sock) -> None:
     the client's delayed ACK).
     """
     # proto 0 on an AF_INET/AF_INET6 stream socket is TCP: the kernel's default protocol.
-    tcp = sock.family in _TCP_FAMILIES and sock.type == socket.SOCK_STREAM
+    family, kind = family_and_type(sock)
+    tcp = family in _TCP_FAMILIES and kind == socket.SOCK_STREAM
     if tcp and sock.proto in (0, socket.IPPROTO_TCP):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

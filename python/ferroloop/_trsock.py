@@ -16,7 +16,25 @@ methods, so each call still asks the kernel, as asyncio's does (after a reset,
 
 from __future__ import annotations
 
+import _socket
+import socket
 from asyncio import trsock
+
+_raw_family = _socket.socket.family.__get__
+_raw_type = _socket.socket.type.__get__
+
+
+def family_and_type(sock) -> tuple[int, int]:
+    """A socket's family and type as ints (socket.socket's properties convert them to
+    enums at each read); a stand-in object's own attributes otherwise."""
+    if isinstance(sock, _socket.socket):
+        return _raw_family(sock), _raw_type(sock)
+    return sock.family, sock.type
+
+
+# ...and as those properties return them: the enum member, or the int when there is none.
+_FAMILIES = {int(m): m for m in socket.AddressFamily}
+_KINDS = {int(m): m for m in socket.SocketKind}
 
 
 class TransportSocket(trsock.TransportSocket):
@@ -24,8 +42,9 @@ class TransportSocket(trsock.TransportSocket):
 
     def __init__(self, sock) -> None:
         super().__init__(sock)
-        self.family = sock.family
-        self.type = sock.type
+        family, kind = family_and_type(sock)
+        self.family = _FAMILIES.get(family, family)
+        self.type = _KINDS.get(kind, kind)
         self.proto = sock.proto
         self.fileno = sock.fileno
         self.getsockname = sock.getsockname
