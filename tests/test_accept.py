@@ -17,8 +17,9 @@ import resource
 import socket
 import warnings
 
+import pytest
 from _net_support import LOCALHOST, Proto, fd_count
-from _support import run
+from _support import PY313, run
 
 who = contextvars.ContextVar("who", default="nobody")
 
@@ -187,6 +188,11 @@ def test_failing_protocol_factory(loop, exc_calls):
     assert reported == ([ZeroDivisionError] if loop.get_debug() else [])
 
 
+# 3.13+'s transport leaves the server it could not join in __del__, which raises there
+# (asyncio's own transport included); earlier versions' must not.
+@pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning" if PY313 else "default::DeprecationWarning"
+)
 def test_server_closed_before_the_transport_is_made(loop, exc_calls):
     """A server closed between a connection's accept and its set-up: the transport cannot
     join the closed server, and the connection is dropped quietly, as on asyncio."""
@@ -278,8 +284,12 @@ def test_out_of_descriptors_pauses_accepting(loop, exc_calls):
         client.close()
         server.close()
         await server.wait_closed()
-        return [(c["message"], c["exception"].errno) for c in exc_calls]
+        return [c for c in exc_calls if "_start_serving" not in c["message"]]
 
+    # asyncio queues a retry per failed accept of the batch; those still queued when the
+    # server closes fail on its closed socket (on either loop, and left out here).
     reports = run(loop, main())
-    assert set(reports) == {("socket.accept() out of system resource", errno.EMFILE)}
+    assert {(c["message"], c["exception"].errno) for c in reports} == {
+        ("socket.accept() out of system resource", errno.EMFILE)
+    }
     exc_calls.clear()
