@@ -43,9 +43,9 @@ pub fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
 /// the peer. `EINTR` is retried, as CPython does (PEP 475).
 pub fn accept(fd: RawFd, addr: &mut SockAddr) -> io::Result<RawFd> {
     loop {
-        match addr.fill(|sa, len| syscall!(accept4(fd, sa, len, libc::SOCK_CLOEXEC))) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
+        let out = addr.fill(|sa, len| syscall!(accept4(fd, sa, len, libc::SOCK_CLOEXEC)));
+        if !matches!(&out, Err(e) if e.kind() == io::ErrorKind::Interrupted) {
+            return out;
         }
     }
 }

@@ -1,5 +1,5 @@
-//! A server's accept loop: asyncio's `_accept_connection` for plain sockets,
-//! without a task per connection.
+//! A server's accept loop: asyncio's `_accept_connection` without a task per
+//! connection (the set-up callback, plain or TLS, is the Python layer's).
 //!
 //! asyncio accepts up to `backlog` connections per readiness of the listening
 //! socket; each goes through `socket.accept()` (two enum conversions and a
@@ -48,7 +48,11 @@ impl Loop {
     /// Accepts up to `backlog` connections; returns once none is waiting. An
     /// error other than that is raised, the connections accepted before it
     /// already queued (as asyncio's loop has made their tasks by then).
-    pub(super) fn accept_connections(slf: &Bound<'_, Self>, l: &Listener<'_>, backlog: usize) -> PyResult<()> {
+    pub(super) fn accept_connections(
+        slf: &Bound<'_, Self>,
+        l: &Listener<'_>,
+        backlog: usize,
+    ) -> PyResult<()> {
         let py = slf.py();
         let mut addr = SockAddr::default();
         for _ in 0..backlog {
@@ -67,7 +71,8 @@ impl Loop {
             conn.call_method1(pyo3::intern!(py, "setblocking"), (false,))?;
             let extra = PyDict::new(py);
             extra.set_item(pyo3::intern!(py, "peername"), sockaddr::to_python(py, &addr)?)?;
-            let args = PyTuple::new(py, [l.protocol_factory.clone(), conn, extra.into_any(), l.server.clone()])?;
+            let args =
+                PyTuple::new(py, [l.protocol_factory.clone(), conn, extra.into_any(), l.server.clone()])?;
             Self::call_soon_impl(slf, l.setup.clone(), args, Some(context::copy_current(py)?))?;
         }
         Ok(())

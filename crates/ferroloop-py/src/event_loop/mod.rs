@@ -645,7 +645,7 @@ impl Loop {
         Self::sock_accept_native(slf, sock)
     }
 
-    /// A server's accept loop for a plain listening socket (`fd`, whose
+    /// A server's accept loop on the listening socket `fd` (whose
     /// `(family, type, proto)` is `kind`): accepts up to `backlog` connections
     /// and queues `setup(protocol_factory, conn, extra, server)` for each, in a
     /// copy of the current context. Raises the accept error that is not "none
