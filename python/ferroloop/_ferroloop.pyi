@@ -113,6 +113,19 @@ class Loop:
     def _sock_recv_into_native(self, sock: socket.socket, fd: int, buf: Any) -> Any: ...
     def _sock_sendall_native(self, sock: socket.socket, fd: int, data: Any) -> Any: ...
     def _sock_accept_native(self, sock: socket.socket) -> Any: ...
+    def _sock_connect_native(
+        self, sock: socket.socket, fd: int, family: int, address: Any
+    ) -> Any: ...
+    def _accept_connections(
+        self,
+        fd: int,
+        backlog: int,
+        socket_type: type[socket.socket],
+        kind: tuple[int, int, int],
+        setup: Callable[..., object],
+        protocol_factory: Callable[[], Any],
+        server: Any,
+    ) -> None: ...
     def _sock_recvfrom_native(self, sock: socket.socket, fd: int, n: int) -> Any: ...
     def _sock_recvfrom_into_native(
         self, sock: socket.socket, fd: int, buf: Any, nbytes: int

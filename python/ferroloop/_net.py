@@ -78,7 +78,6 @@ _BORROWED = {
         "_sock_sendall",
         "sock_sendto",
         "_sock_sendto",
-        "sock_connect",
         "_sock_connect",
         "_sock_write_done",
         "_sock_connect_cb",
@@ -192,6 +191,26 @@ class NetMixin:
         if r is not NotImplemented:
             return (await r) if type(r) is _Future else r
         return await _SELECTOR.sock_accept(self, sock)
+
+    async def sock_connect(self, sock, address):
+        """Connect sock to a remote socket at address (non-blocking)."""
+        self._check_sock(sock)
+        family, kind = family_and_type(sock)
+        if family == socket.AF_INET or (base_events._HAS_IPv6 and family == socket.AF_INET6):
+            resolved = await self._ensure_resolved(
+                address, family=family, type=kind, proto=sock.proto, loop=self
+            )
+            _, _, _, _, address = resolved[0]
+        if isinstance(family, int):  # not a stand-in (a mock): its own connect is called
+            r = self._sock_connect_native(sock, sock.fileno(), family, address)
+            if r is not NotImplemented:
+                return (await r) if type(r) is _Future else r
+        fut = self.create_future()
+        self._sock_connect(fut, sock, address)
+        try:
+            return await fut
+        finally:
+            fut = None  # breaks the cycle through an exception's traceback, as asyncio
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
         return ReadPipeTransport(self, pipe, protocol, waiter, extra)

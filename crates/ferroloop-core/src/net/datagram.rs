@@ -79,6 +79,11 @@ impl SockAddr {
         Ok(out)
     }
 
+    /// The `sockaddr` pointer and length a system call takes.
+    pub(crate) fn as_raw(&self) -> (*const libc::sockaddr, libc::socklen_t) {
+        ((&raw const self.storage).cast(), self.len)
+    }
+
     /// An `AF_INET` address.
     pub fn v4(ip: Ipv4Addr, port: u16) -> Self {
         let mut addr = Self::default();

@@ -1,5 +1,5 @@
-//! Non-blocking socket operations on raw fds: the stream calls and `accept`
-//! here, the datagram calls and socket addresses in [`datagram`].
+//! Non-blocking socket operations on raw fds: the stream calls, `accept` and
+//! `connect` here, the datagram calls and socket addresses in [`datagram`].
 //!
 //! Each is one system call through `syscall!`, returning `io::Result` with
 //! errno intact; `EAGAIN` comes back as `ErrorKind::WouldBlock`. Sends use
@@ -48,4 +48,32 @@ pub fn accept(fd: RawFd, addr: &mut SockAddr) -> io::Result<RawFd> {
             return out;
         }
     }
+}
+
+/// `connect(2)` of a non-blocking socket to `addr`: `Ok(true)` once connected,
+/// `Ok(false)` while the connection is under way (`EINPROGRESS`, and `EAGAIN`
+/// or `EINTR`, which asyncio waits out the same way: until the socket is
+/// writable, then [`take_error`]).
+pub fn connect(fd: RawFd, addr: &SockAddr) -> io::Result<bool> {
+    let (sa, len) = addr.as_raw();
+    match syscall!(connect(fd, sa, len)) {
+        Ok(_) => Ok(true),
+        Err(e) if is_under_way(e.raw_os_error()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `errno` says a connection is still under way: what CPython raises
+/// as `BlockingIOError` or `InterruptedError` for it.
+pub fn is_under_way(errno: Option<i32>) -> bool {
+    matches!(errno, Some(libc::EINPROGRESS | libc::EAGAIN | libc::EALREADY | libc::EINTR))
+}
+
+/// The socket's pending error (`getsockopt(SO_ERROR)`, which clears it): how a
+/// non-blocking `connect` ended once the socket is writable; 0 for success.
+pub fn take_error(fd: RawFd) -> io::Result<i32> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    syscall!(getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&raw mut err).cast(), &raw mut len))?;
+    Ok(err)
 }

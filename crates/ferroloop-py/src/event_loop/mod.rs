@@ -645,6 +645,17 @@ impl Loop {
         Self::sock_accept_native(slf, sock)
     }
 
+    /// The body of `sock_connect` to a resolved `address` of `family`.
+    fn _sock_connect_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        family: i32,
+        address: Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        Self::sock_connect_native(slf, sock, fd, family, address)
+    }
+
     /// A server's accept loop on the listening socket `fd` (whose
     /// `(family, type, proto)` is `kind`): accepts up to `backlog` connections
     /// and queues `setup(protocol_factory, conn, extra, server)` for each, in a

@@ -1,4 +1,5 @@
-//! Native `sock_recv`, `sock_recv_into`, `sock_sendall`, `sock_accept`, and
+//! Native `sock_recv`, `sock_recv_into`, `sock_sendall`, `sock_accept`,
+//! `sock_connect` (the connect and, once writable, its `SO_ERROR`), and
 //! the datagram calls `sock_recvfrom`, `sock_recvfrom_into` and `sock_sendto`.
 //!
 //! asyncio's versions try the call, and on `EAGAIN` register a reader or
@@ -24,7 +25,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 use ferroloop_core::net::{self, datagram, SockAddr};
-use pyo3::exceptions::PyBlockingIOError;
+use pyo3::exceptions::{PyBlockingIOError, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple, PyWeakrefReference};
 
@@ -132,6 +133,12 @@ fn attempt(py: Python<'_>, fd: RawFd, kind: OpKind) -> Outcome {
             Err(e) if again(&e) => Outcome::Again(OpKind::SendTo { data, addr }),
             Err(e) => Outcome::Failed(os_error(&e)),
         },
+        OpKind::Connect { address } => match net::take_error(fd) {
+            Ok(0) => Outcome::Done(py.None()),
+            Ok(err) if net::is_under_way(Some(err)) => Outcome::Again(OpKind::Connect { address }),
+            Ok(err) => Outcome::Failed(connect_failed(address.bind(py), err)),
+            Err(e) => Outcome::Failed(os_error(&e)),
+        },
         OpKind::Accept { sock } => match accept(sock.bind(py)) {
             Ok(pair) => Outcome::Done(pair),
             Err(e)
@@ -150,6 +157,14 @@ fn pair(py: Python<'_>, value: Py<PyAny>, from: &SockAddr) -> Outcome {
     match sockaddr::to_python(py, from).and_then(|addr| PyTuple::new(py, [value, addr])) {
         Ok(t) => Outcome::Done(t.into_any().unbind()),
         Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// asyncio's error for a connection that failed once under way.
+fn connect_failed(address: &Bound<'_, PyAny>, err: i32) -> PyErr {
+    match address.str() {
+        Ok(text) => PyOSError::new_err((err, format!("Connect call failed {text}"))),
+        Err(e) => e,
     }
 }
 
@@ -289,6 +304,30 @@ impl Loop {
 }
 
 impl Loop {
+    /// The body of `sock_connect` once the address is resolved: `None` when
+    /// connected at once, else the future of a connection under way (the fd
+    /// waits to be writable, then its `SO_ERROR` says how it ended, as in
+    /// asyncio's `_sock_connect_cb`). `NotImplemented` for an address only
+    /// CPython can build, or an fd in other use: asyncio's path then.
+    pub(super) fn sock_connect_native(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        family: i32,
+        address: Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Some(addr) = sockaddr::from_python(&address, family) else { return Ok(py.NotImplemented()) };
+        if slf.get().fd_in_other_use(py, fd)? {
+            return Ok(py.NotImplemented());
+        }
+        match net::connect(fd, &addr) {
+            Ok(true) => Ok(py.None()),
+            Ok(false) => Self::park(slf, &sock, fd, true, OpKind::Connect { address: address.unbind() }),
+            Err(e) => Err(os_error(&e)),
+        }
+    }
+
     pub(super) fn sock_recvfrom_native(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,

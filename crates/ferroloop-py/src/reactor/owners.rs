@@ -59,6 +59,10 @@ pub(crate) enum OpKind {
         data: Unsent,
         addr: Box<SockAddr>,
     },
+    /// A `connect` under way; `address` as the caller gave it, for the error.
+    Connect {
+        address: Py<PyAny>,
+    },
 }
 
 /// A `sock_*` operation waiting for its descriptor, and the future its
@@ -74,6 +78,7 @@ impl SockOp {
         match &self.kind {
             OpKind::RecvInto { buf } | OpKind::RecvFromInto { buf, .. } => visit.call(buf),
             OpKind::Accept { sock } => visit.call(sock),
+            OpKind::Connect { address } => visit.call(address),
             OpKind::Recv { .. }
             | OpKind::SendAll { .. }
             | OpKind::RecvFrom { .. }
