@@ -74,17 +74,17 @@ test: test-rust test-python conformance ## every test: Rust core, Python suite, 
 # whole matrix. The editable installs share python/ferroloop/_ferroloop.cpython-3XY-*.so, so a
 # quick build here replaced $(VENV)'s build of the same Python: drop its stamp to rebuild it.
 # Free-threaded builds (3.13t) are not supported, so they are not picked.
-# 3.14 runs in a Debian forky chroot (.ci/py314) when this machine has no python3.14 of its own.
+# 3.14 and 3.15 run in a Debian forky chroot (.ci/forky) when this machine has no such Python.
 .PHONY: test-all-pythons
-PYTHONS ?= 3.10 3.11 3.12 3.13 3.14
-test-all-pythons: ## on every Python in PYTHONS (default 3.10-3.14) present: build (quick), pytest twice, conformance
+PYTHONS ?= 3.10 3.11 3.12 3.13 3.14 3.15
+test-all-pythons: ## on every Python in PYTHONS (default 3.10-3.15) present: build (quick), pytest twice, conformance
 	@failed=""; for v in $(PYTHONS); do \
 	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python 2>/dev/null | grep -v 't/bin/python$$' | sort -V | tail -1); \
 	  if [ -z "$$py" ]; then py=$$(command -v python$$v || true); fi; \
 	  run=""; \
-	  if [ -z "$$py" ] && [ "$$v" = 3.14 ]; then \
-	    if .ci/py314 make; then py=/usr/bin/python3.14; run=".ci/py314 run"; \
-	    else echo "== Python 3.14: no chroot here (see above), skipped"; continue; fi; \
+	  if [ -z "$$py" ] && { [ "$$v" = 3.14 ] || [ "$$v" = 3.15 ]; }; then \
+	    if .ci/forky make; then py=/usr/bin/python$$v; run=".ci/forky run"; \
+	    else echo "== Python $$v: no chroot here (see above), skipped"; continue; fi; \
 	  fi; \
 	  if [ -z "$$py" ]; then echo "== Python $$v: not installed, skipped"; continue; fi; \
 	  echo "== Python $$v ($$py$${run:+, in the forky chroot})"; \
@@ -95,9 +95,9 @@ test-all-pythons: ## on every Python in PYTHONS (default 3.10-3.14) present: bui
 	if [ -n "$$failed" ]; then echo "== FAILED on Python$$failed"; exit 1; fi; \
 	echo "== all Pythons passed"
 
-.PHONY: python-3.14
-python-3.14: ## make (once) and cache the Debian chroot with Python 3.14 that test-all-pythons uses (root)
-	.ci/py314 make
+.PHONY: python-3.14 python-3.15
+python-3.14 python-3.15: ## make (once) and cache the Debian chroot with Pythons 3.14 and 3.15 that test-all-pythons uses (root)
+	.ci/forky make
 
 .PHONY: bench
 bench: build bench-tools ## side-by-side micro and network benchmarks: asyncio, uvloop, ferroloop, rloop (benchmarks/results/); BASELINE=dir adds another ferroloop build
@@ -130,15 +130,17 @@ bench-tools:
 demo: build bench-tools ## build a release and show ferroloop beside asyncio and uvloop (table + PNG chart)
 	$(PY) benchmarks/demo.py
 
-# The free-threaded check compiles the extension for CPython 3.14t from a PyO3 config file, so
+# The free-threaded check compiles the extension for CPython 3.14t and 3.15t from PyO3 config files, so
 # no such interpreter is needed. The module still declares gil_used: there it runs with the GIL.
 .PHONY: lint
 lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, free-threaded cargo check, layering rule, ruff
 	$(PY) .ci/check_layers.py
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
-	PYO3_CONFIG_FILE=$(CURDIR)/crates/ferroloop-py/free-threaded.pyo3-config \
-	  cargo check -p ferroloop-py --target-dir target/free-threaded -q
+	for v in 3.14 3.15; do \
+	  PYO3_CONFIG_FILE=$(CURDIR)/crates/ferroloop-py/free-threaded-$$v.pyo3-config \
+	    cargo check -p ferroloop-py --target-dir target/free-threaded -q || exit 1; \
+	done
 	$(VENV)/bin/ruff check python tests benchmarks examples .ci
 	cargo fmt --manifest-path benchmarks/loadgen/Cargo.toml -- --check
 	cargo clippy --manifest-path benchmarks/loadgen/Cargo.toml -q -- -D warnings

@@ -13,13 +13,36 @@ import warnings as _warnings
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from . import _compat, health
+from . import _compat, _fence, health
+from . import _helpers as _helpers  # its fence probes run before finish() below
+from ._fence import CompatWarning
 from ._ferroloop import __version__
 from ._loop import Loop
 
-__all__ = ("EventLoopPolicy", "Loop", "__version__", "health", "install", "new_event_loop", "run")
+__all__ = (
+    "CompatWarning",
+    "EventLoopPolicy",
+    "Loop",
+    "__version__",
+    "compat",
+    "health",
+    "install",
+    "new_event_loop",
+    "run",
+)
 
 _T = TypeVar("_T")
+
+
+def compat() -> dict[str, dict[str, Any]]:
+    """Which of ferroloop's fast paths are active on this Python, by name.
+
+    Each entry says ``active``, the private asyncio or ``ssl`` names it ``relies_on``, what
+    it ``expects`` of them, the ``fallback`` that runs when it is off, and the ``problem``
+    its import-time probe found (None when active). A fast path that is off costs speed,
+    never behaviour: asyncio's own code runs there.
+    """
+    return _fence.report()
 
 
 def new_event_loop() -> Loop:
@@ -71,3 +94,6 @@ def install() -> None:
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", DeprecationWarning)
         _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+_fence.finish()

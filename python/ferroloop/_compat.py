@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from . import _fence
+
 PY311 = sys.version_info >= (3, 11)
 PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
@@ -19,10 +21,53 @@ iscoroutinefunction = getattr(
     asyncio.coroutines, "_iscoroutinefunction", asyncio.coroutines.iscoroutinefunction
 )
 
-if PY314:
-    BasePolicy = asyncio.events._BaseDefaultEventLoopPolicy  # type: ignore[attr-defined]
+def _probe_policy() -> str | None:
+    if not PY314:
+        return None
+    return _fence.missing(asyncio.events, ("_BaseDefaultEventLoopPolicy",))
+
+
+# The legacy policy's base: 3.14 deprecates the public name (it warns when read).
+if _fence.rely(
+    "policy_base",
+    ["asyncio.events._BaseDefaultEventLoopPolicy (3.14+)"],
+    "the class 3.14's DefaultEventLoopPolicy derives from, readable without a warning",
+    "asyncio.DefaultEventLoopPolicy, read with its deprecation warning silenced",
+    _probe_policy,
+):
+    BasePolicy = (
+        asyncio.events._BaseDefaultEventLoopPolicy  # type: ignore[attr-defined]
+        if PY314
+        else asyncio.DefaultEventLoopPolicy
+    )
 else:
-    BasePolicy = asyncio.DefaultEventLoopPolicy
+    import warnings as _warnings
+
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", DeprecationWarning)
+        BasePolicy = getattr(asyncio, "DefaultEventLoopPolicy", object)
+
+
+def _probe_watcher() -> str | None:
+    if not PY314:
+        return None
+    from asyncio import unix_events
+
+    return _fence.missing(
+        unix_events, ("can_use_pidfd", "_PidfdChildWatcher", "_ThreadedChildWatcher")
+    )
+
+
+# 3.14's loop keeps a child watcher of its own; ferroloop makes the same for code that reads it.
+HAS_CHILD_WATCHER = _fence.rely(
+    "child_watcher_attribute",
+    ["asyncio.unix_events.can_use_pidfd", "asyncio.unix_events._PidfdChildWatcher",
+     "asyncio.unix_events._ThreadedChildWatcher"],
+    "the watcher classes 3.14's Unix loop makes for itself (loop._watcher), which its "
+    "borrowed subprocess code uses where pidfds are missing",
+    "no loop._watcher: ferroloop reaps its children itself (pidfd, or SIGCHLD)",
+    _probe_watcher,
+)  # fmt: skip
 
 
 def child_watcher() -> Any:  # pragma: no cover - 3.14 only

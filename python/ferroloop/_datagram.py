@@ -58,7 +58,31 @@ def _learn_sendto() -> tuple[bool, int, bool]:
     return drops_empty, max(counted - 3, 0), True
 
 
+def _learn_drop_resets_size() -> bool:
+    """Whether asyncio's ``_force_close`` zeroes the queued size with the queue (3.15+).
+
+    Run on a stand-in with one datagram queued; its loop only records."""
+    noop = lambda *args, **kwargs: None  # noqa: E731
+    stand_in = SimpleNamespace(
+        _conn_lost=0,
+        _closing=True,
+        _buffer=collections.deque([(b"abc", None)]),
+        _buffer_size=11,
+        _sock_fd=-1,
+        _loop=SimpleNamespace(_remove_writer=noop, _remove_reader=noop, call_soon=noop),
+        _call_soon=noop,
+        _call_connection_lost=noop,
+    )
+    try:
+        _ASYNCIO._force_close(stand_in, None)
+    except Exception:  # noqa: BLE001 - an asyncio we do not know: the newest rule
+        return True
+    return stand_in._buffer_size == 0
+
+
 _DROPS_EMPTY, _HEADER, _COUNTER = _learn_sendto()
+# The native core keeps the size through a dropped queue only where asyncio does.
+_COUNTER = _COUNTER and not _learn_drop_resets_size()
 _BASES = (
     (NativeTransport, transports.DatagramTransport)
     if issubclass(_ASYNCIO, transports.DatagramTransport)

@@ -11,9 +11,42 @@ import sys
 from asyncio import base_events, constants, coroutines, format_helpers
 from typing import Any
 
+from . import _fence
 from ._compat import PY312, PY314, iscoroutinefunction
 
-if sys.version_info >= (3, 13):
+
+def _probe_format() -> str | None:
+    problem = _fence.missing(format_helpers, ("_format_callback_source",))
+    problem = problem or _fence.missing(base_events, ("_format_handle",))
+    if problem:
+        return problem
+    want = ["func", "args", "debug"] if sys.version_info >= (3, 13) else ["func", "args"]
+    return _fence.same_params(
+        want, format_helpers._format_callback_source, "_format_callback_source()"
+    )
+
+
+_ASYNCIO_FORMAT = _fence.rely(
+    "callback_repr",
+    ["asyncio.format_helpers._format_callback_source", "asyncio.base_events._format_handle"],
+    "asyncio's formatting of a callback and its arguments (the text of handle reprs and of "
+    "'Exception in callback ...' reports)",
+    "the callback's repr and a plain argument list",
+    _probe_format,
+)
+
+
+def _format_by_hand(callback: Any, args: Any) -> str:
+    text = getattr(callback, "__qualname__", None) or repr(callback)
+    return f"{text}({', '.join(map(repr, args or ()))})"
+
+
+if not _ASYNCIO_FORMAT:
+
+    def format_callback_source(callback: Any, args: Any, debug: bool) -> str:
+        return _format_by_hand(callback, args)
+
+elif sys.version_info >= (3, 13):
 
     def format_callback_source(callback: Any, args: Any, debug: bool) -> str:
         return format_helpers._format_callback_source(callback, args, debug=debug)
@@ -70,9 +103,8 @@ def check_callback(callback: Any, method: str) -> None:
 
 def warn_slow_callback(handle: Any, seconds: float) -> None:
     """asyncio's debug-mode warning for a callback that ran too long (timed by the loop)."""
-    base_events.logger.warning(
-        "Executing %s took %.3f seconds", base_events._format_handle(handle), seconds
-    )
+    text = base_events._format_handle(handle) if _ASYNCIO_FORMAT else repr(handle)
+    base_events.logger.warning("Executing %s took %.3f seconds", text, seconds)
 
 
 def warn_send_after_lost(pipe: bool) -> None:

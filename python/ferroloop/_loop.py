@@ -19,7 +19,7 @@ import time
 import weakref
 from asyncio import base_events, constants, coroutines, events
 
-from . import _compat, _net
+from . import _compat, _fence, _net
 from . import health as _health
 from ._ferroloop import ChildWatch as _ChildWatch
 from ._ferroloop import Loop as _NativeLoop
@@ -29,9 +29,22 @@ _Base = asyncio.BaseEventLoop
 _UNSET = object()
 
 
-try:
+def _probe_c_running_loop() -> str | None:
+    import _asyncio
+
+    return _fence.missing(_asyncio, ("_set_running_loop",))
+
+
+if _fence.rely(
+    "c_running_loop",
+    ["_asyncio._set_running_loop"],
+    "the C module's own running-loop slot, set beside asyncio.events' when code swapped "
+    "the Python implementation in",
+    "asyncio.events._set_running_loop alone",
+    _probe_c_running_loop,
+):
     from _asyncio import _set_running_loop as _c_set_running_loop
-except ImportError:  # pragma: no cover - CPython always builds _asyncio
+else:
     _c_set_running_loop = None
 
 
@@ -44,6 +57,28 @@ def _set_running_loop(loop) -> None:
     events._set_running_loop(loop)
     if _c_set_running_loop is not None and events._set_running_loop is not _c_set_running_loop:
         _c_set_running_loop(loop)
+
+
+def _debug_mode_by_hand() -> bool:
+    """asyncio's rule for debug mode: -X dev, or PYTHONASYNCIODEBUG set non-empty."""
+    import os
+
+    return sys.flags.dev_mode or (
+        not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
+    )
+
+
+if _fence.rely(
+    "asyncio_debug_flag",
+    ["asyncio.coroutines._is_debug_mode"],
+    "a function of no arguments that says whether asyncio's debug mode is on",
+    "asyncio's rule written out (-X dev, or PYTHONASYNCIODEBUG)",
+    lambda: _fence.missing(coroutines, ("_is_debug_mode",))
+    or (None if _fence.params(coroutines._is_debug_mode) == [] else "it takes arguments"),
+):
+    _is_debug_mode = coroutines._is_debug_mode
+else:
+    _is_debug_mode = _debug_mode_by_hand
 
 
 def _sighandler_noop(signum, frame):
@@ -70,12 +105,12 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         self._wakeup_fd_saved = _UNSET
         self._clock_resolution = time.get_clock_info("monotonic").resolution
         self._init_net()
-        if _compat.PY314:
+        if _compat.PY314 and _compat.HAS_CHILD_WATCHER:
             # The watcher asyncio's own loop makes here: 3.14's subprocess code (borrowed
             # from asyncio) uses it where pidfds are missing; elsewhere the loop reaps
             # its children itself (_subprocess.py) and this is only there to be read.
             self._watcher = _compat.child_watcher()
-        self._set_debug_flag(coroutines._is_debug_mode())
+        self._set_debug_flag(_is_debug_mode())
         if sys.version_info < (3, 12):
             # The C Future and Task of 3.10-3.11 fetch ``loop.call_soon`` (each
             # callback scheduled) and ``loop.get_debug`` (each future made) as
@@ -317,7 +352,30 @@ def _learn_task_callbacks() -> bool:
             coro.close()  # already finished unless something above failed
 
 
-TASK_CALLBACKS_REGISTERED = _learn_task_callbacks()
+TASK_CALLBACKS_REGISTERED = _fence.rely(
+    "task_callbacks",
+    ["_asyncio.Task (the callables its call_soon passes: a step and a wake-up)"],
+    "the C Task schedules its steps and wake-ups with loop.call_soon(callable) and drops the "
+    "handle; one task run on a stand-in loop shows which callables they are",
+    "a Handle for every task step and wake-up, as asyncio makes",
+    lambda: None if _learn_task_callbacks() else "the C Task's step callables were not recognised",
+)
+
+_BASE_METHODS = (
+    "__repr__", "__del__", "run_until_complete", "get_task_factory", "run_in_executor",
+    "set_default_executor", "shutdown_default_executor", "_check_default_executor",
+    "get_exception_handler", "set_exception_handler", "default_exception_handler",
+    "call_exception_handler", "shutdown_asyncgens", "_asyncgen_firstiter_hook",
+    "_asyncgen_finalizer_hook", "_set_coroutine_origin_tracking", "_check_callback",
+    "set_task_factory",
+)  # fmt: skip
+_fence.rely(
+    "borrowed_loop_methods",
+    [f"asyncio.base_events.BaseEventLoop.{n}" for n in _BASE_METHODS],
+    "the running asyncio's own cold loop methods, run on ferroloop as they are",
+    None,
+    lambda: _fence.missing(_Base, _BASE_METHODS),
+)
 
 assert constants.DEBUG_STACK_DEPTH  # keep the import: _set_coroutine_origin_tracking uses it
 __all__ = ["Loop", "_compat"]

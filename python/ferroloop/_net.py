@@ -21,7 +21,7 @@ import weakref
 from asyncio import base_events, selector_events, unix_events
 from typing import Any
 
-from . import _subprocess, _tls
+from . import _fence, _subprocess, _tls
 from ._datagram import DatagramTransport
 from ._pipes import ReadPipeTransport, WritePipeTransport
 from ._stream import SocketTransport
@@ -259,18 +259,21 @@ class NetMixin:
     # -- a server's accepted connections: one callback each, not a task --
 
     def _accept_connection(
-        self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts
+        self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *more
     ):
+        # more: asyncio's TLS timeouts (3.10: one; 3.11+: two), then 3.15's server context.
         if self._task_factory is not None or self._debug:
             # A task per connection is observable there (a task factory sees it; debug mode
             # logs each accept): asyncio's own loop.
             return _SELECTOR._accept_connection(
-                self, protocol_factory, sock, sslcontext, server, backlog, *timeouts
+                self, protocol_factory, sock, sslcontext, server, backlog, *more
             )
+        timeouts = more[: len(_TLS_TIMEOUTS)]
+        context = more[len(_TLS_TIMEOUTS)] if len(more) > len(_TLS_TIMEOUTS) else None
         if sslcontext is None:
-            setup = self._accepted
+            setup = functools.partial(self._accepted, context)
         else:
-            setup = functools.partial(self._accepted_tls, sslcontext, timeouts)
+            setup = functools.partial(self._accepted_tls, context, sslcontext, timeouts)
         try:
             self._accept_connections(
                 sock.fileno(),
@@ -285,23 +288,53 @@ class NetMixin:
             # asyncio's loop meets the same error and handles it its way: logged, or on
             # EMFILE and its kind, accepting paused for a while.
             _SELECTOR._accept_connection(
-                self, protocol_factory, sock, sslcontext, server, backlog, *timeouts
+                self, protocol_factory, sock, sslcontext, server, backlog, *more
             )
 
     # asyncio's _accept_connection2, as callbacks: the set-up, then (TLS) the handshake's end.
+    # 3.15 runs each connection in its own copy of the server's context, set-up included.
 
-    def _accepted(self, protocol_factory, conn, extra, server) -> None:
+    def _accepted(self, context, protocol_factory, conn, extra, server) -> None:
+        if context is not None:
+            context = context.copy()
+            context.run(self._accepted_in, context, protocol_factory, conn, extra, server)
+        else:
+            self._accepted_in(None, protocol_factory, conn, extra, server)
+
+    def _accepted_in(self, context, protocol_factory, conn, extra, server) -> None:
         protocol = transport = None
         try:
             protocol = protocol_factory()
-            transport = self._make_socket_transport(conn, protocol, extra=extra, server=server)
+            if context is None:
+                transport = self._make_socket_transport(conn, protocol, extra=extra, server=server)
+            else:
+                transport = self._make_socket_transport(
+                    conn, protocol, extra=extra, server=server, context=context
+                )
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._accept_failed(exc, protocol, transport)
 
-    def _accepted_tls(self, sslcontext, timeouts, protocol_factory, conn, extra, server) -> None:
+    def _accepted_tls(
+        self, context, sslcontext, timeouts, protocol_factory, conn, extra, server
+    ) -> None:
+        if context is not None:
+            context = context.copy()
+            context.run(
+                self._accepted_tls_in, context, sslcontext, timeouts, protocol_factory, conn,
+                extra, server,
+            )
+        else:
+            self._accepted_tls_in(None, sslcontext, timeouts, protocol_factory, conn, extra, server)
+
+    def _accepted_tls_in(
+        self, context, sslcontext, timeouts, protocol_factory, conn, extra, server
+    ) -> None:
         protocol = transport = None
+        kwargs = dict(zip(_TLS_TIMEOUTS, timeouts, strict=False))
+        if context is not None:
+            kwargs["context"] = context
         try:
             protocol = protocol_factory()
             waiter = self.create_future()
@@ -313,7 +346,7 @@ class NetMixin:
                 server_side=True,
                 extra=extra,
                 server=server,
-                **dict(zip(_TLS_TIMEOUTS, timeouts, strict=False)),
+                **kwargs,
             )
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -340,8 +373,10 @@ class NetMixin:
                 context["transport"] = transport
             self.call_exception_handler(context)
 
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        return SocketTransport(self, sock, protocol, waiter, extra, server)
+    def _make_socket_transport(
+        self, sock, protocol, waiter=None, *, extra=None, server=None, context=None
+    ):
+        return SocketTransport(self, sock, protocol, waiter, extra, server, context)
 
     _make_ssl_transport = _tls.make_ssl_transport
     start_tls = _tls.start_tls
@@ -382,3 +417,86 @@ class NetMixin:
             pass
         except OSError as err:
             base_events.logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
+
+
+# -- the fence: asyncio's code calls these overrides as it calls its own ----------------------
+
+# What may follow the backlog in asyncio's _accept_connection, in order (3.10 has the first
+# only, 3.11-3.14 the first two, 3.15 all three); _accept_connection above knows each.
+_ACCEPT_HEAD = ["self", "protocol_factory", "sock", "sslcontext", "server", "backlog"]
+_ACCEPT_TAIL = [*_TLS_TIMEOUTS, "context"]
+
+
+def _probe_accept() -> str | None:
+    got = _fence.params(_SELECTOR._accept_connection)
+    tail = got[len(_ACCEPT_HEAD) :]
+    if got[: len(_ACCEPT_HEAD)] != _ACCEPT_HEAD or tail != _ACCEPT_TAIL[: len(tail)]:
+        return f"asyncio's _accept_connection is ({', '.join(got)})"
+    return None
+
+
+def _probe_borrowed() -> str | None:
+    have = borrowed()
+    gone = [n for names in _BORROWED.values() for n in names if not n.startswith("_")]
+    gone = [n for n in gone if n not in have]
+    return f"asyncio has no {', '.join(gone)}" if gone else None
+
+
+async def _no_native_sendfile(self, *args, **kwargs):
+    """asyncio's _sendfile_native hands a transport's socket over in ways only its own
+    transport allows: where ferroloop's hand-over is off, loop.sendfile() reads and sends."""
+    raise asyncio.exceptions.SendfileNotAvailableError(
+        "native sendfile is off (see ferroloop.compat())"
+    )
+
+
+_FALLBACKS = {"_sendfile_native": _no_native_sendfile}
+
+_OVERRIDES = (
+    (
+        "socket_transport",
+        "_make_socket_transport",
+        "asyncio's socket transport (_SelectorSocketTransport, Python reads and writes)",
+        lambda: _fence.takes_all(
+            NetMixin._make_socket_transport,
+            _SELECTOR._make_socket_transport,
+            "_make_socket_transport()",
+        ),
+    ),
+    (
+        "native_accept",
+        "_accept_connection",
+        "asyncio's accept loop (a task per accepted connection)",
+        _probe_accept,
+    ),
+    (
+        "native_sendfile_handover",
+        "_sendfile_native",
+        "asyncio's read-and-send loop for loop.sendfile() (its _sendfile_fallback)",
+        lambda: _fence.same_params(
+            ["self", "transp", "file", "offset", "count"],
+            _SELECTOR._sendfile_native,
+            "_sendfile_native()",
+        ),
+    ),
+)
+
+for _name, _method, _fallback, _probe in _OVERRIDES:
+    if not _fence.rely(
+        _name,
+        [f"asyncio.selector_events.BaseSelectorEventLoop.{_method}"],
+        f"asyncio's code calls loop.{_method}() with parameters ferroloop's accepts",
+        _fallback,
+        _probe,
+    ):
+        setattr(NetMixin, _method, _FALLBACKS.get(_method) or _SELECTOR.__dict__[_method])
+del _name, _method, _fallback, _probe
+
+_fence.rely(
+    "borrowed_network_methods",
+    [f"{cls.__module__}.{cls.__qualname__}.{n}" for cls, ns in _BORROWED.items() for n in ns],
+    "the running asyncio's own create_connection, create_server, sock_*, sendfile, DNS, "
+    "datagram, pipe and subprocess methods, run on ferroloop as they are",
+    None,
+    _probe_borrowed,
+)

@@ -51,7 +51,9 @@ class SocketTransport(NativeTransport):
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     _sock = None
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None) -> None:
+    def __init__(
+        self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None
+    ) -> None:
         super().__init__(loop, extra)
         self._extra["socket"] = TransportSocket(sock)
         try:
@@ -65,7 +67,8 @@ class SocketTransport(NativeTransport):
                 self._extra["peername"] = None
         self._sock = sock
         self._sock_fd = sock.fileno()
-        core = self._core = StreamCore(loop, loop._reactor, self, self._sock_fd)
+        # 3.15 hands the context the protocol's callbacks run in (None: a copy of this one).
+        core = self._core = StreamCore(loop, loop._reactor, self, self._sock_fd, context=context)
         self.set_protocol(protocol)
         self._server = server
         # Hot paths, straight to the native core.
@@ -81,10 +84,10 @@ class SocketTransport(NativeTransport):
         loop._transports[self._sock_fd] = self
         _set_nodelay(sock)
         core.attach()
-        loop.call_soon(self._protocol.connection_made, self)
-        loop.call_soon(core.start_reading)  # only once connection_made() ran
+        loop.call_soon(self._protocol.connection_made, self, context=context)
+        loop.call_soon(core.start_reading, context=context)  # only once connection_made() ran
         if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None, context=context)
 
     @property
     def _eof(self) -> bool:

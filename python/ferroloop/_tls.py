@@ -30,12 +30,71 @@ import types
 from asyncio import base_events, selector_events, sslproto
 from typing import Any
 
+from . import _fence
 from ._compat import PY311
 from ._stream import SocketTransport
 
 _FATAL = "Fatal error on SSL protocol"
 
-if PY311:
+# What the pump (crates/ferroloop-py/src/transports/tls.rs) and the functions at the end of
+# this module read and call on asyncio's SSLProtocol.
+_PUMP_ATTRS = (
+    "_sslobj", "_incoming", "_outgoing", "_write_backlog", "_app_transport", "_state",
+    "_app_reading_paused", "_app_protocol_is_buffer", "_app_protocol",
+    "_app_protocol_get_buffer", "_app_protocol_buffer_updated", "_app_writing_paused",
+    "_outgoing_high_water", "_ssl_reading_paused", "_incoming_low_water",
+    "_incoming_high_water", "_ssl_writing_paused",
+)  # fmt: skip
+_PUMP_METHODS = (
+    "_do_handshake", "_do_read", "_do_flush", "_do_shutdown", "_call_eof_received",
+    "_start_shutdown", "_do_write", "_process_outgoing", "_control_ssl_reading",
+    "_fatal_error", "_write_appdata", "_control_app_writing", "_set_app_protocol",
+)  # fmt: skip
+_PUMP_STATES = ("UNWRAPPED", "DO_HANDSHAKE", "WRAPPED", "FLUSHING", "SHUTDOWN")
+
+
+def _names_in_code(cls: type) -> set[str]:
+    """Every name the methods of ``cls`` (and its bases) use: the attributes they set and read."""
+    out: set[str] = set()
+    for klass in cls.__mro__[:-1]:
+        for value in vars(klass).values():
+            code = getattr(value, "__code__", None)
+            if code is not None:
+                out.update(code.co_names)
+    return out
+
+
+def _probe_pump() -> str | None:
+    """The SSLProtocol the pump was written against (3.11's rewrite, up to 3.15)."""
+    if not PY311:
+        return "asyncio's SSLProtocol before 3.11 has another state machine"
+    proto = sslproto.SSLProtocol
+    problem = _fence.missing(sslproto, ("SSLProtocolState", "_SSLProtocolTransport"))
+    problem = problem or _fence.missing(sslproto.SSLProtocolState, _PUMP_STATES)
+    problem = problem or _fence.missing(proto, _PUMP_METHODS)
+    problem = problem or _fence.missing(sslproto._SSLProtocolTransport, ("write", "writelines"))
+    if problem:
+        return problem
+    gone = [a for a in _PUMP_ATTRS if a not in _names_in_code(proto)]
+    if gone:
+        return f"asyncio's SSLProtocol no longer uses {', '.join(gone)}"
+    if not hasattr(ssl.SSLObject, "_sslobj") and "_sslobj" not in _names_in_code(ssl.SSLObject):
+        return "ssl.SSLObject keeps no _sslobj"
+    return None
+
+
+_PUMP = _fence.rely(
+    "tls_pump",
+    [f"asyncio.sslproto.SSLProtocol.{n}" for n in _PUMP_ATTRS + _PUMP_METHODS]
+    + ["asyncio.sslproto.SSLProtocolState", "asyncio.sslproto._SSLProtocolTransport",
+       "ssl.SSLObject._sslobj"],
+    "asyncio's 3.11+ TLS state machine: these attributes and methods, with the states "
+    "UNWRAPPED..SHUTDOWN; the pump reads the state from them at each step",
+    "asyncio's SSLProtocol unchanged (every TLS record through its Python methods)",
+    _probe_pump,
+)  # fmt: skip
+
+if _PUMP:
     from ._ferroloop import TlsPump
 
     _State = sslproto.SSLProtocolState
@@ -80,7 +139,7 @@ if PY311:
                     self._app_transport.__dict__.pop("writelines", None)
             super().connection_lost(exc)
 
-else:  # pragma: no cover - 3.10
+else:  # 3.10, or an asyncio whose SSLProtocol moved
     SSLProtocol = sslproto.SSLProtocol  # type: ignore[misc,assignment]
 
 
@@ -103,12 +162,38 @@ _sslproto = types.ModuleType(sslproto.__name__)
 _sslproto.__dict__.update(sslproto.__dict__)
 _sslproto.SSLProtocol = SSLProtocol
 
-# The loop's _make_ssl_transport: asyncio's, over the native socket transport.
-make_ssl_transport = _asyncio_function(
-    selector_events.BaseSelectorEventLoop._make_ssl_transport,
-    sslproto=_sslproto,
-    _SelectorSocketTransport=SocketTransport,
-)
+_ASYNCIO_MAKE_SSL = selector_events.BaseSelectorEventLoop._make_ssl_transport
+
+
+def _probe_tls_transport() -> str | None:
+    """asyncio's _make_ssl_transport names its transport class and sslproto as globals, and
+    calls the class as SocketTransport can be called."""
+    names = _ASYNCIO_MAKE_SSL.__code__.co_names
+    gone = [n for n in ("sslproto", "_SelectorSocketTransport") if n not in names]
+    if gone:
+        return f"asyncio's _make_ssl_transport no longer names {', '.join(gone)}"
+    return _fence.takes_all(
+        SocketTransport.__init__,
+        selector_events._SelectorSocketTransport.__init__,
+        "_SelectorSocketTransport()",
+    )
+
+
+if _fence.rely(
+    "tls_socket_transport",
+    ["asyncio.selector_events.BaseSelectorEventLoop._make_ssl_transport",
+     "asyncio.selector_events._SelectorSocketTransport.__init__"],
+    "asyncio's _make_ssl_transport, run with ferroloop's socket transport and SSLProtocol in "
+    "place of the module globals _SelectorSocketTransport and sslproto.SSLProtocol",
+    "asyncio's _make_ssl_transport as it is (its selector socket transport under TLS)",
+    _probe_tls_transport,
+):  # fmt: skip
+    # The loop's _make_ssl_transport: asyncio's, over the native socket transport.
+    make_ssl_transport = _asyncio_function(
+        _ASYNCIO_MAKE_SSL, sslproto=_sslproto, _SelectorSocketTransport=SocketTransport
+    )
+else:
+    make_ssl_transport = _ASYNCIO_MAKE_SSL
 
 # loop.start_tls(): asyncio's (3.14's moves what a StreamReader buffered into the TLS protocol).
 start_tls = _asyncio_function(base_events.BaseEventLoop.start_tls, sslproto=_sslproto)

@@ -204,6 +204,9 @@ MODULES: tuple[Module, ...] = (
     # TLS: asyncio's SSLProtocol and the TLS tests over real sockets (3.11+ has test_ssl).
     Module("test_sslproto"),
     Module("test_ssl"),
+    # 3.15: the context a server's connections run in (the Asyncio* classes use the policy's
+    # loop; the Selector* ones name asyncio's class).
+    Module("test_server_context", select=("AsyncioEventLoop*",)),
 )
 
 # Not run by default; `--module NAME` runs one.

@@ -30,6 +30,7 @@ impl Loop {
         fileobj: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
         reader: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
@@ -39,7 +40,7 @@ impl Loop {
         let fd = to_fd(fileobj)?.ok_or_else(|| {
             pyo3::exceptions::PyOverflowError::new_err("Python int too large to convert to C int")
         })?;
-        let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? }, true)?;
+        let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, context, 0)? }, true)?;
         let result = handle.clone_ref(py);
         // A socket that sock_* calls parked on is handed over to the watcher.
         let mut dead = Vec::new();

@@ -542,29 +542,32 @@ impl Loop {
     // ---- fd watching (fdwatch.rs) ----------------------------------------
 
     /// asyncio's `_add_reader`: no transport check (the Python layer's
-    /// `add_reader` makes it); returns the new handle.
-    #[pyo3(signature = (fd, callback, *args))]
+    /// `add_reader` makes it); returns the new handle. `context` (3.15's
+    /// transports pass theirs) is the one the callback runs in.
+    #[pyo3(signature = (fd, callback, *args, context=None))]
     fn _add_reader(
         slf: &Bound<'_, Self>,
         fd: Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::watch(slf, &fd, callback, args, true)
+        Self::watch(slf, &fd, callback, args, context, true)
     }
 
     fn _remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
         Self::unwatch_py(slf, &fd, true)
     }
 
-    #[pyo3(signature = (fd, callback, *args))]
+    #[pyo3(signature = (fd, callback, *args, context=None))]
     fn _add_writer(
         slf: &Bound<'_, Self>,
         fd: Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::watch(slf, &fd, callback, args, false)
+        Self::watch(slf, &fd, callback, args, context, false)
     }
 
     fn _remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {

@@ -614,17 +614,19 @@ impl StreamCore {
     /// The core of `transport`, a stream over `fd` (a socket, or a pipe when
     /// `pipe`), for `loop_`, whose reactor is `reactor`. A pipe goes one
     /// way: `direction` is "r" or "w" ("w+" watches for its reader closing).
+    /// Protocol callbacks run in `context`, by default a copy of the current one.
     #[new]
-    #[pyo3(signature = (loop_, reactor, transport, fd, pipe = false, direction = "rw"))]
+    #[pyo3(signature = (loop_, reactor, transport, fd, pipe = false, direction = "rw", context = None))]
     fn new(
-        py: Python<'_>,
         loop_: Bound<'_, PyAny>,
         reactor: Bound<'_, Reactor>,
         transport: Bound<'_, PyAny>,
         fd: RawFd,
         pipe: bool,
         direction: &str,
+        context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let py = loop_.py();
         let dir = match direction {
             "rw" => Dir::Both,
             "r" => Dir::Read,
@@ -633,7 +635,10 @@ impl StreamCore {
             _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("bad direction {direction:?}"))),
         };
         let reactor = reactor.unbind();
-        let context = context::copy_current(py)?.unbind();
+        let context = match context {
+            Some(given) if !given.is_none() => given.unbind(),
+            _ => context::copy_current(py)?.unbind(),
+        };
         Ok(Self {
             loop_: loop_.unbind(),
             reactor,
