@@ -65,13 +65,21 @@ def rely(
     expects: str,
     fallback: str | None,
     probe: Callable[[], str | None],
+    applies: bool = True,
 ) -> bool:
-    """Register a reliance and probe it now; return whether its fast path is on."""
+    """Register a reliance and probe it now; return whether its fast path is on.
+
+    ``applies=False``: this Python version never had the fast path (it is recorded as off,
+    with no warning: nothing moved)."""
     r = Reliance(name, tuple(names), expects, fallback, probe)
-    try:
-        r.problem = probe()
-    except Exception as exc:  # noqa: BLE001 - any surprise is a moved name
-        r.problem = f"probe raised {type(exc).__name__}: {exc}"
+    if not applies:
+        r.problem = "not used on this Python version"
+        _warned.add(name)
+    else:
+        try:
+            r.problem = probe()
+        except Exception as exc:  # noqa: BLE001 - any surprise is a moved name
+            r.problem = f"probe raised {type(exc).__name__}: {exc}"
     r.active = r.problem is None
     _RELIANCES[name] = r
     return r.active

@@ -436,8 +436,10 @@ def _probe_accept() -> str | None:
 
 
 def _probe_borrowed() -> str | None:
+    """Every public method taken from asyncio that this version's AbstractEventLoop has."""
     have = borrowed()
-    gone = [n for names in _BORROWED.values() for n in names if not n.startswith("_")]
+    api = vars(asyncio.AbstractEventLoop)
+    gone = [n for names in _BORROWED.values() for n in names if n in api]
     gone = [n for n in gone if n not in have]
     return f"asyncio has no {', '.join(gone)}" if gone else None
 

@@ -66,8 +66,6 @@ def _names_in_code(cls: type) -> set[str]:
 
 def _probe_pump() -> str | None:
     """The SSLProtocol the pump was written against (3.11's rewrite, up to 3.15)."""
-    if not PY311:
-        return "asyncio's SSLProtocol before 3.11 has another state machine"
     proto = sslproto.SSLProtocol
     problem = _fence.missing(sslproto, ("SSLProtocolState", "_SSLProtocolTransport"))
     problem = problem or _fence.missing(sslproto.SSLProtocolState, _PUMP_STATES)
@@ -92,6 +90,7 @@ _PUMP = _fence.rely(
     "UNWRAPPED..SHUTDOWN; the pump reads the state from them at each step",
     "asyncio's SSLProtocol unchanged (every TLS record through its Python methods)",
     _probe_pump,
+    applies=PY311,  # 3.10's SSLProtocol is another state machine: it always runs unchanged
 )  # fmt: skip
 
 if _PUMP:
