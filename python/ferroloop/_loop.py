@@ -76,7 +76,10 @@ if _fence.rely(
     lambda: _fence.missing(coroutines, ("_is_debug_mode",))
     or (None if _fence.params(coroutines._is_debug_mode) == [] else "it takes arguments"),
 ):
-    _is_debug_mode = coroutines._is_debug_mode
+
+    def _is_debug_mode() -> bool:
+        return coroutines._is_debug_mode()  # looked up at each call: tests patch it
+
 else:
     _is_debug_mode = _debug_mode_by_hand
 
