@@ -21,7 +21,7 @@ $(STAMP): Makefile
 	# An optional integration the tests exercise when it is there (no dependency of ferroloop).
 	$(PY) -m pip install -q opentelemetry-api
 	$(PY) -m pip install -q "maturin>=1.5,<2" pytest ruff uvloop matplotlib httptools \
-	  aiohttp uvicorn websockets httpx anyio asyncpg redis trustme
+	  aiohttp uvicorn websockets httpx anyio asyncpg redis trustme pytest-asyncio
 	touch $@
 
 # The database servers of tests/test_databases.py, from Debian's packages when missing (as root
@@ -66,6 +66,16 @@ conformance: build ## CPython's test.test_asyncio on ferroloop, failing on unlis
 	$(PY) tests/conformance/run.py --module test_subprocess --policy ferroloop
 	@if $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 14))'; then \
 	  $(PY) tests/conformance/run.py --module test_subprocess --policy bare; fi
+
+# Virtual time (ferroloop.testing): CPython's timing-dependent modules on loops whose clock jumps
+# after 20 ms of real quiet; expected_failures_virtual.txt lists what keeps real time.
+VIRTUAL_MODULES := test_timeouts test_waitfor test_locks test_queues test_taskgroups test_tasks \
+  test_futures test_staggered test_streams test_server test_sock_lowlevel test_events \
+  test_sendfile test_subprocess test_ssl test_sslproto test_runners test_eager_task_factory
+.PHONY: conformance-virtual
+conformance-virtual: build ## CPython's timing-dependent asyncio tests on ferroloop's virtual-time loop
+	$(PY) tests/conformance/run.py --loop ferroloop --virtual-time 0.02 --test-timeout 30 \
+	  $(addprefix --module ,$(VIRTUAL_MODULES))
 
 .PHONY: test
 test: test-rust test-python conformance ## every test: Rust core, Python suite, conformance

@@ -152,6 +152,15 @@ def install_loop(mode: str) -> list[int]:
         import ferroloop
 
         loop_class = ferroloop.Loop
+        threshold = os.environ.get("FERROLOOP_CONFORMANCE_VIRTUAL_TIME")
+        if threshold:  # run.py --virtual-time: loops on a jumping virtual clock
+            import functools
+
+            import ferroloop.testing
+
+            loop_class = functools.partial(
+                ferroloop.testing.new_event_loop, autojump=True, autojump_threshold=float(threshold)
+            )
 
     def factory():
         counter[0] += 1

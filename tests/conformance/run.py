@@ -31,6 +31,7 @@ import _suites
 from _jobs import FAILED, ModuleRun, Options, run_module
 
 EXPECTED = Path(__file__).resolve().parent / "expected_failures.txt"
+EXPECTED_VIRTUAL = EXPECTED.with_name("expected_failures_virtual.txt")
 MODES = ("asyncio", "ferroloop")
 POLICIES = ("default", "ferroloop", "bare")
 
@@ -54,7 +55,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "ferroloop.EventLoopPolicy installed, or a policy with no child watcher (3.14)",
     )
     p.add_argument("--expected", default=str(EXPECTED), help="expected-failures file")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--virtual-time",
+        type=float,
+        metavar="THRESHOLD",
+        help="ferroloop's loops on a virtual clock that jumps after THRESHOLD real seconds "
+        "without I/O (ferroloop.testing)",
+    )
+    args = p.parse_args(argv)
+    if args.virtual_time is not None:
+        os.environ["FERROLOOP_CONFORMANCE_VIRTUAL_TIME"] = str(args.virtual_time)
+    return args
 
 
 def ferroloop_label() -> tuple[str, Path | None]:
@@ -137,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         entries = _expected.parse(args.expected)
+        if args.virtual_time is not None:  # and what a virtual clock cannot follow
+            entries += _expected.parse(str(EXPECTED_VIRTUAL))
         selected = args.module or [m.name for m in _suites.MODULES]
         for name in selected:
             _suites.find(name)

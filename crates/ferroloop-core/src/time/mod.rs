@@ -1,5 +1,8 @@
 //! Time: the one clock of the loop and the timer queue.
 //!
+//! A loop made for tests may run on a virtual clock instead ([`Clock`],
+//! `clock.rs`); everything else here is about the real one.
+//!
 //! The clock is `CLOCK_MONOTONIC` read as seconds in an `f64`, exactly what
 //! Python's `time.monotonic()` returns, so `loop.time()` equals it and deadlines
 //! computed in Python (`loop.time() + delay`) compare with ours without skew.
@@ -9,8 +12,10 @@
 //! timeout is `when - now` rounded *up* to whole milliseconds by the poller, so a
 //! wake-up never comes before the deadline.
 
+mod clock;
 mod queue;
 
+pub use clock::{Clock, VirtualClock, Wait};
 pub use queue::{TimerEntry, TimerQueue};
 
 use crate::sys;

@@ -28,7 +28,8 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ferroloop_core::{monotonic, sys, Poller, SignalChannel, TimerQueue};
+use ferroloop_core::time::{Clock, VirtualClock};
+use ferroloop_core::{sys, Poller, SignalChannel, TimerQueue};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -96,6 +97,8 @@ pub(crate) struct Loop {
     has_task_factory: AtomicBool,
     /// The heartbeat the health watchdog reads, and whether to record.
     probes: probes::Probes,
+    /// The loop's time: real, or virtual for a loop made by `ferroloop.testing`.
+    clock: Clock,
 }
 
 impl Loop {
@@ -113,6 +116,10 @@ impl Loop {
             t.0.get().unschedule();
         }
         drop((ready, timers, handlers, kwargs));
+    }
+
+    fn virtual_clock(&self) -> PyResult<&VirtualClock> {
+        self.clock.as_virtual().ok_or_else(|| PyRuntimeError::new_err("this loop runs on real time"))
     }
 
     pub(crate) fn reactor(&self) -> &Reactor {
@@ -228,7 +235,7 @@ impl Loop {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let now = monotonic();
+        let now = slf.get().clock.now();
         let exact = delay.is_exact_instance_of::<pyo3::types::PyFloat>()
             || delay.is_exact_instance_of::<pyo3::types::PyInt>();
         let when = if exact {
@@ -331,8 +338,11 @@ fn busy_poll_max() -> PyResult<Duration> {
 
 #[pymethods]
 impl Loop {
+    /// `virtual_time`: `(start, autojump, threshold)` for a loop on a
+    /// virtual clock (`ferroloop.testing`); None for real time.
     #[new]
-    fn new(py: Python<'_>) -> PyResult<Self> {
+    #[pyo3(signature = (*, virtual_time = None))]
+    fn new(py: Python<'_>, virtual_time: Option<(f64, bool, f64)>) -> PyResult<Self> {
         crate::transports::stream::prime_allocator();
         let poller = Poller::new().map_err(|e| os_error(&e))?;
         poller.set_busy_poll(busy_poll_max()?);
@@ -354,6 +364,12 @@ impl Loop {
             thread_id: AtomicU64::new(0),
             has_task_factory: AtomicBool::new(false),
             probes: probes::Probes::new(),
+            clock: match virtual_time {
+                None => Clock::Real,
+                Some((start, autojump, threshold)) => {
+                    Clock::Virtual(VirtualClock::new(start, autojump, threshold))
+                }
+            },
         })
     }
 
@@ -452,7 +468,36 @@ impl Loop {
     // ---- scheduling ------------------------------------------------------
 
     fn time(&self) -> f64 {
-        monotonic()
+        self.clock.now()
+    }
+
+    // ---- virtual time (ferroloop.testing) --------------------------------
+
+    /// `(now, autojump, threshold)` of a virtual clock; None on real time.
+    fn _virtual_clock(&self) -> Option<(f64, bool, f64)> {
+        self.clock.as_virtual().map(|v| (v.now(), v.autojump(), v.threshold()))
+    }
+
+    /// Moves a virtual clock to `when` (later only), or by `seconds`; wakes
+    /// the poll, so that a call from another thread is seen at once.
+    #[pyo3(signature = (*, when = None, seconds = None))]
+    fn _virtual_clock_move(&self, when: Option<f64>, seconds: Option<f64>) -> PyResult<f64> {
+        let v = self.virtual_clock()?;
+        let now = match (when, seconds) {
+            (Some(w), None) => v.jump_to(w),
+            (None, Some(s)) => v.advance(s),
+            _ => return Err(PyValueError::new_err("give when or seconds")),
+        };
+        self.reactor().poller().notifier().notify().map_err(|e| os_error(&e))?;
+        Ok(now)
+    }
+
+    /// Sets a virtual clock's autojump mode and its real-time threshold.
+    fn _virtual_clock_set(&self, autojump: bool, threshold: f64) -> PyResult<()> {
+        let v = self.virtual_clock()?;
+        v.set_autojump(autojump);
+        v.set_threshold(threshold);
+        self.reactor().poller().notifier().notify().map_err(|e| os_error(&e))
     }
 
     // call_soon, call_soon_threadsafe, call_later, call_at and create_future

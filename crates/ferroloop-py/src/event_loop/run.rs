@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ferroloop_core::health::Phase;
-use ferroloop_core::time::{timeout_until, CLOCK_RESOLUTION};
+use ferroloop_core::time::{VirtualClock, Wait, CLOCK_RESOLUTION};
 use ferroloop_core::{monotonic, sys, Readiness};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -40,14 +40,15 @@ impl Loop {
     pub(super) fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (timeout, mut events, watching, no_timers) = this.prepare_poll(py)?;
+        let (Wait { timeout, jump }, mut events, watching, no_timers) = this.prepare_poll(py)?;
         let instruments = crate::health::instruments();
         // With instruments on, the end of the last callback timed (if it was
         // the last one to run, under the same setting) stands for the clock
         // read before the poll.
         let chained = if instruments == 0 { None } else { this.probes.take_chain(instruments) };
-        // Callbacks were queued before the poll (it does not block then).
-        let carried = timeout == Some(Duration::ZERO);
+        // Callbacks were queued before the poll (it does not block then); a
+        // virtual clock's autojump may also poll without blocking.
+        let carried = timeout == Some(Duration::ZERO) && jump.is_none();
         // Health: the clock before and after the poll (the one after is the
         // timers' "now" too); a skipped poll takes no time and no second read.
         // An iteration that polls nothing and has no timers reads no clock of
@@ -100,6 +101,13 @@ impl Loop {
             Err(e) => {
                 this.state.borrow_mut(py).events = events;
                 return Err(os_error(&e));
+            }
+        }
+        if let (Some(when), true) = (jump, events.is_empty()) {
+            // A virtual clock with nothing to do until `when` (no I/O, and no
+            // callback queued from another thread meanwhile): go there.
+            if let Some(v) = this.clock.as_virtual().filter(|_| this.state.borrow(py).ready.is_empty()) {
+                v.jump_to(when);
             }
         }
         if events.is_empty() {
@@ -161,15 +169,15 @@ impl Loop {
     /// handler is registered (else a non-blocking poll has nothing to report).
     /// The poll's timeout, the events buffer, whether anything is watched
     /// (a poll could report something) and whether no timer is pending.
-    fn prepare_poll(&self, py: Python<'_>) -> PyResult<(Option<Duration>, Vec<Readiness>, bool, bool)> {
+    fn prepare_poll(&self, py: Python<'_>) -> PyResult<(Wait, Vec<Readiness>, bool, bool)> {
         let (watching, pending) = self.reactor().before_poll(py);
         let mut dead = Vec::new();
         let mut st = self.state.borrow_mut(py);
         if pending {
             self.reactor().take_pending(py, |(io, event)| st.ready.push_back(Ready::Io(io, event)));
         }
-        let timeout = if !st.ready.is_empty() || self.stopping.load(Ordering::Relaxed) {
-            Some(Duration::ZERO)
+        let wait = if !st.ready.is_empty() || self.stopping.load(Ordering::Relaxed) {
+            Wait { timeout: Some(Duration::ZERO), jump: None }
         } else {
             match st.timers.next_deadline(&mut dead) {
                 // asyncio 3.13 hands a NaN deadline's timeout to select(),
@@ -179,7 +187,7 @@ impl Loop {
                     drop(dead);
                     return Err(PyValueError::new_err("cannot convert float NaN to integer"));
                 }
-                next => next.map(|when| timeout_until(when, monotonic())),
+                next => self.clock.plan_wait(next),
             }
         };
         let events = std::mem::take(&mut st.events);
@@ -187,7 +195,7 @@ impl Loop {
         let no_timers = st.timers.is_empty();
         drop(st);
         drop(dead);
-        Ok((timeout, events, watching, no_timers))
+        Ok((wait, events, watching, no_timers))
     }
 
     /// Moves the transport events queued since the last call (re-reads,
@@ -231,7 +239,10 @@ impl Loop {
         if st.timers.is_empty() {
             return;
         }
-        let end = now.unwrap_or_else(monotonic) + CLOCK_RESOLUTION;
+        // On a virtual clock, due is by its time (and so is the lag).
+        let virt = self.clock.as_virtual().map(VirtualClock::now);
+        let now = virt.filter(|_| now.is_some()).or(now);
+        let end = virt.or(now).unwrap_or_else(monotonic) + CLOCK_RESOLUTION;
         while let Some(timer) = st.timers.pop_due(end, &mut dead) {
             let t = timer.0.get();
             t.unschedule();
