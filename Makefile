@@ -110,10 +110,26 @@ python-3.14 python-3.15: ## make (once) and cache the Debian chroot with Pythons
 	.ci/forky make
 
 .PHONY: bench
-bench: build bench-tools ## side-by-side micro and network benchmarks: asyncio, uvloop, ferroloop, rloop (benchmarks/results/); BASELINE=dir adds another ferroloop build
-	@$(PY) -m pip install -q "rloop>=0.5,<0.6" 2>/dev/null \
-	  || echo "rloop could not be installed: the reports compare the other loops"
+bench: build bench-tools bench-peers ## side-by-side micro and network benchmarks: asyncio, uvloop, ferroloop and every other loop that installs (benchmarks/results/); BASELINE=dir adds another ferroloop build
 	$(if $(BASELINE),FERROLOOP_BASELINE=$(abspath $(BASELINE))) $(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# The other loops, each from PyPI by name; one that does not install on this Python is skipped
+# by the reports with a note.
+PEERS := uvloop "rloop>=0.5,<0.6" rsloop zuvloop aiofastnet
+.PHONY: bench-peers
+bench-peers: $(STAMP)
+	@for p in $(PEERS); do $(PY) -m pip install -q "$$p" 2>/dev/null \
+	  || echo "$$p could not be installed on this Python: the reports compare the other loops"; done
+
+# `make bench-py3.14 BENCH_ARGS=--quick`: the benchmarks on another Python; 3.14 and 3.15 in the
+# forky chroot when this machine has no such Python of its own.
+.PHONY: bench-py%
+bench-py%:
+	@py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$*.*/bin/python 2>/dev/null | grep -v 't/bin/python$$' | sort -V | tail -1); \
+	if [ -z "$$py" ]; then py=$$(command -v python$* || true); fi; \
+	if [ -n "$$py" ]; then $(MAKE) bench PYTHON=$$py VENV=.venv-$* PROFILE=release; \
+	else .ci/forky make && .ci/forky run $(MAKE) bench PYTHON=/usr/bin/python$* VENV=.venv-$* \
+	  PROFILE=release BENCH_ARGS="$(BENCH_ARGS)" $(if $(BASELINE),BASELINE=$(BASELINE)); fi
 
 # Real libraries against real servers: the test suite's redis-server and PostgreSQL (`make
 # services`), wrk; the libraries come from the registry by name. APPS_ARGS=--quick: one short round.

@@ -19,10 +19,21 @@ LOOPS: dict[str, tuple[str, str]] = {
     "asyncio": ("asyncio", "SelectorEventLoop"),
     "uvloop": ("uvloop", "new_event_loop"),
     "ferroloop": ("ferroloop", "new_event_loop"),
-    # The fastest other loop we have measured (0.5); `make bench` installs it when it can and
-    # the reports compare ferroloop with it too. It has no Unix servers, so those points are n/a.
+    # The other loops on PyPI (`make bench` installs each when it can; a loop that does not
+    # install or import is skipped with a note). rloop has no Unix servers: those points are n/a.
     "rloop": ("rloop", "new_event_loop"),
+    "rsloop": ("rsloop", "new_event_loop"),
+    "zuvloop": ("zuvloop", "new_event_loop"),
+    # aiofastnet's transports (OpenSSL called directly) under uvloop: a transport layer, not a
+    # loop; its factory wraps uvloop's (see COMPOSED).
+    "uvloop+aiofastnet": ("aiofastnet", "loop_factory"),
 }
+
+# Loops whose factory is another's, wrapped: name -> the module and factory it wraps.
+COMPOSED: dict[str, tuple[str, str]] = {"uvloop+aiofastnet": ("uvloop", "new_event_loop")}
+
+# The pip requirement of each peer (`make bench` installs them; benchmarks/peers.txt).
+PEERS = ("uvloop", "rloop", "rsloop", "zuvloop", "aiofastnet")
 
 # Another build of ferroloop to measure beside this one (`make bench BASELINE=dir`): `dir` holds an
 # importable `ferroloop` package (python/ferroloop of another commit with its built module), put
@@ -50,15 +61,34 @@ DEMO_LOOPS = ("asyncio", "uvloop", "ferroloop")
 def factory(name: str) -> LoopFactory:
     """Import loop ``name`` and return its new-loop factory."""
     module, attr = KNOWN[name]
-    return getattr(importlib.import_module(module), attr)
+    make = getattr(importlib.import_module(module), attr)
+    if name in COMPOSED:
+        inner_module, inner_attr = COMPOSED[name]
+        return make(getattr(importlib.import_module(inner_module), inner_attr))
+    return make
+
+
+def _module_version(module: str) -> str:
+    mod = importlib.import_module(module)
+    found = getattr(mod, "__version__", None)
+    if found is None:
+        try:
+            from importlib.metadata import version as dist_version
+
+            found = dist_version(module)
+        except Exception:  # noqa: BLE001 - a module with no distribution of its name
+            found = "unknown"
+    return str(found)
 
 
 def version(name: str) -> str:
     """The version of loop ``name`` (the Python version for asyncio)."""
     if name == "asyncio":
         return platform.python_version()
-    module = importlib.import_module(KNOWN[name][0])
-    return str(getattr(module, "__version__", "unknown"))
+    if name in COMPOSED:
+        inner = COMPOSED[name][0]
+        return f"{_module_version(inner)} + {_module_version(KNOWN[name][0])}"
+    return _module_version(KNOWN[name][0])
 
 
 def env_for(name: str) -> dict[str, str] | None:

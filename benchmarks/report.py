@@ -42,14 +42,28 @@ def ratio_text(value: float | None) -> str:
 
 
 def ratio_columns(loops: Sequence[str]) -> list[tuple[str, str]]:
-    """(loop, base) pairs worth a column: every loop vs asyncio, newer loops vs uvloop too, and
-    ferroloop vs any other newer loop (rloop)."""
-    pairs = [(lp, "asyncio") for lp in loops if lp != "asyncio" and "asyncio" in loops]
-    newer = [lp for lp in loops if lp not in ("asyncio", "uvloop")]
-    pairs += [(lp, "uvloop") for lp in newer if "uvloop" in loops]
-    if OURS in loops:
-        pairs += [(OURS, lp) for lp in newer if lp != OURS]
+    """(loop, base) pairs worth a column. With uvloop measured: every other loop vs uvloop (the
+    loop users switch from), and ferroloop vs asyncio; else every loop vs asyncio. The best
+    peer gets a column of its own (``best_peer``)."""
+    base = "uvloop" if "uvloop" in loops else "asyncio"
+    pairs = [(lp, base) for lp in loops if lp not in ("asyncio", base)]
+    if base == "uvloop" and OURS in loops and "asyncio" in loops:
+        pairs.insert(0, (OURS, "asyncio"))
     return pairs
+
+
+def best_peer(results: Results, bench: str) -> str:
+    """ferroloop's ratio to the fastest other loop at ``bench``, naming it: '1.05x (rsloop)'."""
+    ours = results.median(bench, OURS)
+    peers = [
+        (results.median(bench, lp), lp)
+        for lp in results.loops
+        if lp not in (OURS, "asyncio") and results.median(bench, lp)
+    ]
+    if not ours or not peers:
+        return "n/a"
+    ops, name = max(peers)
+    return f"{ours / ops:.2f}x ({name})"
 
 
 def cell(results: Results, bench: str, loop: str) -> str:
@@ -64,12 +78,15 @@ def cell(results: Results, bench: str, loop: str) -> str:
 def results_table(section: Section, results: Results, benches: Sequence[str]) -> list[str]:
     """Median ops/s per loop (± half the range of the reps), then the ratios of the medians."""
     pairs = ratio_columns(results.loops)
+    peers = OURS in results.loops and len(set(results.loops) - {OURS, "asyncio"}) > 1
     head = ["benchmark", *(f"{lp} ops/s" for lp in results.loops)]
     head += [f"{lp} / {base}" for lp, base in pairs]
+    head += [f"{OURS} / best peer"] if peers else []
     rows = []
     for bench in benches:
         row = [section.benches[bench], *(cell(results, bench, lp) for lp in results.loops)]
         row += [ratio_text(results.ratio(bench, lp, base)) for lp, base in pairs]
+        row += [best_peer(results, bench)] if peers else []
         rows.append(row)
     return table(head, rows)
 
