@@ -132,9 +132,12 @@ class HealthSnapshot:
     callbacks, with no poll and no timer). ``idle``/``active``: seconds spent
     waiting in the poll and doing everything else while running;
     ``utilization`` is ``active / (idle + active)`` (Node's
-    ``eventLoopUtilization``). Counters: ``iterations``, ``callbacks``,
-    ``io_events`` are totals; ``ready_depth``, ``fds_watched``,
-    ``timers_pending`` are current values.
+    ``eventLoopUtilization``); a poll or a callback in progress counts up to
+    the moment of the snapshot, whichever thread takes it. Counters:
+    ``iterations``, ``callbacks``, ``io_events`` are totals; ``ready_depth``,
+    ``fds_watched``, ``timers_pending`` and ``timer_overdue`` (how far past its
+    deadline the latest timer not yet run is, in seconds, 0.0 when none is
+    late: a blocked loop's lateness while it is blocked) are current values.
     """
 
     timer_lag: LagStats
@@ -147,6 +150,7 @@ class HealthSnapshot:
     ready_depth: int
     fds_watched: int
     timers_pending: int
+    timer_overdue: float
     recording: bool
     _raw: tuple[Any, Any] = field(repr=False, compare=False)
 
@@ -169,6 +173,7 @@ class HealthSnapshot:
             self.ready_depth,
             self.fds_watched,
             self.timers_pending,
+            self.timer_overdue,
             self.recording,
             (timer, wait),
         )
