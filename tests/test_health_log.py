@@ -64,7 +64,18 @@ def _stderr(script: str, tmp_path, env: dict[str, str] | None = None) -> str:
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    return out.stderr
+    return _without_compat_warnings(out.stderr)
+
+
+def _without_compat_warnings(err: str) -> str:
+    """Leaves out the warnings of fast paths that are off on this Python (3.10), at import."""
+    lines = err.splitlines(keepends=True)
+    kept = []
+    for i, line in enumerate(lines):
+        if "CompatWarning" in line or (i and "CompatWarning" in lines[i - 1]):
+            continue
+        kept.append(line)
+    return "".join(kept)
 
 
 def test_unconfigured_program_prints_nothing(tmp_path):
