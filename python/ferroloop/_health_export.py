@@ -56,7 +56,7 @@ _SCALARS = (
     (
         "timer_overdue_seconds",
         "gauge",
-        "How far past its deadline the latest timer not yet run is, now.",
+        "How far past its deadline the most overdue timer not yet run is, now.",
         "timer_overdue",
     ),
 )
@@ -200,7 +200,7 @@ def register_opentelemetry(meter: Any = None) -> list[Any]:
         (
             "ferroloop.loop.timer_overdue",
             "s",
-            "How far past its deadline the latest timer not yet run is.",
+            "How far past its deadline the most overdue timer not yet run is.",
             lambda s: s.timer_overdue,
         ),
         (

@@ -136,7 +136,7 @@ class HealthSnapshot:
     the moment of the snapshot, whichever thread takes it. Counters:
     ``iterations``, ``callbacks``, ``io_events`` are totals; ``ready_depth``,
     ``fds_watched``, ``timers_pending`` and ``timer_overdue`` (how far past its
-    deadline the latest timer not yet run is, in seconds, 0.0 when none is
+    deadline the most overdue timer not yet run is, in seconds, 0.0 when none is
     late: a blocked loop's lateness while it is blocked) are current values.
     """
 
@@ -641,9 +641,10 @@ def _log(report: BlockReport) -> None:
     try:
         if report.kind == "recovered":
             folded = _folded.pop(key[0], None)
-            place = _places.get(folded) if folded is not None else None
-            if place is not None:
-                place.longest = max(place.longest, report.seconds)
+            if folded is not None:  # its block was counted, not logged: so is its end
+                place = _places.get(folded)
+                if place is not None:
+                    place.longest = max(place.longest, report.seconds)
                 return
         else:
             place = _places.get(key)

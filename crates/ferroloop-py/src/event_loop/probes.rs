@@ -262,8 +262,9 @@ impl Loop {
 /// How far past its deadline, at `now`, is the most overdue timer that has
 /// not run: the first live timer in the ready queue (moved there, not yet
 /// run: the queue holds them in deadline order) or the earliest still
-/// waiting (`waiting`); 0.0 when none is late. A snapshot is read seldom:
-/// the scan of the ready queue stops at its first live timer.
+/// waiting (`waiting`); 0.0 when none is late. The scan of the ready queue
+/// stops at its first live timer (it reads the whole queue only when it
+/// holds none): snapshots are read seldom, never on the loop's path.
 fn overdue(ready: &VecDeque<Ready>, waiting: Option<f64>, now: f64) -> f64 {
     let queued = ready.iter().find_map(|r| match r {
         Ready::Timer(t) if !t.0.get().core.is_cancelled() => Some(t.0.get().when),
