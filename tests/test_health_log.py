@@ -78,8 +78,11 @@ def _without_compat_warnings(err: str) -> str:
     return "".join(kept)
 
 
-def test_unconfigured_program_prints_nothing(tmp_path):
-    assert _stderr(TEN_BLOCKS.format(setup=""), tmp_path) == ""
+@pytest.mark.parametrize("runner", ["ferroloop.run(main())", "asyncio.run(main())"])
+def test_unconfigured_program_prints_nothing(tmp_path, runner):
+    # asyncio is the oracle: the same script prints nothing there either.
+    script = TEN_BLOCKS.format(setup="").replace("ferroloop.run(main())", runner)
+    assert _stderr(script, tmp_path) == ""
 
 
 def test_configured_logging_gets_the_first_report_then_a_summary(tmp_path):

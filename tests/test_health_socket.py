@@ -422,3 +422,23 @@ def test_top_once_shows_a_sleeping_loop_idle_and_a_busy_one_busy(tmp_path, kind)
         child.wait()
         child.stdin.close()
         child.stdout.close()
+
+
+def test_top_shows_how_late_the_timers_are_while_the_loop_is_held_up(hloop, served):
+    frames = []
+
+    def held_up():
+        t = threading.Thread(target=lambda: (time.sleep(0.6), frames.append(_top.fetch(served))))
+        t.start()
+        time.sleep(0.8)  # the loop's thread is busy; the timer below is due meanwhile
+        t.join()
+
+    async def main():
+        hloop.call_soon(held_up)
+        hloop.call_later(0.1, lambda: None)
+        await asyncio.sleep(1)
+
+    hloop.run_until_complete(main())
+    mine = next(lp for lp in frames[0]["loops"] if lp["id"] == id(hloop))
+    assert mine["timer_overdue"] > 0.3 and mine["in_callback"]
+    assert "ms overdue)" in _top.render(frames[0])
