@@ -294,3 +294,68 @@ def test_raising_hook_is_logged_and_removed(hloop, caplog):
     assert "hook boom" in caplog.text
     with pytest.raises(ValueError):
         fh.set_hooks(on_callback=bad, slow_callback_duration=-1)
+
+
+def _read_from_thread(loop, after):
+    """Starts a thread that takes ``loop``'s snapshot ``after`` seconds from now."""
+    got = []
+    t = threading.Thread(target=lambda: (time.sleep(after), got.append(fh.health(loop))))
+    t.start()
+    return t, got
+
+
+def test_snapshot_from_another_thread_counts_the_poll_in_progress_as_idle(hloop):
+    async def main():
+        before = hloop.health()
+        t, got = _read_from_thread(hloop, 1.5)
+        await asyncio.sleep(2)
+        t.join()
+        return before, got[0], hloop.health()
+
+    before, during, after = hloop.run_until_complete(main())
+    assert during.utilization < 0.05
+    window = during - before
+    assert window.utilization < 0.05 and window.idle > 1.0
+    # Later readings go on from it: the totals never go back.
+    assert after.idle >= during.idle and after.active >= during.active
+    assert (after - during).idle > 0.3
+    text = fh.prometheus(hloop)
+    idle = next(line for line in text.splitlines() if line.startswith("ferroloop_idle_seconds"))
+    assert float(idle.rsplit(" ", 1)[1]) >= during.idle
+
+
+def test_snapshot_from_another_thread_sees_a_blocking_callback_and_a_late_timer(hloop):
+    async def main():
+        hloop.call_later(0.2, lambda: None)
+        before = hloop.health()
+        t, got = _read_from_thread(hloop, 1.5)
+        _sleep_blocking(2)
+        t.join()
+        await asyncio.sleep(0.01)  # the late timer runs meanwhile
+        return before, got[0], hloop.health()
+
+    before, during, after = hloop.run_until_complete(main())
+    window = during - before
+    assert window.utilization > 0.95 and window.active > 1.0
+    assert during.timer_overdue > 1.0  # due at 0.2 s, not run at 1.5 s
+    assert window.timer_overdue == during.timer_overdue  # a current value
+    assert after.timer_overdue == 0.0
+    assert after.timer_lag.max > 1.5  # and recorded once it ran
+
+
+def test_timer_overdue_counts_a_timer_queued_behind_a_blocking_callback(hloop):
+    got = []
+
+    def block():
+        t, seen = _read_from_thread(hloop, 0.6)
+        _sleep_blocking(0.8)
+        t.join()
+        got.extend(seen)
+
+    async def main():
+        hloop.call_later(0.05, block)
+        hloop.call_later(0.06, lambda: None)  # moved to the ready queue with it
+        await asyncio.sleep(1.2)
+
+    hloop.run_until_complete(main())
+    assert got[0].timer_overdue > 0.4

@@ -360,3 +360,85 @@ def test_loops_closing_while_clients_ask(served):
         answers += 1
     t.join(30)
     assert not t.is_alive() and not errors
+
+
+def test_serve_after_the_environment_variable_started_the_server(tmp_path, monkeypatch):
+    template = str(tmp_path / "env-{pid}.sock")
+    monkeypatch.setenv(hs.ENV, template)
+    monkeypatch.setattr(hs, "_env_served_pid", None)
+    try:
+        hs.serve_from_env()
+        path = hs.serving()
+        assert path == hs.expand(template)
+        assert fh.serve() == path  # harmless: the running server
+        assert fh.serve(template) == path
+        with pytest.raises(RuntimeError, match=f"{hs.ENV}.*stop_serving"):
+            fh.serve(str(tmp_path / "other.sock"))
+        assert hs.serving() == path
+    finally:
+        fh.stop_serving()
+
+
+SLEEPER = """
+import asyncio, sys, time, ferroloop
+async def main():
+    await asyncio.sleep(0.2)
+    print("ready", flush=True)
+    if sys.argv[1] == "busy":
+        time.sleep(30)  # blocks the loop until killed
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+ferroloop.run(main())
+"""
+
+
+@pytest.mark.parametrize("kind", ["sleeping", "busy"])
+def test_top_once_shows_a_sleeping_loop_idle_and_a_busy_one_busy(tmp_path, kind):
+    env = {**os.environ, "FERROLOOP_HEALTH_SOCKET": str(tmp_path / "{pid}.sock")}
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLEEPER, kind],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.5)
+        out = subprocess.run(
+            [sys.executable, "-m", "ferroloop", "top", "--once", str(child.pid)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        line = next(x for x in out.stdout.splitlines() if "utilization" in x)
+        util = float(line.split("utilization", 1)[1].split("%", 1)[0])
+        if kind == "sleeping":
+            assert util < 5.0, out.stdout
+        else:
+            assert util > 80.0 and "in a callback" in line, out.stdout
+    finally:
+        child.kill()
+        child.wait()
+        child.stdin.close()
+        child.stdout.close()
+
+
+def test_top_shows_how_late_the_timers_are_while_the_loop_is_held_up(hloop, served):
+    frames = []
+
+    def held_up():
+        t = threading.Thread(target=lambda: (time.sleep(0.6), frames.append(_top.fetch(served))))
+        t.start()
+        time.sleep(0.8)  # the loop's thread is busy; the timer below is due meanwhile
+        t.join()
+
+    async def main():
+        hloop.call_soon(held_up)
+        hloop.call_later(0.1, lambda: None)
+        await asyncio.sleep(1)
+
+    hloop.run_until_complete(main())
+    mine = next(lp for lp in frames[0]["loops"] if lp["id"] == id(hloop))
+    assert mine["timer_overdue"] > 0.3 and mine["in_callback"]
+    assert "ms overdue)" in _top.render(frames[0])

@@ -166,9 +166,10 @@ class Loop:
         """``(phase, callbacks begun)``; phase 0 stopped, 1 polling, 2 running callbacks."""
     def _health_stats(
         self,
-    ) -> tuple[Lag, Lag, float, float, int, int, int, int, int, int, bool]:
+    ) -> tuple[Lag, Lag, float, float, int, int, int, int, int, int, float, bool]:
         """``(timer_lag, ready_wait, idle, active, iterations, callbacks, io_events,
-        ready_depth, fds_watched, timers_pending, recording)``: HealthSnapshot's fields."""
+        ready_depth, fds_watched, timers_pending, timer_overdue, recording)``: HealthSnapshot's
+        fields, true at the moment of the call (a poll in progress counts as idle so far)."""
     def _health_tasks(self, n: int) -> list[tuple[asyncio.Task[Any], int, float, float]]:
         """The ``n`` tracked live tasks with most step time: ``(task, steps, total, max)``."""
     def _health_tasks_clear(self) -> None:

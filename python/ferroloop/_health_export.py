@@ -53,6 +53,12 @@ _SCALARS = (
     ("ready_depth", "gauge", "Callbacks waiting in the ready queue.", "ready_depth"),
     ("fds_watched", "gauge", "File descriptors registered with the poller.", "fds_watched"),
     ("timers_pending", "gauge", "Timers scheduled and not yet due.", "timers_pending"),
+    (
+        "timer_overdue_seconds",
+        "gauge",
+        "How far past its deadline the most overdue timer not yet run is, now.",
+        "timer_overdue",
+    ),
 )
 _HISTOGRAMS = (
     ("timer_lag_seconds", "How late timers ran past their deadline.", 0),
@@ -190,6 +196,12 @@ def register_opentelemetry(meter: Any = None) -> list[Any]:
             "{timer}",
             "Timers scheduled.",
             lambda s: s.timers_pending,
+        ),
+        (
+            "ferroloop.loop.timer_overdue",
+            "s",
+            "How far past its deadline the most overdue timer not yet run is.",
+            lambda s: s.timer_overdue,
         ),
         (
             "ferroloop.loop.fds_watched",

@@ -84,16 +84,27 @@ def _private_dir(directory: str) -> None:
 
 
 def serve(path: str | None = None) -> str:
-    """Starts answering on ``path`` (see the module docs); returns the path."""
+    """Starts answering on ``path`` (see the module docs); returns the path.
+
+    Already serving, ``serve()`` without a path and ``serve(path)`` on the same path
+    return the path served (the server started by ``FERROLOOP_HEALTH_SOCKET`` too);
+    another path raises ``RuntimeError`` (one socket per process: ``stop()`` first).
+    """
     global _server
     if path is not None and (not isinstance(path, str) or not path or "\0" in path):
         raise ValueError(f"serve() needs a non-empty socket path, not {path!r}")
     with _lock:
+        if _server is not None and path is None:
+            return _server.path
         target = expand(path) if path is not None else default_path()
         if _server is not None:
             if _server.path == target:
                 return target
-            raise RuntimeError(f"already serving ferroloop health on {_server.path}")
+            started = f" (from {ENV})" if _server.from_env else ""
+            raise RuntimeError(
+                f"already serving ferroloop health on {_server.path}{started}: a process"
+                f" serves one socket; stop_serving() first to serve on {target}"
+            )
         if path is None and target.startswith(f"/tmp/ferroloop-{os.getuid()}/"):
             _private_dir(os.path.dirname(target))
         _server = _Server(target)
@@ -129,6 +140,10 @@ def serve_from_env() -> None:
         serve(template)
     except (OSError, RuntimeError, ValueError) as exc:
         _health.logger.warning("could not serve ferroloop health on %s: %s", template, exc)
+        return
+    server = _server
+    if server is not None and server.path == expand(template):
+        server.from_env = True
 
 
 def _after_fork_in_child() -> None:
@@ -150,6 +165,7 @@ class _Server:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.from_env = False  # started for FERROLOOP_HEALTH_SOCKET
         self._pid = os.getpid()
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.lstat(path).st_mode):
@@ -305,6 +321,7 @@ def loop_document(loop: Any, ntasks: int = DEFAULT_TASKS) -> dict[str, Any]:
         "ready_depth": snap.ready_depth,
         "fds_watched": snap.fds_watched,
         "timers_pending": snap.timers_pending,
+        "timer_overdue": snap.timer_overdue,
         "recording": snap.recording,
         "tasks": [],
     }

@@ -108,9 +108,12 @@ def render(doc: dict[str, Any], previous: dict[str, Any] | None = None, width: i
             util = lp["utilization"]
             rate = f"{lp['callbacks']:,} callbacks"
         out.append(f"loop {lp['id']:#x} ({state})  utilization {util:6.1%}  {rate}")
+        overdue = lp.get("timer_overdue", 0.0)
+        late = f" ({overdue * 1e3:,.1f} ms overdue)" if overdue > 0 else ""
         out.append(
-            f"  ready {lp['ready_depth']}  timers {lp['timers_pending']}  fds {lp['fds_watched']}"
-            f"  iterations {lp['iterations']:,}  io events {lp['io_events']:,}"
+            f"  ready {lp['ready_depth']}  timers {lp['timers_pending']}{late}"
+            f"  fds {lp['fds_watched']}  iterations {lp['iterations']:,}"
+            f"  io events {lp['io_events']:,}"
         )
         out.append(f"  {'ms':14}{'p50':>9} {'p90':>9} {'p99':>9} {'max':>9} {'count':>10}")
         for key, label in (("timer_lag", "timer lag"), ("ready_wait", "ready wait")):

@@ -16,6 +16,11 @@ callback. It also asks the loop (``Loop._health_arm``) to call
 and catches a call that held the GIL the whole time (the watchdog could not run
 then), naming the handle.
 
+The log gets the first block from each place in full and the repeats from
+that place summed up (``_log``); the ``ferroloop`` logger has a ``NullHandler``,
+so nothing is shown unless the program configured logging (or set
+``FERROLOOP_HEALTH_LOG=1``).
+
 Only weak references to loops are kept. The watchdog takes no lock the loop
 thread holds while waiting on anything, so a closing loop, a fork (the child
 starts with no watchdog and no watched loops) or interpreter shutdown (the
@@ -70,6 +75,27 @@ __all__ = (
 )
 
 logger = logging.getLogger("ferroloop.health")
+# A library's loggers show what the application asks for, and nothing else (the logging
+# HOWTO's "Configuring Logging for a Library"): with this handler, logging's last-resort
+# handler never writes a report to stderr for a program that configured no logging.
+logging.getLogger("ferroloop").addHandler(logging.NullHandler())
+
+
+class _UnconfiguredStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """``FERROLOOP_HEALTH_LOG=1``: reports on stderr while the root logger has no handler.
+
+    Once the application configures logging, the reports go only where it says.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not logging.getLogger().handlers:
+            super().emit(record)
+
+
+if os.environ.get("FERROLOOP_HEALTH_LOG", "0") not in ("", "0"):
+    _handler = _UnconfiguredStderr(sys.stderr)
+    _handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    logging.getLogger("ferroloop").addHandler(_handler)
 
 DEFAULT_BLOCK_THRESHOLD = 0.1
 
@@ -106,9 +132,12 @@ class HealthSnapshot:
     callbacks, with no poll and no timer). ``idle``/``active``: seconds spent
     waiting in the poll and doing everything else while running;
     ``utilization`` is ``active / (idle + active)`` (Node's
-    ``eventLoopUtilization``). Counters: ``iterations``, ``callbacks``,
-    ``io_events`` are totals; ``ready_depth``, ``fds_watched``,
-    ``timers_pending`` are current values.
+    ``eventLoopUtilization``); a poll or a callback in progress counts up to
+    the moment of the snapshot, whichever thread takes it. Counters:
+    ``iterations``, ``callbacks``, ``io_events`` are totals; ``ready_depth``,
+    ``fds_watched``, ``timers_pending`` and ``timer_overdue`` (how far past its
+    deadline the most overdue timer not yet run is, in seconds, 0.0 when none is
+    late: a blocked loop's lateness while it is blocked) are current values.
     """
 
     timer_lag: LagStats
@@ -121,6 +150,7 @@ class HealthSnapshot:
     ready_depth: int
     fds_watched: int
     timers_pending: int
+    timer_overdue: float
     recording: bool
     _raw: tuple[Any, Any] = field(repr=False, compare=False)
 
@@ -143,6 +173,7 @@ class HealthSnapshot:
             self.ready_depth,
             self.fds_watched,
             self.timers_pending,
+            self.timer_overdue,
             self.recording,
             (timer, wait),
         )
@@ -358,16 +389,32 @@ def on_block(callback: Callable[[BlockReport], object] | None) -> None:
 # single operations are atomic under the GIL, which is all _forget and unwatch need.
 
 
-def _forget(key: int) -> None:
-    _watches.pop(key, None)
-    _wake.set()
+def _forgetter(key: int) -> Callable[[Any], None]:
+    """The weak reference's callback: forgets the watch of a loop that is gone.
+
+    It may run while the interpreter shuts down, after this module's globals were
+    cleared: it uses only what it was given (and does nothing once shutdown began).
+    """
+
+    def forget(
+        _ref: Any,
+        key: int = key,
+        watches: dict[int, _Watch] = _watches,
+        wake: threading.Event = _wake,
+        finalizing: Callable[[], bool] = sys.is_finalizing,
+    ) -> None:
+        if not finalizing():
+            watches.pop(key, None)
+            wake.set()
+
+    return forget
 
 
 def _watch_locked(loop: Any) -> _Watch:
     key = id(loop)
     w = _watches.get(key)
     if w is None or w.ref() is not loop:
-        w = _watches[key] = _Watch(weakref.ref(loop, lambda _r, key=key: _forget(key)))
+        w = _watches[key] = _Watch(weakref.ref(loop, _forgetter(key)))
     return w
 
 
@@ -383,19 +430,28 @@ def watch(loop: Any) -> None:
 
 
 def unwatch(loop: Any) -> None:
-    """Called when ``loop`` closes; the watchdog ends with the last loop."""
+    """Called when ``loop`` closes; the watchdog ends with the last loop.
+
+    The counts of its repeated blocks not yet logged are logged now.
+    """
+    if sys.is_finalizing():
+        return
     w = _watches.get(id(loop))
     if w is not None and w.ref() is loop:
         _watches.pop(id(loop), None)
     _wake.set()
+    _flush_summaries(id(loop))
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _thread, _wake
+    global _lock, _log_lock, _thread, _wake
     _lock = threading.RLock()
+    _log_lock = threading.Lock()
     _watches.clear()
     _recent.clear()
     _counts.clear()
+    _places.clear()
+    _folded.clear()
     _thread = None
     _wake = threading.Event()
 
@@ -420,8 +476,13 @@ def _watchdog() -> None:
                 return
             watches = list(_watches.values())
         thresholds = [t for t in map(_check, watches) if t > 0]
-        # No running loop with blame on: sleep until watch() or a setting wakes us.
-        wake.wait(min(thresholds) / 4 if thresholds else None)
+        pending = bool(_places) and _flush_summaries()
+        # No running loop with blame on: sleep until watch() or a setting wakes us (or
+        # a window of repeated blocks ends).
+        period = min(thresholds) / 4 if thresholds else None
+        if pending:
+            period = min(period or SUMMARY_WINDOW, SUMMARY_WINDOW / 4)
+        wake.wait(period)
 
 
 def _check(w: _Watch) -> float:
@@ -529,6 +590,81 @@ def _emit(report: BlockReport) -> None:
         return
     _recent.append(report)
     _counts[report.kind] += 1
+    _log(report)
+    callback = _callback
+    if callback is None:
+        return
+    try:
+        callback(report)
+    except Exception:
+        logger.exception("the on_block callback %r raised; it is removed", callback)
+        if _callback is callback:
+            _callback = None
+
+
+# ---- blame: what reaches the log -------------------------------------------------
+
+# The first block from one place (the innermost file:line of the loop's stack, or the
+# callback when no stack could be taken) is logged in full; the next ones from that
+# place within SUMMARY_WINDOW seconds are counted, with their recoveries, and logged as
+# one line when the window ends (the watchdog looks) or the loop closes. ``on_block``,
+# ``recent_blocks`` and ``block_counts`` still get every report.
+
+SUMMARY_WINDOW = 60.0
+
+
+class _Place:
+    """Blocks from one place of one loop, within one window."""
+
+    __slots__ = ("longest", "loop", "more", "since")
+
+    def __init__(self, loop: str, since: float) -> None:
+        self.loop = loop  # the loop's repr when the window began (no reference kept)
+        self.since = since
+        self.more = 0  # blocks counted after the first, not logged one by one
+        self.longest = 0.0
+
+
+_log_lock = threading.Lock()
+_places: dict[tuple[int, str], _Place] = {}
+# Per loop: the place of the block in progress when it was counted, not logged (its
+# recovery is counted too).
+_folded: dict[int, tuple[int, str]] = {}
+
+
+def _log(report: BlockReport) -> None:
+    now = time.monotonic()
+    key = (id(report.loop), report.location or report.handle or "")
+    due: list[tuple[str, _Place]] = []
+    if not _log_lock.acquire(timeout=1.0):  # stuck (shutdown): the log misses it
+        return
+    try:
+        if report.kind == "recovered":
+            folded = _folded.pop(key[0], None)
+            if folded is not None:  # its block was counted, not logged: so is its end
+                place = _places.get(folded)
+                if place is not None:
+                    place.longest = max(place.longest, report.seconds)
+                return
+        else:
+            place = _places.get(key)
+            if place is not None and now - place.since < SUMMARY_WINDOW:
+                place.more += 1
+                place.longest = max(place.longest, report.seconds)
+                _folded[key[0]] = key
+                return
+            if place is not None and place.more:
+                due.append((key[1], place))
+            _places[key] = _Place(_describe(report.loop), now)
+            _folded.pop(key[0], None)
+    finally:
+        _log_lock.release()
+    for where, place in due:
+        _log_summary(where, place, now)
+    _log_report(report)
+
+
+def _log_report(report: BlockReport) -> None:
     if report.kind == "recovered":
         logger.warning(
             "%r recovered after blocking for %.3f s in %s",
@@ -553,15 +689,43 @@ def _emit(report: BlockReport) -> None:
             report.seconds,
             report.handle,
         )
-    callback = _callback
-    if callback is None:
-        return
+
+
+def _log_summary(where: str, place: _Place, now: float) -> None:
+    logger.warning(
+        "%s blocked %d more time%s at %s, longest %.3f s, in the last %.0f s",
+        place.loop,
+        place.more,
+        "" if place.more == 1 else "s",
+        where,
+        place.longest,
+        max(now - place.since, 1.0),
+    )
+
+
+def _flush_summaries(loop_id: int | None = None) -> bool:
+    """Logs the counts of the windows that ended (every window of ``loop_id``, when given).
+
+    Returns whether some window is still open (the watchdog looks again later).
+    """
+    now = time.monotonic()
+    due = []
+    if not _log_lock.acquire(timeout=1.0):
+        return False
     try:
-        callback(report)
-    except Exception:
-        logger.exception("the on_block callback %r raised; it is removed", callback)
-        if _callback is callback:
-            _callback = None
+        for key, place in list(_places.items()):
+            if key[0] == loop_id or now - place.since >= SUMMARY_WINDOW:
+                del _places[key]
+                if place.more:
+                    due.append((key[1], place))
+        if loop_id is not None:
+            _folded.pop(loop_id, None)
+        pending = bool(_places)
+    finally:
+        _log_lock.release()
+    for where, place in due:
+        _log_summary(where, place, now)
+    return pending
 
 
 # ---- instrumentation hooks -------------------------------------------------------

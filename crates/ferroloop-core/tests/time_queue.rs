@@ -389,3 +389,20 @@ fn compaction_starts_once_cancelled_entries_pass_a_quarter() {
     assert_eq!(f.bury(), N / 4 + 1);
     assert_eq!(f.drain_due(f64::INFINITY), (0..N - N / 4 - 1).collect::<Vec<_>>());
 }
+
+#[test]
+fn earliest_live_skips_cancelled_entries_without_changing_the_queue() {
+    let mut f = Fixture::default();
+    assert_eq!(f.q.earliest_live(), None);
+    let first = f.push(1.0, 0);
+    f.push(3.0, 1);
+    let second = f.push(2.0, 2);
+    assert_eq!(f.q.earliest_live(), Some(1.0));
+    first.set(true); // flagged, not yet noted: the queue still holds it on top
+    assert_eq!(f.q.earliest_live(), Some(2.0));
+    second.set(true);
+    assert_eq!(f.q.earliest_live(), Some(3.0));
+    assert_eq!(f.q.len(), 3);
+    f.cancel(&first);
+    assert_eq!(f.q.earliest_live(), Some(3.0));
+}

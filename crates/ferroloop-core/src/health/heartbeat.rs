@@ -6,6 +6,13 @@
 //! the loop is in `Phase::Callback` and `seq` has not moved for longer than
 //! its threshold, the callback numbered `seq` is blocking the loop.
 //!
+//! `phase` is one word that also says when the poll in progress began: 0
+//! stopped, 1 in callbacks, 2 polling since a time not known, anything else
+//! polling since `f64::from_bits(word)` (a clock value the loop read anyway).
+//! So the store the loop makes before it polls publishes the poll's start,
+//! and a reader on another thread ([`Heartbeat::poll_start`]) can count the
+//! poll in progress as idle time without waiting for it to end.
+//!
 //! `armed` is the watchdog's request: "tell me when callback `seq` ends", and
 //! `armed_at` when the watchdog first saw that callback running (so it has run
 //! at least since then). The loop compares `armed` with the callback it just
@@ -19,7 +26,7 @@
 //! is written before `armed` with release ordering, and the loop reads
 //! `armed` with acquire ordering on the slow path only.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What the loop thread is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +43,8 @@ pub enum Phase {
 /// See the module docs.
 pub struct Heartbeat {
     seq: AtomicU64,
-    phase: AtomicU8,
+    /// See the module docs: the phase, and the poll's start while polling.
+    phase: AtomicU64,
     armed: AtomicU64,
     /// `f64::to_bits` of the loop clock when `armed` was first seen running.
     armed_at: AtomicU64,
@@ -45,6 +53,11 @@ pub struct Heartbeat {
 }
 
 const NOT_ARMED: u64 = u64::MAX;
+
+const STOPPED: u64 = 0;
+const CALLBACK: u64 = 1;
+/// Polling, since a time not known; larger words are the poll's start.
+const POLLING: u64 = 2;
 
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
@@ -55,7 +68,7 @@ impl Default for Heartbeat {
     fn default() -> Self {
         Self {
             seq: AtomicU64::new(0),
-            phase: AtomicU8::new(0),
+            phase: AtomicU64::new(STOPPED),
             armed: AtomicU64::new(NOT_ARMED),
             armed_at: AtomicU64::new(0),
             seen: AtomicU64::new(NOT_ARMED),
@@ -79,10 +92,34 @@ impl Heartbeat {
         self.armed.load(Ordering::Relaxed) == seq
     }
 
-    /// Loop thread only.
+    /// Loop thread only (`Phase::Polling`: since a time not known; see
+    /// [`Heartbeat::polling_since`]).
     #[inline]
     pub fn set_phase(&self, phase: Phase) {
-        self.phase.store(phase as u8, Ordering::Relaxed);
+        let word = match phase {
+            Phase::Stopped => STOPPED,
+            Phase::Polling => POLLING,
+            Phase::Callback => CALLBACK,
+        };
+        self.phase.store(word, Ordering::Relaxed);
+    }
+
+    /// Loop thread only: the loop polls, since `since` (loop clock, > 0) if
+    /// known. One store, as [`Heartbeat::set_phase`].
+    #[inline]
+    pub fn polling_since(&self, since: Option<f64>) {
+        // A positive time's bits are far above the small words; a clock
+        // reading of 0.0 (never seen) would count as "not known".
+        let word = since.map_or(POLLING, |t| t.to_bits().max(POLLING));
+        self.phase.store(word, Ordering::Relaxed);
+    }
+
+    /// Any thread: when the poll in progress began (loop clock), if the loop
+    /// is polling and said when it started.
+    #[must_use]
+    pub fn poll_start(&self) -> Option<f64> {
+        let word = self.phase.load(Ordering::Relaxed);
+        (word > POLLING).then(|| f64::from_bits(word))
     }
 
     /// Any thread: the number of callbacks begun so far.
@@ -95,9 +132,9 @@ impl Heartbeat {
     #[must_use]
     pub fn read(&self) -> (Phase, u64) {
         let phase = match self.phase.load(Ordering::Relaxed) {
-            1 => Phase::Polling,
-            2 => Phase::Callback,
-            _ => Phase::Stopped,
+            STOPPED => Phase::Stopped,
+            CALLBACK => Phase::Callback,
+            _ => Phase::Polling,
         };
         (phase, self.seq.load(Ordering::Relaxed))
     }
@@ -152,6 +189,23 @@ mod tests {
         assert!(!hb.is_armed(s));
         hb.set_phase(Phase::Polling);
         assert_eq!(hb.read().0, Phase::Polling);
+        assert_eq!(hb.poll_start(), None);
+    }
+
+    #[test]
+    fn the_poll_in_progress_says_when_it_began() {
+        let hb = Heartbeat::default();
+        hb.polling_since(Some(12.5));
+        assert_eq!(hb.read(), (Phase::Polling, 0));
+        assert_eq!(hb.poll_start(), Some(12.5));
+        hb.polling_since(None);
+        assert_eq!((hb.read().0, hb.poll_start()), (Phase::Polling, None));
+        hb.polling_since(Some(0.0));
+        assert_eq!((hb.read().0, hb.poll_start()), (Phase::Polling, None));
+        hb.set_phase(Phase::Callback);
+        assert_eq!((hb.read().0, hb.poll_start()), (Phase::Callback, None));
+        hb.set_phase(Phase::Stopped);
+        assert_eq!((hb.read().0, hb.poll_start()), (Phase::Stopped, None));
     }
 
     #[test]

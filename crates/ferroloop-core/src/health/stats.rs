@@ -76,12 +76,24 @@ impl LoopStats {
         self.last_batch = None;
     }
 
-    /// A copy whose active time includes the running stretch up to `now`.
+    /// A copy that includes the running stretch up to `now`: as active
+    /// time, or, when the loop is in a poll that began at `polling_since`
+    /// (and has not recorded it yet), active time up to the poll's start and
+    /// idle time from there. So idle and active are true at any moment, and
+    /// never go back: when the poll ends, [`LoopStats::polled`] counts the same
+    /// start.
     #[must_use]
-    pub fn snapshot(&self, now: f64) -> Self {
+    pub fn snapshot(&self, now: f64, polling_since: Option<f64>) -> Self {
         let mut out = self.clone();
-        if let Some(mark) = self.mark {
-            out.active += (now - mark).max(0.0);
+        match (self.mark, polling_since) {
+            (Some(mark), Some(start)) => {
+                let start = start.clamp(mark, now.max(mark));
+                out.active += start - mark;
+                out.idle += now - start;
+            }
+            (None, Some(start)) => out.idle += (now - start).max(0.0),
+            (Some(mark), None) => out.active += (now - mark).max(0.0),
+            (None, None) => {}
         }
         out
     }
@@ -128,7 +140,28 @@ mod tests {
     fn snapshot_adds_the_running_stretch() {
         let mut s = LoopStats::default();
         s.polled(0.0, 1.0, 0);
-        assert!((s.snapshot(3.0).active - 2.0).abs() < 1e-9);
+        assert!((s.snapshot(3.0, None).active - 2.0).abs() < 1e-9);
         assert!(s.active.abs() < 1e-9);
+    }
+
+    #[test]
+    fn snapshot_counts_the_poll_in_progress_as_idle() {
+        let mut s = LoopStats::default();
+        // The first poll of a run: no active stretch before it.
+        let first = s.snapshot(5.0, Some(2.0));
+        assert!((first.idle - 3.0).abs() < 1e-9 && first.active.abs() < 1e-9);
+        s.polled(2.0, 6.0, 0);
+        // Active from 6 to 6.5, then a poll from 6.5 still going at 9.5.
+        let during = s.snapshot(9.5, Some(6.5));
+        assert!((during.idle - 7.0).abs() < 1e-9);
+        assert!((during.active - 0.5).abs() < 1e-9);
+        // The poll ends at 10: the totals go on from what the snapshot saw.
+        s.polled(6.5, 10.0, 0);
+        let after = s.snapshot(10.0, None);
+        assert!(after.idle >= during.idle && after.active >= during.active);
+        assert!((after.idle - 7.5).abs() < 1e-9);
+        // A start before the mark (not possible from the loop) is clamped.
+        let odd = s.snapshot(11.0, Some(3.0));
+        assert!((odd.idle - 8.5).abs() < 1e-9 && (odd.active - 0.5).abs() < 1e-9);
     }
 }

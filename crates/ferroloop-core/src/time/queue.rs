@@ -148,6 +148,18 @@ impl<T: TimerEntry> TimerQueue<T> {
         self.heap.peek().map(|s| s.when)
     }
 
+    /// Deadline of the earliest live entry, without pruning (for a reader
+    /// that must not change the queue: a health snapshot). O(1) unless the
+    /// top entry was cancelled, then one pass over the heap.
+    #[must_use]
+    pub fn earliest_live(&self) -> Option<f64> {
+        let top = self.heap.peek()?;
+        if !top.item.is_cancelled() {
+            return Some(top.when);
+        }
+        self.heap.iter().filter(|s| !s.item.is_cancelled()).map(|s| s.when).min_by(f64::total_cmp)
+    }
+
     /// Pops the earliest live entry if it is due before `end`; cancelled
     /// entries met on the way are dropped.
     pub fn pop_due(&mut self, end: f64, dead: &mut Vec<T>) -> Option<T> {

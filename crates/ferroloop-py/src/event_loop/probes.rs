@@ -8,6 +8,7 @@
 //! instruments are on: hooks (`set_hooks`) or per-task accounting
 //! (`track_tasks`), whose table is here too.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -140,10 +141,19 @@ impl Loop {
     }
 
     /// The snapshot's raw fields, in `ferroloop.health.HealthSnapshot`'s order.
+    ///
+    /// True at the moment it is taken, from any thread: a poll in progress
+    /// counts as idle up to now (the heartbeat says when it began; the loop
+    /// thread changes it only with the GIL, which the caller holds, so it
+    /// agrees with the totals), a callback in progress as active, and the
+    /// timers already past their deadline show how late they are now.
     pub(super) fn health_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let (stats, depth, timers) = {
+        let (stats, depth, timers, overdue) = {
             let st = self.state.borrow(py);
-            (st.stats.snapshot(monotonic()), st.ready.len(), st.timers.len())
+            let polling_since = self.probes.heartbeat.poll_start();
+            let now = monotonic();
+            let overdue = overdue(&st.ready, st.timers.earliest_live(), now);
+            (st.stats.snapshot(now, polling_since), st.ready.len(), st.timers.len(), overdue)
         };
         let LoopStats { timer_lag, ready_wait, idle, active, iterations, io_events, .. } = stats;
         (
@@ -157,6 +167,7 @@ impl Loop {
             depth,
             self.reactor().watched_count(py),
             timers,
+            overdue,
             self.probes.on,
         )
             .into_pyobject(py)
@@ -237,6 +248,29 @@ impl Loop {
             self.probes.heartbeat.set_phase(phase);
         }
     }
+
+    /// The loop polls, since the clock read `since` (its health reading
+    /// before the poll; always there when recording is on and it polls).
+    #[inline]
+    pub(super) fn set_polling(&self, since: Option<f64>) {
+        if self.probes.on {
+            self.probes.heartbeat.polling_since(since);
+        }
+    }
+}
+
+/// How far past its deadline, at `now`, is the most overdue timer that has
+/// not run: the first live timer in the ready queue (moved there, not yet
+/// run: the queue holds them in deadline order) or the earliest still
+/// waiting (`waiting`); 0.0 when none is late. The scan of the ready queue
+/// stops at its first live timer (it reads the whole queue only when it
+/// holds none): snapshots are read seldom, never on the loop's path.
+fn overdue(ready: &VecDeque<Ready>, waiting: Option<f64>, now: f64) -> f64 {
+    let queued = ready.iter().find_map(|r| match r {
+        Ready::Timer(t) if !t.0.get().core.is_cancelled() => Some(t.0.get().when),
+        _ => None,
+    });
+    [queued, waiting].into_iter().flatten().map(|when| now - when).fold(0.0, f64::max)
 }
 
 /// What a ready item is, for a report: the handle, or the kind of native work.

@@ -67,7 +67,7 @@ impl Loop {
         let mut polled = true;
         let res = if timeout == Some(Duration::ZERO) {
             if watching {
-                this.set_phase(Phase::Polling);
+                this.set_polling(before);
                 this.reactor().poller().poll(timeout, &mut events)
             } else {
                 // Nothing is registered that a non-blocking poll could report:
@@ -78,7 +78,9 @@ impl Loop {
                 Ok(())
             }
         } else {
-            this.set_phase(Phase::Polling);
+            // Publishes the poll's start with the phase (one store): a
+            // snapshot from another thread counts the poll as idle so far.
+            this.set_polling(before);
             py.detach(|| this.reactor().poller().poll(timeout, &mut events))
         };
         if polled {
