@@ -121,6 +121,10 @@ bench-peers: $(STAMP)
 	@for p in $(PEERS); do $(PY) -m pip install -q "$$p" 2>/dev/null \
 	  || echo "$$p could not be installed on this Python: the reports compare the other loops"; done
 
+.PHONY: bench-semantics
+bench-semantics: build bench-peers ## which of asyncio's scheduling rules each loop keeps (context, clock, errors, order)
+	$(PY) benchmarks/semantics.py asyncio uvloop ferroloop rloop rsloop zuvloop uvloop+aiofastnet
+
 # `make bench-py3.14 BENCH_ARGS=--quick`: the benchmarks on another Python; 3.14 and 3.15 in the
 # forky chroot when this machine has no such Python of its own.
 .PHONY: bench-py%
