@@ -233,14 +233,43 @@ def spawn(new_loop: LoopFactory, scale: float = 1.0) -> float:
     return n / seconds
 
 
-def pipe_read(new_loop: LoopFactory, scale: float = 1.0) -> float:
+def _cross_cpu() -> tuple[int, int] | None:
+    """(parent CPU, child CPU): two different CPUs this process may use, or None."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return (cpus[0], cpus[1]) if len(cpus) > 1 else None
+
+
+def _child(argv: list[str], cpu: int | None) -> list[str]:
+    return ["taskset", "-c", str(cpu), *argv] if cpu is not None else argv
+
+
+def _on_cpus(run: Callable[[LoopFactory, float, int | None], float]):
+    """The point ``run`` with the parent on one CPU and the child on another (a child
+    inherits its parent's CPU, which hides the cross-CPU wake-ups of pipes)."""
+
+    def cross(new_loop: LoopFactory, scale: float = 1.0) -> float:
+        cpus = _cross_cpu()
+        if cpus is None:
+            return run(new_loop, scale, None)
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpus[0]})
+        try:
+            return run(new_loop, scale, cpus[1])
+        finally:
+            os.sched_setaffinity(0, before)
+
+    return cross
+
+
+def pipe_read(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None = None) -> float:
     """A child's stdout read through ``StreamReader.read(64 KiB)``: 2.5 GiB of
     ``head -c N /dev/zero``; one op is one MiB."""
     mib = _size(2560, scale)
 
     async def main(loop: asyncio.AbstractEventLoop) -> int:
         proc = await asyncio.create_subprocess_exec(
-            "head", "-c", str(mib << 20), "/dev/zero", stdout=asyncio.subprocess.PIPE
+            *_child(["head", "-c", str(mib << 20), "/dev/zero"], child_cpu),
+            stdout=asyncio.subprocess.PIPE,
         )
         total = 0
         while chunk := await proc.stdout.read(65536):
@@ -253,16 +282,19 @@ def pipe_read(new_loop: LoopFactory, scale: float = 1.0) -> float:
     return mib / seconds
 
 
-def pipe_write(new_loop: LoopFactory, scale: float = 1.0) -> float:
+def pipe_write(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None = None) -> float:
     """A child's stdin written through ``StreamWriter.write`` + ``drain()`` in 64 KiB
     chunks: 2.5 GiB into ``cat > /dev/null``; one op is one MiB."""
     mib = _size(2560, scale)
     chunk = bytes(65536)
+    cat = (
+        "exec cat > /dev/null"
+        if child_cpu is None
+        else f"exec taskset -c {child_cpu} cat > /dev/null"
+    )
 
     async def main(loop: asyncio.AbstractEventLoop) -> int:
-        proc = await asyncio.create_subprocess_exec(
-            "sh", "-c", "exec cat > /dev/null", stdin=asyncio.subprocess.PIPE
-        )
+        proc = await asyncio.create_subprocess_exec("sh", "-c", cat, stdin=asyncio.subprocess.PIPE)
         stdin = proc.stdin
         for _ in range(mib * 16):
             stdin.write(chunk)
@@ -286,6 +318,10 @@ BENCHMARKS: dict[str, tuple[Callable[[LoopFactory, float], float], str]] = {
     "spawn": (spawn, "spawn 400 x true, 16 at a time"),
     "pipe_read": (pipe_read, "child stdout via StreamReader, MiB"),
     "pipe_write": (pipe_write, "child stdin via StreamWriter, MiB"),
+    # The same with parent and child on two CPUs, whatever --pin says (uvloop's children get a
+    # socket pair, not a pipe: docs/performance.md).
+    "pipe_read_xcpu": (_on_cpus(pipe_read), "child stdout, child on another CPU, MiB"),
+    "pipe_write_xcpu": (_on_cpus(pipe_write), "child stdin, child on another CPU, MiB"),
 }
 
 
