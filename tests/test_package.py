@@ -346,3 +346,41 @@ def test_import_is_silent(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+# -- python -m ferroloop script.py is python script.py ------------------------------------------
+
+_WHERE = """
+import os, sys
+print(__file__ == os.path.abspath(__file__), sys.path[0] == os.path.dirname(__file__))
+print(sys.argv)
+try:
+    import only_in_cwd
+    print("cwd importable")
+except ImportError:
+    print("cwd not importable")
+def fail():
+    raise ValueError("from the script")
+if sys.argv[-1] == "fail":
+    fail()
+"""
+
+
+@pytest.mark.parametrize("extra", [[], ["arg", "fail"]])
+def test_script_runs_as_with_python(tmp_path, extra):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "script.py").write_text(_WHERE)
+    (tmp_path / "only_in_cwd.py").write_text("")
+    plain = _python(tmp_path, "sub/script.py", *extra)
+    ours = _python_m_ferroloop(tmp_path, "sub/script.py", *extra)
+    assert ours.returncode == plain.returncode
+    assert ours.stdout == plain.stdout
+    assert ours.stderr == plain.stderr
+
+
+def test_missing_script_as_with_python(tmp_path):
+    plain = _python(tmp_path, "nope.py")
+    ours = _python_m_ferroloop(tmp_path, "nope.py")
+    assert (ours.returncode, ours.stdout) == (plain.returncode, plain.stdout) == (2, "")
+    assert ours.stderr.count("\n") == plain.stderr.count("\n") == 1
+    assert ours.stderr.split(": ", 1)[1] == plain.stderr.split(": ", 1)[1]
