@@ -359,3 +359,40 @@ def test_timer_overdue_counts_a_timer_queued_behind_a_blocking_callback(hloop):
 
     hloop.run_until_complete(main())
     assert got[0].timer_overdue > 0.4
+
+
+_FORK_IN_LOOP = """
+import asyncio, os, sys, threading
+async def main():
+    await asyncio.sleep(0.05)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    await asyncio.sleep(0.05)
+    print(sorted(t.name for t in threading.enumerate() if t.name.startswith("ferroloop")))
+if sys.argv[1] == "ferroloop":
+    import ferroloop
+    ferroloop.run(main())
+else:
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "ferroloop"])
+def test_fork_from_a_running_loop_is_single_threaded(kind):
+    """3.12+ warns when a process with several threads forks: the health watchdog's threads
+    end before os.fork() and start again in the parent, so a program that forks from a
+    coroutine forks as on asyncio (no warning), and keeps its watchdog."""
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", _FORK_IN_LOOP, kind],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    expected = "['ferroloop-health']" if kind == "ferroloop" else "[]"
+    assert proc.stdout.strip() == expected

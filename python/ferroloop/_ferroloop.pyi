@@ -11,6 +11,7 @@ __version__: str
 _T = TypeVar("_T")
 
 def _register_task_callbacks(step: object, wakeup: object, task: object = None) -> bool: ...
+def _health_pause_watchdog(pause: bool) -> None: ...
 def _health_period(seconds: float) -> None:
     """How often the native watchdog thread looks at running loops (ferroloop.health)."""
 

@@ -51,7 +51,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._ferroloop import _health_hooks, _health_period, _health_track_tasks
+from ._ferroloop import (
+    _health_hooks,
+    _health_pause_watchdog,
+    _health_period,
+    _health_track_tasks,
+)
 
 __all__ = (
     "BlockReport",
@@ -423,7 +428,7 @@ def watch(loop: Any) -> None:
     global _thread
     with _lock:
         _watch_locked(loop)
-        if _thread is None:
+        if _thread is None and not _paused:
             _thread = threading.Thread(target=_watchdog, name="ferroloop-health", daemon=True)
             _thread.start()
     _wake.set()
@@ -456,7 +461,42 @@ def _after_fork_in_child() -> None:
     _wake = threading.Event()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def _before_fork() -> None:
+    """Both watchdog threads end before ``os.fork()``, so that the process forks with one
+    thread (CPython 3.12+ warns when it has more: the child may deadlock) ..."""
+    global _thread, _paused
+    with _lock:
+        thread, _thread, _paused = _thread, None, True
+    _wake.set()
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(1.0)
+    _health_pause_watchdog(True)
+
+
+def _after_fork_in_parent() -> None:
+    """... and start again in the parent, if a loop is watched."""
+    global _thread, _paused
+    _health_pause_watchdog(False)
+    with _lock:
+        _paused = False
+        if _watches and _thread is None:
+            _thread = threading.Thread(target=_watchdog, name="ferroloop-health", daemon=True)
+            _thread.start()
+
+
+def _after_fork_in_child_all() -> None:
+    global _paused
+    _paused = False
+    _health_pause_watchdog(False)
+    _after_fork_in_child()
+
+
+_paused = False
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child_all,
+)
 
 
 # ---- blame: the watchdog ---------------------------------------------------------

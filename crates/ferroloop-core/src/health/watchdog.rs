@@ -12,6 +12,9 @@
 //! has no watchdog thread, and may have forked while that thread held the
 //! registry's lock) finds a pid that is not its own and starts a new registry
 //! instead of touching the old one (which is leaked: a few words per fork).
+//! Around `os.fork()` the Python layer also calls [`pause`] (the thread ends
+//! and is joined, so the process forks with one thread, as CPython 3.12+ asks)
+//! and [`resume`] in the parent.
 
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
@@ -30,6 +33,9 @@ struct State {
     beats: Vec<Weak<Heartbeat>>,
     period: Duration,
     running: bool,
+    /// Set by [`pause`]: the thread ends, and none starts until [`resume`].
+    paused: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The current process's registry; replaced (never freed) after a fork.
@@ -50,7 +56,13 @@ fn registry() -> &'static Registry {
     }
     let fresh: &'static mut Registry = Box::leak(Box::new(Registry {
         pid,
-        state: Mutex::new(State { beats: Vec::new(), period: DEFAULT_PERIOD, running: false }),
+        state: Mutex::new(State {
+            beats: Vec::new(),
+            period: DEFAULT_PERIOD,
+            running: false,
+            paused: false,
+            thread: None,
+        }),
         wake: Condvar::new(),
     }));
     let fresh_ptr: *mut Registry = fresh;
@@ -70,9 +82,43 @@ pub fn watch(beat: &Arc<Heartbeat>) {
     if !st.beats.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(beat))) {
         st.beats.push(Arc::downgrade(beat));
     }
-    if !st.running {
-        let spawned = std::thread::Builder::new().name("ferroloop-watchdog".into()).spawn(move || run(reg));
-        st.running = spawned.is_ok();
+    start(reg, &mut st);
+}
+
+fn start(reg: &'static Registry, st: &mut State) {
+    if st.running || st.paused {
+        return;
+    }
+    // A thread that ended by itself (nothing to watch) is joined before the next starts.
+    drop(st.thread.take().map(std::thread::JoinHandle::join));
+    let spawned = std::thread::Builder::new().name("ferroloop-watchdog".into()).spawn(move || run(reg));
+    st.running = spawned.is_ok();
+    st.thread = spawned.ok();
+}
+
+/// Ends the watchdog thread and waits until it has exited (before a fork);
+/// no thread starts again until [`resume`].
+pub fn pause() {
+    let reg = registry();
+    let handle = {
+        let mut st = reg.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.paused = true;
+        st.thread.take()
+    };
+    reg.wake.notify_all();
+    if let Some(handle) = handle {
+        drop(handle.join());
+    }
+}
+
+/// Undoes [`pause`]: the thread starts again if a loop is watched.
+pub fn resume() {
+    let reg = registry();
+    let mut st = reg.state.lock().unwrap_or_else(PoisonError::into_inner);
+    st.paused = false;
+    st.beats.retain(|w| w.strong_count() > 0);
+    if !st.beats.is_empty() {
+        start(reg, &mut st);
     }
 }
 
@@ -107,6 +153,10 @@ fn run(reg: &'static Registry) {
     let mut st = reg.state.lock().unwrap_or_else(PoisonError::into_inner);
     let mut idle = Duration::ZERO;
     loop {
+        if st.paused {
+            st.running = false;
+            return;
+        }
         st.beats.retain(|w| w.strong_count() > 0);
         if st.beats.is_empty() {
             if idle >= LINGER {
@@ -131,8 +181,27 @@ mod tests {
     use super::*;
     use crate::health::Phase;
 
+    /// The watchdog is one per process: its tests take turns.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn pause_ends_the_thread_and_resume_restarts_it() {
+        let _turn = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let beat = Arc::new(Heartbeat::default());
+        watch(&beat);
+        assert!(is_running());
+        pause();
+        assert!(!is_running());
+        watch(&beat); // no thread while paused
+        assert!(!is_running());
+        resume();
+        assert!(is_running());
+        unwatch(&beat);
+    }
+
     #[test]
     fn arms_a_running_callback_and_ends_with_the_last_beat() {
+        let _turn = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
         set_period(Duration::from_millis(1));
         let beat = Arc::new(Heartbeat::default());
         beat.set_phase(Phase::Callback);

@@ -23,6 +23,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         set_flag(TASKS, true);
     }
     m.add_function(wrap_pyfunction!(_health_period, m)?)?;
+    m.add_function(wrap_pyfunction!(_health_pause_watchdog, m)?)?;
     m.add_function(wrap_pyfunction!(_health_track_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(_health_hooks, m)?)
 }
@@ -79,6 +80,16 @@ fn _health_track_tasks(on: Option<bool>) -> bool {
 
 /// How often the watchdog thread looks at running loops, in seconds
 /// (`ferroloop.health` sets a quarter of the smallest block threshold).
+/// Ends the watchdog thread before a fork (`pause`), or lets it run again.
+#[pyfunction]
+fn _health_pause_watchdog(pause: bool) {
+    if pause {
+        watchdog::pause();
+    } else {
+        watchdog::resume();
+    }
+}
+
 #[pyfunction]
 fn _health_period(seconds: f64) {
     if seconds.is_finite() && seconds > 0.0 {
