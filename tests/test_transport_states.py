@@ -318,3 +318,71 @@ def test_call_in_state_as_asyncio(loop, ref_loop, kind, state, method, args):
         assert got["result"] == ("ok", None)
         got["result"] = want["result"]
     assert got == want
+
+
+# -- subprocess transports ------------------------------------------------------------------------
+
+SUBPROCESS_CALLS = [
+    ("get_returncode", ()),
+    ("get_pid", ()),
+    ("get_pipe_transport", (0,)),
+    ("get_pipe_transport", (7,)),
+    ("send_signal", (0,)),
+    ("terminate", ()),
+    ("kill", ()),
+    ("close", ()),
+    ("is_closing", ()),
+]
+
+
+class SubprocessRecorder(asyncio.SubprocessProtocol):
+    def __init__(self, loop):
+        self.events = []
+        self.exited = loop.create_future()
+
+    def pipe_data_received(self, fd, data):
+        self.events.append(f"data {fd}")
+
+    def pipe_connection_lost(self, fd, exc):
+        self.events.append(f"pipe lost {fd}")
+
+    def process_exited(self):
+        self.events.append("exited")
+        self.exited.set_result(None)
+
+    def connection_lost(self, exc):
+        self.events.append("lost")
+
+
+async def _subprocess_scenario(loop, state, method, args):
+    proto = SubprocessRecorder(loop)
+    tr, _ = await loop.subprocess_exec(
+        lambda: proto, sys.executable, "-c", "print('x')", stdin=None, stderr=None
+    )
+    if state in ("exited", "closed"):
+        await proto.exited
+        await _settle(loop)
+    if state == "closed":
+        tr.close()
+        await _settle(loop)
+    try:
+        value = getattr(tr, method)(*args)
+        result = ("ok", value if method not in ("get_pid", "get_pipe_transport") else bool(value))
+    except Exception as exc:  # noqa: BLE001 - the exception is what is compared
+        result = ("raised", type(exc).__name__)
+    await proto.exited
+    tr.close()
+    await _settle(loop)
+    return result, sorted(set(proto.events)), _observe(tr.get_returncode)
+
+
+@pytest.mark.parametrize("state", ["running", "exited", "closed"])
+@pytest.mark.parametrize(("method", "args"), SUBPROCESS_CALLS)
+def test_subprocess_call_in_state_as_asyncio(loop, ref_loop, state, method, args):
+    if type(loop) is type(ref_loop):
+        pytest.skip("asyncio is the oracle here")
+    if state == "running" and method in ("terminate", "kill", "send_signal"):
+        pytest.skip("racing the child's own exit: its status depends on who wins")
+    got = run(loop, _subprocess_scenario(loop, state, method, args))
+    want = run(ref_loop, _subprocess_scenario(ref_loop, state, method, args))
+    assert got == want
