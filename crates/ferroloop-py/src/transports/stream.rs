@@ -39,7 +39,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use super::flow::{self, FlowControl};
 use super::write_buf::WriteBuffer;
 use crate::capi::bytes::{as_bytes, recv_bytes, RawBuffer, Unsent};
-use crate::capi::context;
+use crate::capi::{context, exc};
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::pyimports;
@@ -225,12 +225,15 @@ impl StreamCore {
         };
         let context = pyo3::types::PyDict::new(py);
         context.set_item("message", format!("Exception in callback {callback}()"))?;
-        context.set_item("exception", err.into_value(py))?;
+        let err = err.into_value(py).into_bound(py).into_any();
+        context.set_item("exception", &err)?;
         if let Some(t) = transport {
             context.set_item("transport", t)?;
             context.set_item("protocol", protocol)?;
         }
+        let handled = exc::handling(&err);
         self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
+        drop(handled);
         Ok(())
     }
 
@@ -456,7 +459,8 @@ impl StreamCore {
         }
         match self.transport(py) {
             Some(t) => {
-                pyimports::transport_fatal_error(py)?.call1((t, err.into_value(py), message)).map(drop)
+                let fatal = pyimports::transport_fatal_error(py)?;
+                exc::while_handling(py, err, |e| fatal.call1((t, e, message))).map(drop)
             }
             None => Ok(()),
         }
@@ -483,7 +487,8 @@ impl StreamCore {
             drop(dropped);
             return match self.transport(py) {
                 Some(t) => {
-                    pyimports::transport_write_failed(py)?.call1((t, os_error(&e).into_value(py))).map(drop)
+                    let failed = pyimports::transport_write_failed(py)?;
+                    exc::while_handling(py, os_error(&e), |e| failed.call1((t, e))).map(drop)
                 }
                 None => Ok(()),
             };
