@@ -756,30 +756,48 @@ impl StreamCore {
         }
     }
 
-    fn writelines(&self, py: Python<'_>, list_of_data: Bound<'_, PyAny>) -> PyResult<()> {
-        // asyncio 3.12+ queues every chunk, then sends with one sendmsg when
-        // nothing was queued before; the result is the same bytes in order.
-        let was_empty = self.st.borrow(py).out.is_empty();
-        let mut any = false;
-        for item in list_of_data.try_iter()? {
-            let item = item?;
-            let (chunk, _) = Self::with_bytes(&item, false, |bytes| Unsent::rest(&item, bytes, 0))?;
-            let len = chunk.bytes(py).len();
-            if !self.check_writable(py, len == 0)? {
-                if len == 0 {
-                    continue;
-                }
-                return Ok(());
-            }
-            self.st.borrow_mut(py).out.push(py, chunk, 0);
-            any = true;
-        }
-        if !any {
+    /// asyncio 3.12+'s `writelines` after its `write_eof`/sendfile checks and
+    /// its `if not list_of_data` (in Python): every item is taken as a buffer
+    /// before any is queued, so a rejected call queues and sends nothing (a
+    /// chunk left queued without a send that hit `EAGAIN` would never be
+    /// flushed: the socket's write readiness is edge-triggered). `skip_falsy`
+    /// is 3.14's rule: falsy items (`None`, empty buffers) are skipped, and
+    /// a lost connection counts the call as one write. The chunks then go out
+    /// with one gathered write when nothing was queued before.
+    #[pyo3(signature = (list_of_data, skip_falsy = false))]
+    fn writelines(&self, py: Python<'_>, list_of_data: Bound<'_, PyAny>, skip_falsy: bool) -> PyResult<()> {
+        if skip_falsy && self.st.borrow(py).conn_lost > 0 {
+            self.check_writable(py, false)?;
             return Ok(());
         }
+        let mut chunks = Vec::new();
+        for item in list_of_data.try_iter()? {
+            let item = item?;
+            if skip_falsy && !item.is_truthy()? {
+                continue;
+            }
+            let chunk = match Self::with_bytes(&item, false, |bytes| Unsent::rest(&item, bytes, 0)) {
+                Ok((chunk, _)) => chunk,
+                // asyncio takes each item as `memoryview(data)`: its error.
+                Err(err) => return Err(PyMemoryView::from(&item).err().unwrap_or(err)),
+            };
+            if !chunk.bytes(py).is_empty() {
+                chunks.push(chunk);
+            }
+        }
+        if chunks.is_empty() || !self.check_writable(py, false)? {
+            return Ok(());
+        }
+        let was_empty = {
+            let mut st = self.st.borrow_mut(py);
+            let was_empty = st.out.is_empty();
+            for chunk in chunks {
+                st.out.push(py, chunk, 0);
+            }
+            was_empty
+        };
         if was_empty {
-            let res = self.flush(py);
-            if let Err(e) = res {
+            if let Err(e) = self.flush(py) {
                 let dropped = self.st.borrow_mut(py).out.clear();
                 drop(dropped);
                 return self.write_error(py, &e);
