@@ -600,7 +600,7 @@ impl DatagramCore {
         };
         if conn_lost > 0 && self.address.is_some() {
             if conn_lost >= 5 {
-                pyimports::warn_send_after_lost(py)?.call0()?;
+                pyimports::warn_send_after_lost(py)?.call1((false,))?;
             }
             self.st.borrow_mut(py).conn_lost += 1;
             return Ok(());
