@@ -128,3 +128,31 @@ def test_writelines_after_a_full_socket_keeps_order(loop):
 
     got = run(loop, main())
     assert got == b"x" * (4 << 20) + b"AB"
+
+
+def test_writelines_over_the_high_water_mark_pauses_as_asyncio(loop, ref_loop):
+    async def paused_by_writelines(lp) -> list[str]:
+        events: list[str] = []
+
+        class Proto(asyncio.Protocol):
+            def pause_writing(self) -> None:
+                events.append("pause")
+
+            def resume_writing(self) -> None:
+                events.append("resume")
+
+        a, b = socket.socketpair()
+        tr, _ = await lp.connect_accepted_socket(Proto, a)
+        tr.set_write_buffer_limits(high=1)
+        tr.writelines([b"x" * (4 << 20), b"y"])  # more than the socket takes
+        seen = list(events)
+        tr.abort()
+        await asyncio.sleep(0)
+        b.close()
+        return seen
+
+    mine = run(loop, paused_by_writelines(loop))
+    ref = run(ref_loop, paused_by_writelines(ref_loop))
+    assert mine == ref
+    # 3.12 and 3.13 queue without pausing; 3.10/3.11 write(), and 3.14, pause.
+    assert mine == ([] if sys.version_info[:2] in ((3, 12), (3, 13)) else ["pause"])

@@ -122,7 +122,7 @@ class SocketTransport(NativeTransport):
                 raise RuntimeError("unable to writelines; sendfile is in progress")
             if not list_of_data:
                 return
-            self._core.writelines(list_of_data, PY314)
+            self._core.writelines(list_of_data, PY314)  # 3.14 rules (see the core)
 
     else:
 

@@ -760,20 +760,21 @@ impl StreamCore {
     /// its `if not list_of_data` (in Python): every item is taken as a buffer
     /// before any is queued, so a rejected call queues and sends nothing (a
     /// chunk left queued without a send that hit `EAGAIN` would never be
-    /// flushed: the socket's write readiness is edge-triggered). `skip_falsy`
-    /// is 3.14's rule: falsy items (`None`, empty buffers) are skipped, and
-    /// a lost connection counts the call as one write. The chunks then go out
-    /// with one gathered write when nothing was queued before.
-    #[pyo3(signature = (list_of_data, skip_falsy = false))]
-    fn writelines(&self, py: Python<'_>, list_of_data: Bound<'_, PyAny>, skip_falsy: bool) -> PyResult<()> {
-        if skip_falsy && self.st.borrow(py).conn_lost > 0 {
+    /// flushed: the socket's write readiness is edge-triggered). The chunks
+    /// go out with one gathered write when nothing was queued before.
+    /// `rules_314` is 3.14's version: falsy items (`None`, empty buffers) are
+    /// skipped, a lost connection counts the call as one write, and the
+    /// protocol is paused above the high-water mark (3.12 and 3.13 do not).
+    #[pyo3(signature = (list_of_data, rules_314 = false))]
+    fn writelines(&self, py: Python<'_>, list_of_data: Bound<'_, PyAny>, rules_314: bool) -> PyResult<()> {
+        if rules_314 && self.st.borrow(py).conn_lost > 0 {
             self.check_writable(py, false)?;
             return Ok(());
         }
         let mut chunks = Vec::new();
         for item in list_of_data.try_iter()? {
             let item = item?;
-            if skip_falsy && !item.is_truthy()? {
+            if rules_314 && !item.is_truthy()? {
                 continue;
             }
             let chunk = match Self::with_bytes(&item, false, |bytes| Unsent::rest(&item, bytes, 0)) {
@@ -803,7 +804,10 @@ impl StreamCore {
                 return self.write_error(py, &e);
             }
         }
-        self.maybe_pause_protocol(py)
+        if rules_314 {
+            self.maybe_pause_protocol(py)?;
+        }
+        Ok(())
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
