@@ -50,6 +50,7 @@ class SocketTransport(NativeTransport):
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     _sock = None
+    _drain_loses_once = PY314
 
     def __init__(
         self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None
