@@ -7,6 +7,7 @@ child watcher; asyncio does before 3.14.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 import signal
@@ -16,7 +17,7 @@ import time
 from asyncio import base_subprocess
 
 import pytest
-from _support import PY311, PY314, run
+from _support import PY311, PY312, PY314, run
 from conftest import LOOP_KINDS, _factory_for
 
 PY = sys.executable
@@ -648,3 +649,38 @@ def test_runner_with_loop_factory(loop_factory):
 
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         assert runner.run(main()) == 9
+
+
+REQUEST_ID = contextvars.ContextVar("request_id", default="default")
+
+
+def test_exit_callbacks_run_in_the_spawners_context_as_asyncio(loop, ref_loop):
+    """asyncio 3.12+ watches the child with a pidfd reader added at the spawn (so in a copy of
+    the spawner's context); before, a watcher thread reports the exit in an empty context."""
+
+    async def main(lp):
+        seen = {}
+        done = lp.create_future()
+
+        class Proto(asyncio.SubprocessProtocol):
+            def process_exited(self):
+                seen["process_exited"] = REQUEST_ID.get()
+
+            def connection_lost(self, exc):
+                seen["connection_lost"] = REQUEST_ID.get()
+                done.set_result(None)
+
+        REQUEST_ID.set("req-42")
+        tr, _ = await lp.subprocess_exec(
+            Proto, PY, "-c", "pass", stdin=None, stdout=None, stderr=None
+        )
+        await done
+        tr.close()
+        return seen
+
+    mine = run(loop, main(loop))
+    assert mine == run(ref_loop, main(ref_loop))
+    if PY312 and hasattr(os, "pidfd_open"):
+        assert mine == {"process_exited": "req-42", "connection_lost": "req-42"}
+    if not PY312:
+        assert mine == {"process_exited": "default", "connection_lost": "default"}

@@ -31,25 +31,38 @@ steps minus the watcher, on any version and with either watch.
 
 from __future__ import annotations
 
+import contextvars
 import signal
 import subprocess
+import sys
 from asyncio import base_subprocess, tasks
 from asyncio.log import logger
 
-from ._compat import PY314
+from ._compat import PY312, PY314
 from ._ferroloop import ChildWatch
 
 PIDFD = ChildWatch.supported()
 # Seconds between the fallback's safety checks (a child's exit is seen at most
 # this late if someone replaced the SIGCHLD handler after the spawn).
 SAFETY_CHECK = 0.5
+# The context asyncio's watcher reports a child's exit in (process_exited(), and
+# connection_lost() when the exit comes last): 3.12+ watch a pidfd with a reader added
+# at the spawn, so its copy of the spawner's context; otherwise (3.10/3.11, or no
+# pidfds) a thread, whose context is empty unless threads inherit it (free-threaded 3.14).
+_EXIT_IN_SPAWN_CONTEXT = (PY312 and ChildWatch.supported()) or bool(
+    getattr(sys.flags, "thread_inherit_context", 0)
+)
 
 
 class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     _watch = None
     _safety = None
+    _exit_context = None
 
     def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
+        self._exit_context = (
+            contextvars.copy_context() if _EXIT_IN_SPAWN_CONTEXT else contextvars.Context()
+        )
         self._proc = subprocess.Popen(
             args,
             shell=shell,
@@ -114,7 +127,7 @@ def child_exited(transport: SubprocessTransport, pid: int, returncode: int | Non
     elif proc is not None and proc.returncode is None:
         # At once, so that Popen never waits on a pid that is no longer its child.
         proc.returncode = returncode
-    transport._loop._child_watcher_callback(pid, returncode, transport)
+    transport._exit_context.run(transport._loop._child_watcher_callback, pid, returncode, transport)
 
 
 async def make_transport(
