@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import logging
 import socket
 import sys
 
@@ -156,3 +157,29 @@ def test_writelines_over_the_high_water_mark_pauses_as_asyncio(loop, ref_loop):
     assert mine == ref
     # 3.12 and 3.13 queue without pausing; 3.10/3.11 write(), and 3.14, pause.
     assert mine == ([] if sys.version_info[:2] in ((3, 12), (3, 13)) else ["pause"])
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] in ((3, 12), (3, 13)),
+    reason="asyncio 3.12/3.13 queue the data and then fail on the lost transport's loop",
+)
+def test_writelines_after_connection_lost_warns_from_the_fifth(loop, ref_loop, caplog):
+    async def warned_calls(lp) -> list[bool]:
+        a, b = socket.socketpair()
+        tr, _ = await lp.connect_accepted_socket(asyncio.Protocol, a)
+        tr.abort()
+        await asyncio.sleep(0.01)
+        warned = []
+        for _ in range(7):
+            caplog.clear()
+            tr.writelines([b"x", b"y"])
+            warned.append(
+                [r.getMessage() for r in caplog.records] == ["socket.send() raised exception."]
+            )
+        b.close()
+        return warned
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        mine = run(loop, warned_calls(loop))
+        ref = run(ref_loop, warned_calls(ref_loop))
+    assert mine == ref == [False] * 4 + [True] * 3
