@@ -7,6 +7,7 @@ child watcher; asyncio does before 3.14.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 import signal
@@ -16,7 +17,7 @@ import time
 from asyncio import base_subprocess
 
 import pytest
-from _support import PY311, PY314, run
+from _support import PY311, PY312, PY314, run
 from conftest import LOOP_KINDS, _factory_for
 
 PY = sys.executable
@@ -648,3 +649,112 @@ def test_runner_with_loop_factory(loop_factory):
 
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         assert runner.run(main()) == 9
+
+
+REQUEST_ID = contextvars.ContextVar("request_id", default="default")
+
+
+def test_exit_callbacks_run_in_the_spawners_context_as_asyncio(loop, ref_loop):
+    """asyncio 3.12+ watches the child with a pidfd reader added at the spawn (so in a copy of
+    the spawner's context); before, a watcher thread reports the exit in an empty context."""
+
+    async def main(lp):
+        seen = {}
+        done = lp.create_future()
+
+        class Proto(asyncio.SubprocessProtocol):
+            def process_exited(self):
+                seen["process_exited"] = REQUEST_ID.get()
+
+            def connection_lost(self, exc):
+                seen["connection_lost"] = REQUEST_ID.get()
+                done.set_result(None)
+
+        REQUEST_ID.set("req-42")
+        tr, _ = await lp.subprocess_exec(
+            Proto, PY, "-c", "pass", stdin=None, stdout=None, stderr=None
+        )
+        await done
+        tr.close()
+        return seen
+
+    mine = run(loop, main(loop))
+    assert mine == run(ref_loop, main(ref_loop))
+    if PY312 and hasattr(os, "pidfd_open"):
+        assert mine == {"process_exited": "req-42", "connection_lost": "req-42"}
+    if not PY312:
+        assert mine == {"process_exited": "default", "connection_lost": "default"}
+
+
+def test_output_written_before_exit_comes_before_process_exited(loop):
+    """A child that prints and exits at once: its output reaches the protocol before
+    process_exited() (asyncio reads its pipes before the pidfd that follows them), and
+    connection_lost() comes last."""
+
+    async def once():
+        events = []
+        done = loop.create_future()
+
+        class Proto(asyncio.SubprocessProtocol):
+            def pipe_data_received(self, fd, data):
+                events.append("data")
+
+            def process_exited(self):
+                events.append("exited")
+
+            def connection_lost(self, exc):
+                events.append("lost")
+                done.set_result(None)
+
+        tr, _ = await loop.subprocess_exec(
+            Proto, "/bin/sh", "-c", "read x; printf out", stderr=None
+        )
+        tr.get_pipe_transport(0).write(b"go\n")
+        await done
+        tr.close()
+        return events
+
+    async def main():
+        return [await once() for _ in range(20)]
+
+    for events in run(loop, main(), timeout=30):
+        assert events.index("data") < events.index("exited")
+        assert events[-1] == "lost"
+
+
+def test_output_comes_first_when_the_exit_is_seen_before_the_pipes(loop, loop_kind):
+    """A child that prints and exits before its pipes are connected: the exit is noticed
+    first, and reported only once the output it wrote was read."""
+    if loop_kind == "asyncio":
+        pytest.skip(
+            "asyncio races here: an exit seen while its pipes connect is queued before them"
+        )
+
+    async def once():
+        events = []
+        done = loop.create_future()
+
+        class Proto(asyncio.SubprocessProtocol):
+            def pipe_data_received(self, fd, data):
+                events.append("data")
+
+            def process_exited(self):
+                events.append("exited")
+
+            def connection_lost(self, exc):
+                events.append("lost")
+                done.set_result(None)
+
+        tr, _ = await loop.subprocess_exec(
+            Proto, "/bin/sh", "-c", "printf out", stdin=None, stderr=None
+        )
+        await done
+        tr.close()
+        return events
+
+    async def main():
+        return [await once() for _ in range(30)]
+
+    for events in run(loop, main(), timeout=30):
+        assert events.index("data") < events.index("exited")
+        assert events[-1] == "lost"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import socket
 import sys
@@ -752,3 +753,32 @@ def test_datagram_read_waits_behind_callbacks_queued_before_the_poll(loop):
         tr2.close()
         loop.run_until_complete(asyncio.sleep(0))
     assert got == b"ab"
+
+
+async def _sends_after_close(lp, caplog, settle: bool) -> list[bool]:
+    """Which of seven ``sendto()`` after ``close()`` logged asyncio's warning."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind((LOCALHOST, 0))
+        tr, _ = await lp.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=peer.getsockname()
+        )
+        tr.close()
+        if settle:  # connection_lost has run
+            await asyncio.sleep(0.01)
+        warned = []
+        for _ in range(7):
+            caplog.clear()
+            tr.sendto(b"x")
+            warned.append(
+                [r.getMessage() for r in caplog.records] == ["socket.send() raised exception."]
+            )
+        await asyncio.sleep(0.01)
+        return warned
+
+
+@pytest.mark.parametrize("settle", [False, True], ids=["closing", "closed"])
+def test_sendto_after_close_warns_from_the_fifth(loop, ref_loop, caplog, settle):
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        mine = run(loop, _sends_after_close(loop, caplog, settle))
+        ref = run(ref_loop, _sends_after_close(ref_loop, caplog, settle))
+    assert mine == ref == [False] * 4 + [True] * 3

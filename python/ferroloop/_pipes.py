@@ -30,6 +30,7 @@ class _PipeBase:
 
     _kind = "pipe"
     _empty_waiter = None
+    _drain_loses_once = False  # asyncio's pipes call connection_lost on drain as before 3.14
     _protocol_connected = True
 
     _conn_lost = _N._conn_lost

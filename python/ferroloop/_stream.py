@@ -17,7 +17,7 @@ import warnings
 from asyncio import base_events, constants, futures
 from typing import Any
 
-from ._compat import PY312
+from ._compat import PY312, PY314
 from ._ferroloop import StreamCore
 from ._transport_base import NativeTransport
 from ._trsock import TransportSocket, family_and_type
@@ -50,6 +50,7 @@ class SocketTransport(NativeTransport):
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     _sock = None
+    _drain_loses_once = PY314
 
     def __init__(
         self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None
@@ -111,16 +112,25 @@ class SocketTransport(NativeTransport):
     def write(self, data) -> None:  # replaced per instance by the core's method
         self._core.write(data)
 
-    def writelines(self, list_of_data) -> None:
-        if self._core.eof:
-            raise RuntimeError(
-                "Cannot call writelines() after write_eof()"
-                if PY312
-                else "Cannot call write() after write_eof()"
-            )
-        if self._empty_waiter is not None:
-            raise RuntimeError("unable to writelines; sendfile is in progress")
-        self._core.writelines(list_of_data)
+    if PY312:
+
+        def writelines(self, list_of_data) -> None:
+            """asyncio 3.12+'s: the items are queued together and sent at once (3.14 skips
+            falsy items); the core takes every item before it queues one."""
+            if self._core.eof:
+                raise RuntimeError("Cannot call writelines() after write_eof()")
+            if self._empty_waiter is not None:
+                raise RuntimeError("unable to writelines; sendfile is in progress")
+            if not list_of_data:
+                return
+            self._core.writelines(list_of_data, PY314)  # 3.14 rules (see the core)
+
+    else:
+
+        def writelines(self, list_of_data) -> None:
+            """asyncio 3.10/3.11's (``WriteTransport.writelines``): one write of the items
+            joined, so a bad item is ``bytes.join``'s error and nothing is written."""
+            self.write(b"".join(list_of_data))
 
     def can_write_eof(self) -> bool:
         return True

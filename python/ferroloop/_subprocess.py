@@ -31,25 +31,42 @@ steps minus the watcher, on any version and with either watch.
 
 from __future__ import annotations
 
+import contextvars
+import fcntl
 import signal
+import struct
 import subprocess
+import sys
+import termios
 from asyncio import base_subprocess, tasks
 from asyncio.log import logger
 
-from ._compat import PY314
+from ._compat import PY312, PY314
 from ._ferroloop import ChildWatch
 
 PIDFD = ChildWatch.supported()
 # Seconds between the fallback's safety checks (a child's exit is seen at most
 # this late if someone replaced the SIGCHLD handler after the spawn).
 SAFETY_CHECK = 0.5
+_INT = struct.Struct("i")
+# The context asyncio's watcher reports a child's exit in (process_exited(), and
+# connection_lost() when the exit comes last): 3.12+ watch a pidfd with a reader added
+# at the spawn, so its copy of the spawner's context; otherwise (3.10/3.11, or no
+# pidfds) a thread, whose context is empty unless threads inherit it (free-threaded 3.14).
+_EXIT_IN_SPAWN_CONTEXT = (PY312 and ChildWatch.supported()) or bool(
+    getattr(sys.flags, "thread_inherit_context", 0)
+)
 
 
 class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     _watch = None
     _safety = None
+    _exit_context = None
 
     def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
+        self._exit_context = (
+            contextvars.copy_context() if _EXIT_IN_SPAWN_CONTEXT else contextvars.Context()
+        )
         self._proc = subprocess.Popen(
             args,
             shell=shell,
@@ -114,7 +131,46 @@ def child_exited(transport: SubprocessTransport, pid: int, returncode: int | Non
     elif proc is not None and proc.returncode is None:
         # At once, so that Popen never waits on a pid that is no longer its child.
         proc.returncode = returncode
-    transport._loop._child_watcher_callback(pid, returncode, transport)
+    _report_exit(transport, pid, returncode, _DRAIN_ITERATIONS)
+
+
+# How many loop iterations a child's exit waits, at most, for what it wrote before exiting
+# to be read (a pipe still being connected, or a large output).
+_DRAIN_ITERATIONS = 64
+
+
+def _report_exit(transport: SubprocessTransport, pid: int, returncode: int, wait: int) -> None:
+    """Hands the exit to asyncio once the output the child wrote before it exited was read.
+
+    asyncio's pidfd reader is added after the spawn and its pipes' readers once they are
+    connected, so an exit noticed first would reach the protocol before that output (always
+    on 3.14, which reports the exit at once). The child wrote it before it exited: it is in
+    the pipes already, and delivered first, as asyncio delivers it whenever the pipes are
+    read before the pidfd."""
+    if wait and _unread_output(transport):
+        transport._loop.call_soon(_report_exit, transport, pid, returncode, wait - 1)
+        return
+    transport._exit_context.run(transport._loop._child_watcher_callback, pid, returncode, transport)
+
+
+def _unread_output(transport: SubprocessTransport) -> bool:
+    """Whether the child's stdout or stderr pipe holds bytes that a pipe transport is
+    about to read (one being connected, or one reading)."""
+    proc = transport._proc
+    for fd, pipe in ((1, proc.stdout), (2, proc.stderr)):
+        if pipe is None or pipe.closed or fd not in transport._pipes:
+            continue
+        proto = transport._pipes[fd]
+        reader = None if proto is None else proto.pipe
+        if reader is not None and not _is_reading(reader):
+            continue  # paused, or done: asyncio would not wait for it either
+        try:
+            unread = fcntl.ioctl(pipe.fileno(), termios.FIONREAD, _INT.pack(0))
+        except (OSError, ValueError):
+            continue
+        if _INT.unpack(unread)[0] > 0:
+            return True
+    return False
 
 
 async def make_transport(
@@ -147,3 +203,10 @@ async def make_transport(
             await transp._wait()
         raise
     return transp
+
+
+def _is_reading(reader) -> bool:
+    try:
+        return reader.is_reading()
+    except NotImplementedError:  # 3.10's pipe transports have no is_reading()
+        return not reader.is_closing()

@@ -32,6 +32,9 @@ class NativeTransport(transports._FlowControlMixin, transports.Transport):
 
     _core: Any
     _kind = "socket"  # in asyncio's messages: "Fatal write error on socket transport"
+    # asyncio 3.14's socket transport: a drained buffer loses the connection only if nothing
+    # (close() or an error, in resume_writing()) has scheduled connection_lost already.
+    _drain_loses_once = False
 
     def __init__(self, loop, extra=None) -> None:
         transports.Transport.__init__(self, extra)
@@ -190,7 +193,11 @@ def write_drained(transport: NativeTransport) -> None:
     """The buffer drained while closing, after ``write_eof()``, or for sendfile."""
     if transport._empty_waiter is not None:
         transport._empty_waiter.set_result(None)
-    if transport._core.is_closing():
+    core = transport._core
+    once = transport._drain_loses_once
+    if core.is_closing() and not (once and core.conn_lost):
+        if once:
+            core.force_close()  # counts the loss (nothing is buffered)
         transport._call_connection_lost(None)
-    elif transport._core.eof:
+    elif core.eof:
         transport._shutdown_write()

@@ -20,7 +20,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::run_guard::RunGuard;
 use crate::capi::freelist::{self, FreeList, Pooled};
-use crate::capi::{call, context, gc};
+use crate::capi::{call, context, exc, gc};
 use crate::errors::is_exit;
 use crate::gil_cell::{GilCell, GilPy};
 use crate::pyimports::{extract_stack, handle_repr, report_callback_error, threadsafe_handle_type};
@@ -213,7 +213,7 @@ impl HandleCore {
             Err(err) if is_exit(py, &err) => Err(err),
             Err(err) => {
                 let report = report_callback_error(py)?;
-                report.call1((slf, callback, args, err.into_value(py)))?;
+                exc::while_handling(py, err, |e| report.call1((slf, callback, args, e)))?;
                 Ok(())
             }
         }

@@ -36,6 +36,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use super::handles::{call_in_exact_context, new_handle, Handle, HandleCore};
 use crate::capi::call::vectorcall_opt;
 use crate::capi::cfunction::{self, MethodDef, TypeObject};
+use crate::capi::exc;
 use crate::errors::is_exit;
 use crate::gil_cell::GilPy;
 use crate::pyimports::report_callback_error;
@@ -231,7 +232,8 @@ impl TaskCall {
         let context = Some(self.context.bind(py).clone());
         let core = HandleCore::new(loop_, callback.clone(), args.clone(), context, None)?;
         let handle = new_handle(py, Handle { core }, true)?;
-        report_callback_error(py)?.call1((handle, callback, args, err.into_value(py)))?;
+        let report = report_callback_error(py)?;
+        exc::while_handling(py, err, |e| report.call1((handle, callback, args, e)))?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@
 //! - [`call`]: calls by `tp_call` and vectorcall, tuples of borrowed items.
 //! - [`cfunction`]: identity of builtin functions and C types.
 //! - [`context`]: `contextvars.Context` copy, type check, enter and exit.
+//! - [`exc`]: the exception being handled (`sys.exc_info()`) during a report.
 //! - [`freelist`]: `tp_alloc`/`tp_free` slots for the handle types.
 //! - [`gc`]: the cycle collector's tracking, and reference counts.
 //! - [`methods`]: C methods (`METH_FASTCALL`, `METH_NOARGS`) installed on a
@@ -28,6 +29,7 @@ pub(crate) mod bytes;
 pub(crate) mod call;
 pub(crate) mod cfunction;
 pub(crate) mod context;
+pub(crate) mod exc;
 pub(crate) mod freelist;
 pub(crate) mod gc;
 pub(crate) mod methods;

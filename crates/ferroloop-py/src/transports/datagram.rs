@@ -40,7 +40,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::flow::{self, FlowControl};
 use crate::capi::bytes::{as_bytes, RawBuffer, Unsent};
-use crate::capi::context;
+use crate::capi::{context, exc};
 use crate::errors::{is_exit, os_error};
 use crate::gil_cell::GilCell;
 use crate::pyimports;
@@ -222,12 +222,15 @@ impl DatagramCore {
         };
         let context = PyDict::new(py);
         context.set_item("message", format!("Exception in callback {callback}()"))?;
-        context.set_item("exception", err.into_value(py))?;
+        let err = err.into_value(py).into_bound(py).into_any();
+        context.set_item("exception", &err)?;
         if let Some(t) = transport {
             context.set_item("transport", t)?;
             context.set_item("protocol", protocol)?;
         }
+        let handled = exc::handling(&err);
         self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
+        drop(handled);
         Ok(())
     }
 
@@ -335,9 +338,12 @@ impl DatagramCore {
     }
 
     /// Calls `protocol.error_received(exc)`.
-    fn error_received(&self, py: Python<'_>, exc: PyErr) -> PyResult<()> {
+    fn error_received(&self, py: Python<'_>, err: PyErr) -> PyResult<()> {
         match self.protocol(py) {
-            Some(p) => p.call_method1(pyo3::intern!(py, "error_received"), (exc.into_value(py),)).map(drop),
+            Some(p) => {
+                exc::while_handling(py, err, |e| p.call_method1(pyo3::intern!(py, "error_received"), (e,)))
+                    .map(drop)
+            }
             None => Ok(()),
         }
     }
@@ -349,7 +355,8 @@ impl DatagramCore {
         }
         match self.transport(py) {
             Some(t) => {
-                pyimports::transport_fatal_error(py)?.call1((t, err.into_value(py), message)).map(drop)
+                let fatal = pyimports::transport_fatal_error(py)?;
+                exc::while_handling(py, err, |e| fatal.call1((t, e, message))).map(drop)
             }
             None => Ok(()),
         }
@@ -593,7 +600,7 @@ impl DatagramCore {
         };
         if conn_lost > 0 && self.address.is_some() {
             if conn_lost >= 5 {
-                pyimports::warn_send_after_lost(py)?.call0()?;
+                pyimports::warn_send_after_lost(py)?.call1((false,))?;
             }
             self.st.borrow_mut(py).conn_lost += 1;
             return Ok(());

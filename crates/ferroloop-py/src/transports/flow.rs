@@ -15,6 +15,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::capi::exc;
+
 const DEFAULT_HIGH: usize = 64 * 1024;
 
 /// The marks, as numbers to compare with and as the objects given (which
@@ -152,9 +154,12 @@ pub(crate) fn signal_protocol(
     }
     let context = PyDict::new(py);
     context.set_item("message", format!("protocol.{}() failed", signal.method()))?;
-    context.set_item("exception", err.into_value(py))?;
+    let err = err.into_value(py).into_bound(py).into_any();
+    context.set_item("exception", &err)?;
     context.set_item("transport", transport)?;
     context.set_item("protocol", protocol)?;
+    let handled = exc::handling(&err);
     loop_.call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
+    drop(handled);
     Ok(())
 }

@@ -39,7 +39,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use super::flow::{self, FlowControl};
 use super::write_buf::WriteBuffer;
 use crate::capi::bytes::{as_bytes, recv_bytes, RawBuffer, Unsent};
-use crate::capi::context;
+use crate::capi::{context, exc};
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::pyimports;
@@ -225,12 +225,15 @@ impl StreamCore {
         };
         let context = pyo3::types::PyDict::new(py);
         context.set_item("message", format!("Exception in callback {callback}()"))?;
-        context.set_item("exception", err.into_value(py))?;
+        let err = err.into_value(py).into_bound(py).into_any();
+        context.set_item("exception", &err)?;
         if let Some(t) = transport {
             context.set_item("transport", t)?;
             context.set_item("protocol", protocol)?;
         }
+        let handled = exc::handling(&err);
         self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
+        drop(handled);
         Ok(())
     }
 
@@ -456,7 +459,8 @@ impl StreamCore {
         }
         match self.transport(py) {
             Some(t) => {
-                pyimports::transport_fatal_error(py)?.call1((t, err.into_value(py), message)).map(drop)
+                let fatal = pyimports::transport_fatal_error(py)?;
+                exc::while_handling(py, err, |e| fatal.call1((t, e, message))).map(drop)
             }
             None => Ok(()),
         }
@@ -483,7 +487,8 @@ impl StreamCore {
             drop(dropped);
             return match self.transport(py) {
                 Some(t) => {
-                    pyimports::transport_write_failed(py)?.call1((t, os_error(&e).into_value(py))).map(drop)
+                    let failed = pyimports::transport_write_failed(py)?;
+                    exc::while_handling(py, os_error(&e), |e| failed.call1((t, e))).map(drop)
                 }
                 None => Ok(()),
             };
@@ -751,36 +756,63 @@ impl StreamCore {
         }
     }
 
-    fn writelines(&self, py: Python<'_>, list_of_data: Bound<'_, PyAny>) -> PyResult<()> {
-        // asyncio 3.12+ queues every chunk, then sends with one sendmsg when
-        // nothing was queued before; the result is the same bytes in order.
-        let was_empty = self.st.borrow(py).out.is_empty();
-        let mut any = false;
-        for item in list_of_data.try_iter()? {
-            let item = item?;
-            let (chunk, _) = Self::with_bytes(&item, false, |bytes| Unsent::rest(&item, bytes, 0))?;
-            let len = chunk.bytes(py).len();
-            if !self.check_writable(py, len == 0)? {
-                if len == 0 {
-                    continue;
-                }
-                return Ok(());
-            }
-            self.st.borrow_mut(py).out.push(py, chunk, 0);
-            any = true;
-        }
-        if !any {
+    /// asyncio 3.12+'s `writelines` after its `write_eof`/sendfile checks and
+    /// its `if not list_of_data` (in Python): every item is taken as a buffer
+    /// before any is queued, so a rejected call queues and sends nothing (a
+    /// chunk left queued without a send that hit `EAGAIN` would never be
+    /// flushed: the socket's write readiness is edge-triggered). The chunks
+    /// go out with one gathered write when nothing was queued before.
+    /// `rules_314` is 3.14's version: falsy items (`None`, empty buffers) are
+    /// skipped, a lost connection counts the call as one write (and warns,
+    /// as `write()`), and the protocol is paused above the high-water mark
+    /// (3.12 and 3.13 do neither).
+    #[pyo3(signature = (list_of_data, rules_314 = false))]
+    fn writelines(&self, py: Python<'_>, list_of_data: Bound<'_, PyAny>, rules_314: bool) -> PyResult<()> {
+        if rules_314 && self.st.borrow(py).conn_lost > 0 {
+            self.check_writable(py, false)?;
             return Ok(());
         }
+        let mut chunks = Vec::new();
+        for item in list_of_data.try_iter()? {
+            let item = item?;
+            if rules_314 && !item.is_truthy()? {
+                continue;
+            }
+            let chunk = match Self::with_bytes(&item, false, |bytes| Unsent::rest(&item, bytes, 0)) {
+                Ok((chunk, _)) => chunk,
+                // asyncio takes each item as `memoryview(data)`: its error.
+                Err(err) => return Err(PyMemoryView::from(&item).err().unwrap_or(err)),
+            };
+            if !chunk.bytes(py).is_empty() {
+                chunks.push(chunk);
+            }
+        }
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        if self.st.borrow(py).conn_lost > 0 {
+            // 3.12 and 3.13 neither count nor warn: they queue what is never sent.
+            return Ok(());
+        }
+        let was_empty = {
+            let mut st = self.st.borrow_mut(py);
+            let was_empty = st.out.is_empty();
+            for chunk in chunks {
+                st.out.push(py, chunk, 0);
+            }
+            was_empty
+        };
         if was_empty {
-            let res = self.flush(py);
-            if let Err(e) = res {
+            if let Err(e) = self.flush(py) {
                 let dropped = self.st.borrow_mut(py).out.clear();
                 drop(dropped);
                 return self.write_error(py, &e);
             }
         }
-        self.maybe_pause_protocol(py)
+        if rules_314 {
+            self.maybe_pause_protocol(py)?;
+        }
+        Ok(())
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {

@@ -28,6 +28,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::capi::exc;
 use crate::errors::{is_exit, os_error};
 use crate::gil_cell::GilCell;
 use crate::pyimports;
@@ -101,9 +102,12 @@ impl ChildWatch {
     fn report(&self, py: Python<'_>, err: PyErr, transport: &Py<PyAny>) -> PyResult<()> {
         let context = PyDict::new(py);
         context.set_item("message", "Exception in callback ChildWatch.on_ready()")?;
-        context.set_item("exception", err.into_value(py))?;
+        let err = err.into_value(py).into_bound(py).into_any();
+        context.set_item("exception", &err)?;
         context.set_item("transport", transport)?;
+        let handled = exc::handling(&err);
         self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
+        drop(handled);
         Ok(())
     }
 }

@@ -33,6 +33,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::stream::{FilterOps, ReadFilter, StreamCore};
 use crate::capi::bytes::{memoryview_over, RawBuffer};
+use crate::capi::exc;
 use crate::gil_cell::GilCell;
 use crate::pyimports;
 
@@ -244,7 +245,8 @@ impl TlsPump {
         match res {
             Ok(()) => Ok(()),
             Err(err) if err.is_instance_of::<PyException>(py) => {
-                pyimports::tls_fatal(py)?.call1((&proto.obj, err.into_value(py))).map(drop)
+                let fatal = pyimports::tls_fatal(py)?;
+                exc::while_handling(py, err, |e| fatal.call1((&proto.obj, e))).map(drop)
             }
             Err(err) => Err(err),
         }
@@ -446,7 +448,8 @@ impl TlsPump {
     /// asyncio's `except Exception: self._fatal_error(...)` around a step.
     fn fail(&self, py: Python<'_>, proto: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
         if err.is_instance_of::<PyException>(py) {
-            pyimports::tls_fatal(py)?.call1((proto, err.into_value(py))).map(drop)
+            let fatal = pyimports::tls_fatal(py)?;
+            exc::while_handling(py, err, |e| fatal.call1((proto, e))).map(drop)
         } else {
             Err(err)
         }
