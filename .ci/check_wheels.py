@@ -28,7 +28,7 @@ LICENSES = {"LICENSE-MIT", "LICENSE-APACHE"}
 ALLOWED_LIBS = {
     "libc.so.6", "libm.so.6", "libdl.so.2", "librt.so.1", "libpthread.so.0", "libutil.so.1",
     "libgcc_s.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1",
-    "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1", "libc.so",
+    "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1",
 }  # fmt: skip
 
 

@@ -1,7 +1,9 @@
 """Smoke test of an installed wheel: it imports from site-packages and runs a loop.
 
 Run with `python -I` from outside the checkout (.ci/wheels test does), so that the source tree
-cannot be what is imported.
+cannot be what is imported. `--site DIR`: the wheel was unpacked into DIR instead (on PYTHONPATH);
+`--no-subprocess`: skip the child process (under qemu-user, where the interpreter cannot exec
+itself without binfmt).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import sysconfig
 import ferroloop
 import ferroloop._ferroloop as native
 
-site = os.path.realpath(sysconfig.get_paths()["platlib"])
+args = sys.argv[1:]
+spawn = "--no-subprocess" not in args
+site = args[args.index("--site") + 1] if "--site" in args else sysconfig.get_paths()["platlib"]
+site = os.path.realpath(site)
 for module in (ferroloop, native):
     where = os.path.realpath(module.__file__)
     assert where.startswith(site + os.sep), f"{module.__name__} from {where}, not {site}"
@@ -44,13 +49,17 @@ async def main() -> str:
 
     fired = loop.create_future()
     loop.call_later(0.01, fired.set_result, "timer")
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "print('child')", stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await child.communicate()
+    out = b"child"
+    if spawn:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "print('child')", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await child.communicate()
     return f"{answer.decode().strip()} {await fired} {out.decode().strip()}"
 
 
 result = ferroloop.run(main())
 assert result == "ping timer child", result
-print(f"ferroloop {ferroloop.__version__} from {os.path.dirname(ferroloop.__file__)}: {result}")
+machine = os.uname().machine
+where = os.path.dirname(ferroloop.__file__)
+print(f"ferroloop {ferroloop.__version__} on {machine} from {where}: {result}")
