@@ -59,7 +59,7 @@ def check_wheel(wheel: Path, version: str, auditwheel: str) -> tuple[list[str], 
         errors.append(f"platform tags {tags} lack {want}")
 
     shown = subprocess.run([auditwheel, "show", str(wheel)], capture_output=True, text=True)
-    found = re.search(r'consistent with the following platform tag:\s*"([^"]+)"', shown.stdout)
+    found = re.search(r'consistent\s+with\s+the\s+following\s+platform\s+tag:\s*"([^"]+)"', shown.stdout)
     if shown.returncode != 0 or not found:
         errors.append(f"auditwheel show failed: {shown.stdout.strip()} {shown.stderr.strip()}")
         policy = "?"
