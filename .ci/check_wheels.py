@@ -17,12 +17,14 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import tomllib
 import zipfile
 from pathlib import Path
 
+import tomllib
+
 ROOT = Path(__file__).resolve().parent.parent
 GLIBC_MAX = (2, 17)
+X86_64_TAG = "manylinux_2_17_x86_64"
 LICENSES = {"LICENSE-MIT", "LICENSE-APACHE"}
 # What a manylinux2014 or musllinux wheel may link: the C library and its parts, the loader.
 ALLOWED_LIBS = {
@@ -41,7 +43,9 @@ def elf_facts(so: Path) -> tuple[list[str], tuple[int, ...]]:
     """The libraries an ELF file needs and the newest GLIBC_ symbol version it asks for."""
     dynamic = subprocess.run(["readelf", "-d", str(so)], capture_output=True, text=True, check=True)
     needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic.stdout)
-    versions = subprocess.run(["readelf", "-V", str(so)], capture_output=True, text=True, check=True)
+    versions = subprocess.run(
+        ["readelf", "-V", str(so)], capture_output=True, text=True, check=True
+    )
     glibc = [tuple(map(int, v.split("."))) for v in re.findall(r"GLIBC_([0-9.]+)", versions.stdout)]
     return needed, max(glibc, default=(0,))
 
@@ -59,7 +63,9 @@ def check_wheel(wheel: Path, version: str, auditwheel: str) -> tuple[list[str], 
         errors.append(f"platform tags {tags} lack {want}")
 
     shown = subprocess.run([auditwheel, "show", str(wheel)], capture_output=True, text=True)
-    found = re.search(r'consistent\s+with\s+the\s+following\s+platform\s+tag:\s*"([^"]+)"', shown.stdout)
+    found = re.search(
+        r'consistent\s+with\s+the\s+following\s+platform\s+tag:\s*"([^"]+)"', shown.stdout
+    )
     if shown.returncode != 0 or not found:
         errors.append(f"auditwheel show failed: {shown.stdout.strip()} {shown.stderr.strip()}")
         policy = "?"
@@ -130,7 +136,9 @@ def main() -> int:
 
     for v in args.pythons.split():
         tag = "cp" + v.replace(".", "")
-        mine = [w for w in wheels if f"-{tag}-{tag}-" in w.name and "manylinux_2_17_x86_64" in w.name]
+        mine = [
+            w for w in wheels if f"-{tag}-{tag}-" in w.name and "manylinux_2_17_x86_64" in w.name
+        ]
         if len(mine) != 1:
             print(f"FAIL Python {v}: {len(mine)} manylinux_2_17_x86_64 wheels, expected 1")
             failed = True
