@@ -20,7 +20,7 @@ $(STAMP): Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# An optional integration the tests exercise when it is there (no dependency of ferroloop).
 	$(PY) -m pip install -q opentelemetry-api
-	$(PY) -m pip install -q "maturin>=1.5,<2" pytest ruff uvloop matplotlib httptools \
+	$(PY) -m pip install -q "maturin>=1.9,<2" pytest ruff uvloop matplotlib httptools \
 	  aiohttp uvicorn websockets httpx anyio asyncpg redis trustme pytest-asyncio
 	touch $@
 
@@ -109,6 +109,21 @@ test-all-pythons: ## on every Python in PYTHONS (default 3.10-3.15) present: bui
 python-3.14 python-3.15: ## make (once) and cache the Debian chroot with Pythons 3.14 and 3.15 that test-all-pythons uses (root)
 	.ci/forky make
 
+# Wheels as users get them: release builds linked by zig against glibc 2.17 (manylinux2014), so
+# no manylinux container is needed; 3.14 and 3.15 are built in the forky chroot where this machine
+# has no such Python. Every wheel is checked (tag, libraries, glibc symbols, licenses, version).
+.PHONY: wheels
+wheels: ## dist/: sdist + one manylinux_2_17 x86_64 wheel per CPython in PYTHONS (default 3.10-3.15), checked
+	PYTHONS="$(PYTHONS)" .ci/wheels build
+
+.PHONY: wheels-cross
+wheels-cross: ## dist/: aarch64 and musllinux wheels, where their Rust standard library can be had here
+	PYTHONS="$(PYTHONS)" .ci/wheels cross
+
+.PHONY: test-wheels
+test-wheels: ## install each x86_64 wheel of dist/ into a fresh venv of its Python, no Rust on PATH: smoke + fast tests
+	PYTHONS="$(PYTHONS)" .ci/wheels test
+
 .PHONY: bench
 bench: build bench-tools bench-peers ## side-by-side micro and network benchmarks: asyncio, uvloop, ferroloop and every other loop that installs (benchmarks/results/); BASELINE=dir adds another ferroloop build
 	$(if $(BASELINE),FERROLOOP_BASELINE=$(abspath $(BASELINE))) $(PY) benchmarks/run.py $(BENCH_ARGS)
@@ -184,4 +199,4 @@ fmt: $(STAMP) ## format Rust and Python
 .PHONY: clean
 clean: ## remove build outputs and virtual environments
 	cargo clean
-	rm -rf .venv .venv-3.*
+	rm -rf .venv .venv-3.* .venv-wheels .venv-wheels-forky dist build/wheel-venvs

@@ -460,7 +460,7 @@ def test_stale_task_step_is_reported_like_any_callback(loop, exc_calls, ref_loop
 
 def test_task_callbacks_are_queued_without_a_handle(loop, loop_kind, exc_calls):
     # ferroloop queues the C Task's own steps and wake-ups without a handle (the Task drops it
-    # unread); README, "Differences from asyncio". In debug mode they get one, as elsewhere.
+    # unread); docs/differences.md. In debug mode they get one, as elsewhere.
     if loop_kind != "ferroloop":
         pytest.skip("ferroloop's own difference")
     import ferroloop._loop

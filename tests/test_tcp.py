@@ -556,7 +556,7 @@ def test_tcp_nodelay_ipv6(loop):
 def test_tcp_nodelay_on_sockets_made_with_proto_0(loop, loop_kind):
     """A server handed a ``socket.socket()`` (proto 0, as uvicorn --workers and gunicorn make)
     and a connection over one: ferroloop sets TCP_NODELAY on both, as uvloop does; asyncio's
-    ``_set_nodelay`` skips proto 0 (README, "Differences from asyncio")."""
+    ``_set_nodelay`` skips proto 0 (docs/differences.md)."""
 
     async def main():
         accepted = []

@@ -5,7 +5,7 @@ interpreter (sockets, ``sock_*``, DNS through the executor, TCP and Unix
 transports, servers, sendfile, UDP set-up), run by the native loop through
 ``_add_reader``/``_add_writer``. They behave exactly as asyncio's on every
 Python version, by construction. Native transports replace them where the
-benchmarks say it pays (see the README's status section): stream sockets,
+benchmarks say it pays (see docs/coverage.md): stream sockets,
 datagrams, pipes and subprocesses have theirs (``_stream``, ``_datagram``,
 ``_pipes``, ``_subprocess``).
 """

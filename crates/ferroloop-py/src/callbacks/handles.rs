@@ -5,7 +5,7 @@
 //! `asyncio.TimerHandle`: same methods, repr, comparisons and private
 //! attributes that asyncio code reads (`_callback`, `_args`, `_cancelled`,
 //! `_source_traceback`, `_when`, ...). As in uvloop, `TimerHandle` is not a
-//! Python subclass of `Handle` (README, "Differences from asyncio").
+//! Python subclass of `Handle` (docs/differences.md).
 //!
 //! Invariant: `call` is `None` once cancelled (the callback is released at
 //! once, as asyncio does); `cancelled` only goes from false to true.
@@ -473,7 +473,7 @@ handle_methods!(Handle, {
 
     /// asyncio's `_ThreadSafeHandle` for a `call_soon_threadsafe` handle
     /// where the running Python has that class, so that `isinstance` and the
-    /// repr answer as there (README, "Differences from asyncio").
+    /// repr answer as there (docs/differences.md).
     #[getter(__class__)]
     fn class(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
