@@ -217,3 +217,19 @@ async def send_end_and_collect(loop, a, b) -> bytes:
         got += data
     await sender
     return bytes(got)
+
+
+def tls_contexts():
+    """(server, client) SSL contexts of a fresh CA (trustme), for ``localhost``; skips the
+    test when trustme is not installed."""
+    import ssl
+
+    import pytest
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client

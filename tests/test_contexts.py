@@ -16,22 +16,12 @@ import ssl
 import sys
 
 import pytest
-from _net_support import LOCALHOST
+from _net_support import LOCALHOST, tls_contexts
 from _support import run
 
 PY315 = sys.version_info >= (3, 15)
 
 var = contextvars.ContextVar("var", default="default")
-
-
-def _tls_contexts():
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
-    return server_ctx, client_ctx
 
 
 async def _server_scenario(loop, server_ssl=None, client_ssl=None):
@@ -142,7 +132,7 @@ def test_client_connection_context(loop, ref_loop):
 
 
 def test_tls_server_connection_contexts(loop, ref_loop):
-    server_ssl, client_ssl = _tls_contexts()
+    server_ssl, client_ssl = tls_contexts()
     got = _in_fresh_context(loop, _server_scenario, server_ssl, client_ssl)
     assert got == _in_fresh_context(ref_loop, _server_scenario, server_ssl, client_ssl)
     if PY315:

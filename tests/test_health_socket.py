@@ -276,25 +276,34 @@ ferroloop.run(main())
 """
 
 
-def test_env_var_serves_and_top_finds_it_by_pid(tmp_path):
-    env = {**os.environ, "FERROLOOP_HEALTH_SOCKET": str(tmp_path / "p-{pid}.sock")}
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD],
+def _child(env, *args):
+    """A Python child running ``-c`` code with ``args``, talking over its stdin and stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-c", *args],
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def _top_once(pid):
+    return subprocess.run(
+        [sys.executable, "-m", "ferroloop", "top", "--once", str(pid)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_env_var_serves_and_top_finds_it_by_pid(tmp_path):
+    env = {**os.environ, "FERROLOOP_HEALTH_SOCKET": str(tmp_path / "p-{pid}.sock")}
+    child = _child(env, CHILD)
     try:
         assert child.stdout.readline().strip() == "ready"
         path = str(tmp_path / f"p-{child.pid}.sock")
         assert os.path.exists(path)
-        out = subprocess.run(
-            [sys.executable, "-m", "ferroloop", "top", "--once", str(child.pid)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = _top_once(child.pid)
         assert out.returncode == 0, out.stderr
         assert f"pid {child.pid}" in out.stdout and "(running)" in out.stdout
         child.stdin.write("\n")
@@ -394,22 +403,11 @@ ferroloop.run(main())
 @pytest.mark.parametrize("kind", ["sleeping", "busy"])
 def test_top_once_shows_a_sleeping_loop_idle_and_a_busy_one_busy(tmp_path, kind):
     env = {**os.environ, "FERROLOOP_HEALTH_SOCKET": str(tmp_path / "{pid}.sock")}
-    child = subprocess.Popen(
-        [sys.executable, "-c", SLEEPER, kind],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child = _child(env, SLEEPER, kind)
     try:
         assert child.stdout.readline().strip() == "ready"
         time.sleep(1.5)
-        out = subprocess.run(
-            [sys.executable, "-m", "ferroloop", "top", "--once", str(child.pid)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = _top_once(child.pid)
         assert out.returncode == 0, out.stderr
         line = next(x for x in out.stdout.splitlines() if "utilization" in x)
         util = float(line.split("utilization", 1)[1].split("%", 1)[0])

@@ -696,40 +696,46 @@ def test_exit_callbacks_run_in_the_spawners_context_as_asyncio(loop, ref_loop):
         assert mine == {"process_exited": "default", "connection_lost": "default"}
 
 
+async def _exit_order(loop, argv, stdin_line, **kwargs):
+    """The order of a child's output, exit and end, as its protocol heard them."""
+    events = []
+    done = loop.create_future()
+
+    class Proto(asyncio.SubprocessProtocol):
+        def pipe_data_received(self, fd, data):
+            events.append("data")
+
+        def process_exited(self):
+            events.append("exited")
+
+        def connection_lost(self, exc):
+            events.append("lost")
+            done.set_result(None)
+
+    tr, _ = await loop.subprocess_exec(Proto, *argv, stderr=None, **kwargs)
+    if stdin_line:
+        tr.get_pipe_transport(0).write(stdin_line)
+    await done
+    tr.close()
+    return events
+
+
+def _assert_output_first(runs):
+    for events in runs:
+        assert events.index("data") < events.index("exited")
+        assert events[-1] == "lost"
+
+
 def test_output_written_before_exit_comes_before_process_exited(loop):
     """A child that prints and exits at once: its output reaches the protocol before
     process_exited() (asyncio reads its pipes before the pidfd that follows them), and
     connection_lost() comes last."""
 
-    async def once():
-        events = []
-        done = loop.create_future()
-
-        class Proto(asyncio.SubprocessProtocol):
-            def pipe_data_received(self, fd, data):
-                events.append("data")
-
-            def process_exited(self):
-                events.append("exited")
-
-            def connection_lost(self, exc):
-                events.append("lost")
-                done.set_result(None)
-
-        tr, _ = await loop.subprocess_exec(
-            Proto, "/bin/sh", "-c", "read x; printf out", stderr=None
-        )
-        tr.get_pipe_transport(0).write(b"go\n")
-        await done
-        tr.close()
-        return events
-
     async def main():
-        return [await once() for _ in range(20)]
+        argv = ["/bin/sh", "-c", "read x; printf out"]
+        return [await _exit_order(loop, argv, b"go\n") for _ in range(20)]
 
-    for events in run(loop, main(), timeout=30):
-        assert events.index("data") < events.index("exited")
-        assert events[-1] == "lost"
+    _assert_output_first(run(loop, main(), timeout=30))
 
 
 def test_output_comes_first_when_the_exit_is_seen_before_the_pipes(loop, loop_kind):
@@ -740,31 +746,8 @@ def test_output_comes_first_when_the_exit_is_seen_before_the_pipes(loop, loop_ki
             "asyncio races here: an exit seen while its pipes connect is queued before them"
         )
 
-    async def once():
-        events = []
-        done = loop.create_future()
-
-        class Proto(asyncio.SubprocessProtocol):
-            def pipe_data_received(self, fd, data):
-                events.append("data")
-
-            def process_exited(self):
-                events.append("exited")
-
-            def connection_lost(self, exc):
-                events.append("lost")
-                done.set_result(None)
-
-        tr, _ = await loop.subprocess_exec(
-            Proto, "/bin/sh", "-c", "printf out", stdin=None, stderr=None
-        )
-        await done
-        tr.close()
-        return events
-
     async def main():
-        return [await once() for _ in range(30)]
+        argv = ["/bin/sh", "-c", "printf out"]
+        return [await _exit_order(loop, argv, None, stdin=None) for _ in range(30)]
 
-    for events in run(loop, main(), timeout=30):
-        assert events.index("data") < events.index("exited")
-        assert events[-1] == "lost"
+    _assert_output_first(run(loop, main(), timeout=30))

@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import ssl
 import sys
 
 import pytest
-from _net_support import LOCALHOST
+from _net_support import LOCALHOST, tls_contexts
 from _support import run
 
 PY311 = sys.version_info >= (3, 11)
@@ -135,16 +134,6 @@ class Sink(asyncio.Protocol):
         self.got += data
 
 
-def _tls_contexts():
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
-
-
 async def _make(loop, kind):
     """(transport, protocol, read_peer(), cleanup()): read_peer returns what the peer got."""
     proto = Recorder()
@@ -194,7 +183,7 @@ async def _make(loop, kind):
         tr, _ = await loop.connect_read_pipe(lambda: proto, os.fdopen(r, "rb", buffering=0))
         return tr, proto, lambda: b"", lambda: os.close(w)
     if kind == "tls":
-        server_ctx, client_ctx = _tls_contexts()
+        server_ctx, client_ctx = tls_contexts()
         got = bytearray()
         server = await loop.create_server(lambda: Sink(got), LOCALHOST, 0, ssl=server_ctx)
         port = server.sockets[0].getsockname()[1]
