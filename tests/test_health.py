@@ -396,3 +396,27 @@ def test_fork_from_a_running_loop_is_single_threaded(kind):
     assert proc.stderr == ""
     expected = "['ferroloop-health']" if kind == "ferroloop" else "[]"
     assert proc.stdout.strip() == expected
+
+
+def test_no_watchdog_thread_while_no_loop_runs():
+    """Between runs (and once every loop is closed) ferroloop keeps no thread of its own:
+    the watchdog ends when the last running loop stops and starts again with the next run."""
+    lp = ferroloop.new_event_loop()
+    try:
+        names = []
+
+        async def main():
+            names.append([t.name for t in threading.enumerate()])
+
+        lp.run_until_complete(main())
+        assert "ferroloop-health" in names[0]
+        for _ in range(500):
+            if all(t.name != "ferroloop-health" for t in threading.enumerate()):
+                break
+            time.sleep(0.01)
+        assert all(t.name != "ferroloop-health" for t in threading.enumerate())
+        names.clear()
+        lp.run_until_complete(main())
+        assert "ferroloop-health" in names[0]
+    finally:
+        lp.close()

@@ -175,6 +175,7 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
             _health.watch(self)
             self._run_forever_native()
         finally:
+            _health.stopped(self)
             self._restore_wakeup_fd()
             _set_running_loop(None)
             self._set_coroutine_origin_tracking(False)

@@ -332,10 +332,11 @@ def _check_threshold(seconds: float) -> float:
 class _Watch:
     """The watchdog's view of one loop."""
 
-    __slots__ = ("blocked", "ref", "seq", "since", "threshold")
+    __slots__ = ("active", "blocked", "ref", "seq", "since", "threshold")
 
     def __init__(self, ref: weakref.ref[Any]) -> None:
         self.ref = ref
+        self.active = False  # between watch() and stopped(): the loop runs
         self.threshold: float | None = None  # None: the process default
         self.seq: int | None = None  # the callback being timed
         self.since = 0.0  # when the watchdog first saw it
@@ -427,10 +428,19 @@ def watch(loop: Any) -> None:
     """Called when ``loop`` starts running: watch it, starting the watchdog if needed."""
     global _thread
     with _lock:
-        _watch_locked(loop)
+        _watch_locked(loop).active = True
         if _thread is None and not _paused:
             _thread = threading.Thread(target=_watchdog, name="ferroloop-health", daemon=True)
             _thread.start()
+    _wake.set()
+
+
+def stopped(loop: Any) -> None:
+    """Called when ``loop`` stops running: the watchdog thread ends when no loop runs (the
+    next ``run_forever`` starts it again), so a program between runs keeps no thread of ours."""
+    w = _watches.get(id(loop))
+    if w is not None and w.ref() is loop:
+        w.active = False
     _wake.set()
 
 
@@ -479,7 +489,7 @@ def _after_fork_in_parent() -> None:
     _health_pause_watchdog(False)
     with _lock:
         _paused = False
-        if _watches and _thread is None:
+        if _thread is None and any(w.active for w in _watches.values()):
             _thread = threading.Thread(target=_watchdog, name="ferroloop-health", daemon=True)
             _thread.start()
 
@@ -511,7 +521,7 @@ def _watchdog() -> None:
         with _lock:
             if _thread is not me:
                 return  # forked or replaced
-            if not _watches:
+            if not any(w.active for w in _watches.values()):
                 _thread = None
                 return
             watches = list(_watches.values())
