@@ -246,7 +246,7 @@ def _observe(read):
 # asyncio's own errors that ferroloop does not repeat (README, "Differences from asyncio"):
 # a pipe transport aborted after close() runs its connection_lost twice and reports the
 # second one's AttributeError.
-_ASYNCIO_OWN = {"_UnixWritePipeTransport._call_connection_lost(None)"}
+_ASYNCIO_OWN = {"_UnixWritePipeTransport._call_connection_lost("}
 
 
 def _own_errors_removed(handled):
