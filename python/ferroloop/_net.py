@@ -97,6 +97,12 @@ _BORROWED = {
 }
 
 
+def _context_kwarg(context: Any) -> dict[str, Any]:
+    """The ``context=`` of 3.15's transport factories, given only where there is one (earlier
+    versions' factories, asyncio's own among them, take no such argument)."""
+    return {} if context is None else {"context": context}
+
+
 def borrowed() -> dict[str, Any]:
     """The asyncio functions this Python version has, by name."""
     out: dict[str, Any] = {}
@@ -271,9 +277,10 @@ class NetMixin:
         timeouts = more[: len(_TLS_TIMEOUTS)]
         context = more[len(_TLS_TIMEOUTS)] if len(more) > len(_TLS_TIMEOUTS) else None
         if sslcontext is None:
-            setup = functools.partial(self._accepted, context)
+            setup = functools.partial(self._accepted, context, self._set_up)
         else:
-            setup = functools.partial(self._accepted_tls, context, sslcontext, timeouts)
+            tls = functools.partial(self._set_up_tls, sslcontext, timeouts)
+            setup = functools.partial(self._accepted, context, tls)
         try:
             self._accept_connections(
                 sock.fileno(),
@@ -294,47 +301,30 @@ class NetMixin:
     # asyncio's _accept_connection2, as callbacks: the set-up, then (TLS) the handshake's end.
     # 3.15 runs each connection in its own copy of the server's context, set-up included.
 
-    def _accepted(self, context, protocol_factory, conn, extra, server) -> None:
-        if context is not None:
-            context = context.copy()
-            context.run(self._accepted_in, context, protocol_factory, conn, extra, server)
+    def _accepted(self, context, set_up, protocol_factory, conn, extra, server) -> None:
+        if context is None:
+            set_up(None, protocol_factory, conn, extra, server)
         else:
-            self._accepted_in(None, protocol_factory, conn, extra, server)
+            context = context.copy()
+            context.run(set_up, context, protocol_factory, conn, extra, server)
 
-    def _accepted_in(self, context, protocol_factory, conn, extra, server) -> None:
+    def _set_up(self, context, protocol_factory, conn, extra, server) -> None:
         protocol = transport = None
         try:
             protocol = protocol_factory()
-            if context is None:
-                transport = self._make_socket_transport(conn, protocol, extra=extra, server=server)
-            else:
-                transport = self._make_socket_transport(
-                    conn, protocol, extra=extra, server=server, context=context
-                )
+            transport = self._make_socket_transport(
+                conn, protocol, extra=extra, server=server, **_context_kwarg(context)
+            )
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._accept_failed(exc, protocol, transport)
 
-    def _accepted_tls(
-        self, context, sslcontext, timeouts, protocol_factory, conn, extra, server
-    ) -> None:
-        if context is not None:
-            context = context.copy()
-            context.run(
-                self._accepted_tls_in, context, sslcontext, timeouts, protocol_factory, conn,
-                extra, server,
-            )
-        else:
-            self._accepted_tls_in(None, sslcontext, timeouts, protocol_factory, conn, extra, server)
-
-    def _accepted_tls_in(
-        self, context, sslcontext, timeouts, protocol_factory, conn, extra, server
+    def _set_up_tls(
+        self, sslcontext, timeouts, context, protocol_factory, conn, extra, server
     ) -> None:
         protocol = transport = None
-        kwargs = dict(zip(_TLS_TIMEOUTS, timeouts, strict=False))
-        if context is not None:
-            kwargs["context"] = context
+        kwargs = dict(zip(_TLS_TIMEOUTS, timeouts, strict=False), **_context_kwarg(context))
         try:
             protocol = protocol_factory()
             waiter = self.create_future()
