@@ -426,13 +426,18 @@ def _watch_locked(loop: Any) -> _Watch:
 
 def watch(loop: Any) -> None:
     """Called when ``loop`` starts running: watch it, starting the watchdog if needed."""
-    global _thread
     with _lock:
         _watch_locked(loop).active = True
-        if _thread is None and not _paused:
-            _thread = threading.Thread(target=_watchdog, name="ferroloop-health", daemon=True)
-            _thread.start()
+        _start_locked()
     _wake.set()
+
+
+def _start_locked() -> None:
+    """Starts the watchdog thread unless it runs or a fork is under way (``_lock`` held)."""
+    global _thread
+    if _thread is None and not _paused:
+        _thread = threading.Thread(target=_watchdog, name="ferroloop-health", daemon=True)
+        _thread.start()
 
 
 def stopped(loop: Any) -> None:
@@ -459,7 +464,10 @@ def unwatch(loop: Any) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _log_lock, _thread, _wake
+    """The child starts with no watchdog, no watched loop and no report state of the parent."""
+    global _lock, _log_lock, _thread, _wake, _paused
+    _paused = False
+    _health_pause_watchdog(False)
     _lock = threading.RLock()
     _log_lock = threading.Lock()
     _watches.clear()
@@ -484,28 +492,20 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_parent() -> None:
-    """... and start again in the parent, if a loop is watched."""
-    global _thread, _paused
+    """... and start again in the parent, if a loop runs."""
+    global _paused
     _health_pause_watchdog(False)
     with _lock:
         _paused = False
-        if _thread is None and any(w.active for w in _watches.values()):
-            _thread = threading.Thread(target=_watchdog, name="ferroloop-health", daemon=True)
-            _thread.start()
-
-
-def _after_fork_in_child_all() -> None:
-    global _paused
-    _paused = False
-    _health_pause_watchdog(False)
-    _after_fork_in_child()
+        if any(w.active for w in _watches.values()):
+            _start_locked()
 
 
 _paused = False
 os.register_at_fork(
     before=_before_fork,
     after_in_parent=_after_fork_in_parent,
-    after_in_child=_after_fork_in_child_all,
+    after_in_child=_after_fork_in_child,
 )
 
 
