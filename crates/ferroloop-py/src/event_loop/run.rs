@@ -243,7 +243,8 @@ impl Loop {
         }
         // On a virtual clock, due is by its time (and so is the lag).
         let virt = self.clock.as_virtual().map(VirtualClock::now);
-        let now = virt.filter(|_| now.is_some()).or(now);
+        // Lag is recorded (when health read the clock) against the loop's own time.
+        let now = now.map(|real| virt.unwrap_or(real));
         let end = virt.or(now).unwrap_or_else(monotonic) + CLOCK_RESOLUTION;
         while let Some(timer) = st.timers.pop_due(end, &mut dead) {
             let t = timer.0.get();
