@@ -98,7 +98,6 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
         self._default_executor = None
         self._executor_shutdown_called = False
         self._task_factory = None
-        self._current_handle = None
         # Kept as given, as asyncio: only debug mode compares it (in Python).
         self.slow_callback_duration = 0.1
         self._asyncgens = weakref.WeakSet()

@@ -84,3 +84,27 @@ impl Loop {
 fn is_nothing_left(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionAborted)
 }
+
+/// Called by a server's readiness callback (`_net.py`).
+#[pymethods]
+impl Loop {
+    /// A server's accept loop on the listening socket `fd` (whose
+    /// `(family, type, proto)` is `kind`): accepts up to `backlog` connections
+    /// and queues `setup(protocol_factory, conn, extra, server)` for each, in a
+    /// copy of the current context. Raises the accept error that is not "none
+    /// left".
+    #[allow(clippy::too_many_arguments)]
+    fn _accept_connections(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        backlog: usize,
+        socket_type: Bound<'_, PyAny>,
+        kind: (i32, i32, i32),
+        setup: Bound<'_, PyAny>,
+        protocol_factory: Bound<'_, PyAny>,
+        server: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let listener = Listener { fd, socket_type, kind, setup, protocol_factory, server };
+        Self::accept_connections(slf, &listener, backlog)
+    }
+}

@@ -76,3 +76,47 @@ impl Loop {
         }
     }
 }
+
+/// asyncio's private `_add_reader` family, which the Python layer's public
+/// methods (`_net.py`) and asyncio's own transports call.
+#[pymethods]
+impl Loop {
+    /// asyncio's `_add_reader`: no transport check (the Python layer's
+    /// `add_reader` makes it); returns the new handle. `context` (3.15's
+    /// transports pass theirs) is the one the callback runs in.
+    #[pyo3(signature = (fd, callback, *args, context=None))]
+    fn _add_reader(
+        slf: &Bound<'_, Self>,
+        fd: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        Self::watch(slf, &fd, callback, args, context, true)
+    }
+
+    fn _remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::unwatch_py(slf, &fd, true)
+    }
+
+    #[pyo3(signature = (fd, callback, *args, context=None))]
+    fn _add_writer(
+        slf: &Bound<'_, Self>,
+        fd: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        Self::watch(slf, &fd, callback, args, context, false)
+    }
+
+    fn _remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::unwatch_py(slf, &fd, false)
+    }
+
+    /// The events an fd is watched for, as a `selectors` mask (1 read,
+    /// 2 write), or None when it is not watched: for transport reprs.
+    fn _fd_events(slf: &Bound<'_, Self>, fd: i64) -> Option<u8> {
+        slf.get().reactor().watched_events(slf.py(), RawFd::try_from(fd).ok()?)
+    }
+}

@@ -24,7 +24,6 @@ mod sockops;
 mod tasks;
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -79,6 +78,9 @@ struct State {
     debug_value: Option<Py<PyAny>>,
     /// Lag histograms, utilization and counters (probes.rs).
     stats: ferroloop_core::health::LoopStats,
+    /// asyncio's `_current_handle`: the handle running in debug mode (run.rs),
+    /// which the default exception handler reads for its source traceback.
+    current_handle: Option<Py<PyAny>>,
 }
 
 #[pyclass(module = "ferroloop._ferroloop", name = "Loop", subclass, frozen)]
@@ -102,6 +104,12 @@ pub(crate) struct Loop {
 }
 
 impl Loop {
+    /// Sets `_current_handle`; the one it replaces is dropped with no borrow held.
+    fn set_current_handle(&self, py: Python<'_>, handle: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut self.state.borrow_mut(py).current_handle, handle);
+        drop(old);
+    }
+
     /// Drops every queued callback and watcher (close, GC clear).
     fn release_all(&self, py: Python<'_>) {
         let (ready, timers, handlers, kwargs) = {
@@ -402,6 +410,16 @@ impl Loop {
     }
 
     #[getter]
+    fn _current_handle(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state.borrow(py).current_handle.as_ref().map(|h| h.clone_ref(py))
+    }
+
+    #[setter(_current_handle)]
+    fn current_handle_set(&self, py: Python<'_>, handle: Option<Py<PyAny>>) {
+        self.set_current_handle(py, handle);
+    }
+
+    #[getter]
     fn _stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
@@ -412,24 +430,6 @@ impl Loop {
             0 => py.None(),
             tid => tid.into_pyobject(py).map_or_else(|_| py.None(), |v| v.into_any().unbind()),
         }
-    }
-
-    // ---- health (probes.rs; the API is ferroloop.health) ------------------
-
-    fn _health_probe(&self) -> (u8, u64) {
-        self.health_probe()
-    }
-
-    fn _health_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        self.health_stats(py)
-    }
-
-    fn _health_tasks<'py>(&self, py: Python<'py>, n: usize) -> Vec<(Bound<'py, PyAny>, u64, f64, f64)> {
-        self.health_tasks(py, n)
-    }
-
-    fn _health_tasks_clear(&self, py: Python<'_>) {
-        self.health_tasks_clear(py);
     }
 
     /// Marks the loop closed and drops every queued callback (asyncio's close
@@ -556,19 +556,6 @@ impl Loop {
         Self::create_future_impl(slf)
     }
 
-    // ---- running (run.rs) ------------------------------------------------
-
-    /// The body of `run_forever`; the Python layer does the asyncio
-    /// bookkeeping (running-loop registration, asyncgen hooks) around it.
-    fn _run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::run_forever_native(slf)
-    }
-
-    /// One iteration, for tests and for code that drives the loop by hand.
-    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::run_once(slf)
-    }
-
     // ---- tasks (tasks.rs) ------------------------------------------------
 
     #[pyo3(signature = (coro, **kwargs))]
@@ -578,191 +565,6 @@ impl Loop {
         kwargs: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         Self::create_task_impl(slf, coro, kwargs)
-    }
-
-    fn _set_has_task_factory(&self, value: bool) {
-        self.has_task_factory.store(value, Ordering::Relaxed);
-    }
-
-    // ---- fd watching (fdwatch.rs) ----------------------------------------
-
-    /// asyncio's `_add_reader`: no transport check (the Python layer's
-    /// `add_reader` makes it); returns the new handle. `context` (3.15's
-    /// transports pass theirs) is the one the callback runs in.
-    #[pyo3(signature = (fd, callback, *args, context=None))]
-    fn _add_reader(
-        slf: &Bound<'_, Self>,
-        fd: Bound<'_, PyAny>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        Self::watch(slf, &fd, callback, args, context, true)
-    }
-
-    fn _remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
-        Self::unwatch_py(slf, &fd, true)
-    }
-
-    #[pyo3(signature = (fd, callback, *args, context=None))]
-    fn _add_writer(
-        slf: &Bound<'_, Self>,
-        fd: Bound<'_, PyAny>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        Self::watch(slf, &fd, callback, args, context, false)
-    }
-
-    fn _remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
-        Self::unwatch_py(slf, &fd, false)
-    }
-
-    /// The events an fd is watched for, as a `selectors` mask (1 read,
-    /// 2 write), or None when it is not watched: for transport reprs.
-    fn _fd_events(slf: &Bound<'_, Self>, fd: i64) -> Option<u8> {
-        slf.get().reactor().watched_events(slf.py(), RawFd::try_from(fd).ok()?)
-    }
-    // ---- signals (signals.rs) --------------------------------------------
-
-    /// The fd CPython's signal handler writes to (`signal.set_wakeup_fd`).
-    fn _signal_wakeup_fd(&self) -> i32 {
-        self.signals.write_fd()
-    }
-
-    #[pyo3(signature = (sig, callback, *args))]
-    fn _set_signal_handle(
-        slf: &Bound<'_, Self>,
-        sig: i32,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? }, true)?;
-        let old = slf.get().state.borrow_mut(py).signal_handlers.insert(sig, handle);
-        drop(old);
-        Ok(())
-    }
-
-    /// Forgets the handler of `sig`; returns whether there was one.
-    fn _pop_signal_handle(slf: &Bound<'_, Self>, sig: i32) -> bool {
-        let py = slf.py();
-        let old = slf.get().state.borrow_mut(py).signal_handlers.remove(&sig);
-        old.is_some()
-    }
-
-    fn _signal_handle_sigs(slf: &Bound<'_, Self>) -> Vec<i32> {
-        slf.get().state.borrow(slf.py()).signal_handlers.keys().copied().collect()
-    }
-    // ---- sock_* (sockops.rs) ---------------------------------------------
-
-    /// The body of `sock_recv`: the bytes, or a future to await, or
-    /// `NotImplemented` when the fd is in other use (then asyncio's own path
-    /// is taken).
-    fn _sock_recv_native(
-        slf: &Bound<'_, Self>,
-        sock: Bound<'_, PyAny>,
-        fd: RawFd,
-        n: usize,
-    ) -> PyResult<Py<PyAny>> {
-        Self::sock_recv_native(slf, sock, fd, n)
-    }
-
-    fn _sock_recv_into_native(
-        slf: &Bound<'_, Self>,
-        sock: Bound<'_, PyAny>,
-        fd: RawFd,
-        buf: Bound<'_, PyAny>,
-    ) -> PyResult<Py<PyAny>> {
-        Self::sock_recv_into_native(slf, sock, fd, buf)
-    }
-
-    /// The body of `sock_sendall`: sends straight from the caller's buffer and
-    /// copies only what the socket did not take.
-    fn _sock_sendall_native(
-        slf: &Bound<'_, Self>,
-        sock: Bound<'_, PyAny>,
-        fd: RawFd,
-        data: Bound<'_, PyAny>,
-    ) -> PyResult<Py<PyAny>> {
-        Self::sock_sendall_native(slf, sock, fd, data)
-    }
-
-    fn _sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        Self::sock_accept_native(slf, sock)
-    }
-
-    /// The body of `sock_connect` to a resolved `address` of `family`.
-    fn _sock_connect_native(
-        slf: &Bound<'_, Self>,
-        sock: Bound<'_, PyAny>,
-        fd: RawFd,
-        family: i32,
-        address: Bound<'_, PyAny>,
-    ) -> PyResult<Py<PyAny>> {
-        Self::sock_connect_native(slf, sock, fd, family, address)
-    }
-
-    /// A server's accept loop on the listening socket `fd` (whose
-    /// `(family, type, proto)` is `kind`): accepts up to `backlog` connections
-    /// and queues `setup(protocol_factory, conn, extra, server)` for each, in a
-    /// copy of the current context. Raises the accept error that is not "none
-    /// left".
-    #[allow(clippy::too_many_arguments)]
-    fn _accept_connections(
-        slf: &Bound<'_, Self>,
-        fd: RawFd,
-        backlog: usize,
-        socket_type: Bound<'_, PyAny>,
-        kind: (i32, i32, i32),
-        setup: Bound<'_, PyAny>,
-        protocol_factory: Bound<'_, PyAny>,
-        server: Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        let listener = accept::Listener { fd, socket_type, kind, setup, protocol_factory, server };
-        Self::accept_connections(slf, &listener, backlog)
-    }
-
-    /// The body of `sock_recvfrom` (as `_sock_recv_native`).
-    fn _sock_recvfrom_native(
-        slf: &Bound<'_, Self>,
-        sock: Bound<'_, PyAny>,
-        fd: RawFd,
-        n: usize,
-    ) -> PyResult<Py<PyAny>> {
-        Self::sock_recvfrom_native(slf, sock, fd, n)
-    }
-
-    fn _sock_recvfrom_into_native(
-        slf: &Bound<'_, Self>,
-        sock: Bound<'_, PyAny>,
-        fd: RawFd,
-        buf: Bound<'_, PyAny>,
-        nbytes: usize,
-    ) -> PyResult<Py<PyAny>> {
-        Self::sock_recvfrom_into_native(slf, sock, fd, buf, nbytes)
-    }
-
-    /// The body of `sock_sendto` for a socket of address family `family`.
-    fn _sock_sendto_native(
-        slf: &Bound<'_, Self>,
-        sock: Bound<'_, PyAny>,
-        fd: RawFd,
-        family: i32,
-        data: Bound<'_, PyAny>,
-        address: Bound<'_, PyAny>,
-    ) -> PyResult<Py<PyAny>> {
-        Self::sock_sendto_native(slf, sock, fd, family, data, address)
-    }
-
-    // ---- introspection used by tests and the Python layer -----------------
-
-    /// Number of callbacks in the ready queue and of timers held (cancelled
-    /// ones included): for tests that check memory is reclaimed.
-    fn _queue_sizes(&self, py: Python<'_>) -> (usize, usize) {
-        let st = self.state.borrow(py);
-        (st.ready.len(), st.timers.len())
     }
 
     fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
@@ -778,7 +580,7 @@ impl Loop {
         if let Some(kw) = &st.loop_kwargs {
             visit.call(kw)?;
         }
-        if let Some(v) = &st.debug_value {
+        for v in [&st.debug_value, &st.current_handle].into_iter().flatten() {
             visit.call(v)?;
         }
         Ok(())
@@ -787,7 +589,10 @@ impl Loop {
     fn __clear__(&self) {
         Python::attach(|py| {
             self.release_all(py);
-            let old = self.state.borrow_mut(py).debug_value.take();
+            let old = {
+                let mut st = self.state.borrow_mut(py);
+                (st.debug_value.take(), st.current_handle.take())
+            };
             drop(old);
         });
     }

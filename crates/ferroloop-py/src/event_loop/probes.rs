@@ -120,13 +120,6 @@ fn task_of<'py>(py: Python<'py>, cb: &Ready) -> Option<Bound<'py, PyAny>> {
 }
 
 impl Loop {
-    /// `(phase, seq)`: 0 stopped, 1 polling, 2 in a callback; `seq` counts
-    /// the callbacks begun. Read by the watchdog (any thread, under the GIL).
-    pub(super) fn health_probe(&self) -> (u8, u64) {
-        let (phase, seq) = self.probes.heartbeat.read();
-        (phase as u8, seq)
-    }
-
     /// The loop starts running: the watchdog thread looks at it.
     pub(super) fn health_watch(&self) {
         if self.probes.on {
@@ -138,39 +131,6 @@ impl Loop {
     /// the last running loop).
     pub(super) fn health_unwatch(&self) {
         watchdog::unwatch(&self.probes.heartbeat);
-    }
-
-    /// The snapshot's raw fields, in `ferroloop.health.HealthSnapshot`'s order.
-    ///
-    /// True at the moment it is taken, from any thread: a poll in progress
-    /// counts as idle up to now (the heartbeat says when it began; the loop
-    /// thread changes it only with the GIL, which the caller holds, so it
-    /// agrees with the totals), a callback in progress as active, and the
-    /// timers already past their deadline show how late they are now.
-    pub(super) fn health_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let (stats, depth, timers, overdue) = {
-            let st = self.state.borrow(py);
-            let polling_since = self.probes.heartbeat.poll_start();
-            let now = monotonic();
-            let overdue = overdue(&st.ready, st.timers.earliest_live(), now);
-            (st.stats.snapshot(now, polling_since), st.ready.len(), st.timers.len(), overdue)
-        };
-        let LoopStats { timer_lag, ready_wait, idle, active, iterations, io_events, .. } = stats;
-        (
-            Lag(timer_lag),
-            Lag(ready_wait),
-            idle,
-            active,
-            iterations,
-            self.probes.heartbeat.seq(),
-            io_events,
-            depth,
-            self.reactor().watched_count(py),
-            timers,
-            overdue,
-            self.probes.on,
-        )
-            .into_pyobject(py)
     }
 
     /// The watchdog asked to hear of callback `seq`'s end, and it has ended:
@@ -227,16 +187,6 @@ impl Loop {
         res
     }
 
-    /// The `n` tracked tasks with the most time in their steps, most first:
-    /// `(task, steps, total seconds, longest step)`.
-    pub(super) fn health_tasks<'py>(
-        &self,
-        py: Python<'py>,
-        n: usize,
-    ) -> Vec<(Bound<'py, PyAny>, u64, f64, f64)> {
-        self.probes.tasks.borrow_mut(py).top(py, n)
-    }
-
     /// Forgets every task's counts.
     pub(super) fn health_tasks_clear(&self, py: Python<'_>) {
         self.probes.tasks.borrow_mut(py).clear();
@@ -256,6 +206,60 @@ impl Loop {
         if self.probes.on {
             self.probes.heartbeat.polling_since(since);
         }
+    }
+}
+
+/// What `ferroloop.health` and the watchdog read (`health.py`, `_health_server.py`,
+/// `_health_export.py`).
+#[pymethods]
+impl Loop {
+    /// `(phase, seq)`: 0 stopped, 1 polling, 2 in a callback; `seq` counts
+    /// the callbacks begun. Read by the watchdog (any thread, under the GIL).
+    #[pyo3(name = "_health_probe")]
+    fn health_probe(&self) -> (u8, u64) {
+        let (phase, seq) = self.probes.heartbeat.read();
+        (phase as u8, seq)
+    }
+
+    /// The snapshot's raw fields, in `ferroloop.health.HealthSnapshot`'s order.
+    ///
+    /// True at the moment it is taken, from any thread: a poll in progress
+    /// counts as idle up to now (the heartbeat says when it began; the loop
+    /// thread changes it only with the GIL, which the caller holds, so it
+    /// agrees with the totals), a callback in progress as active, and the
+    /// timers already past their deadline show how late they are now.
+    #[pyo3(name = "_health_stats")]
+    fn health_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let (stats, depth, timers, overdue) = {
+            let st = self.state.borrow(py);
+            let polling_since = self.probes.heartbeat.poll_start();
+            let now = monotonic();
+            let overdue = overdue(&st.ready, st.timers.earliest_live(), now);
+            (st.stats.snapshot(now, polling_since), st.ready.len(), st.timers.len(), overdue)
+        };
+        let LoopStats { timer_lag, ready_wait, idle, active, iterations, io_events, .. } = stats;
+        (
+            Lag(timer_lag),
+            Lag(ready_wait),
+            idle,
+            active,
+            iterations,
+            self.probes.heartbeat.seq(),
+            io_events,
+            depth,
+            self.reactor().watched_count(py),
+            timers,
+            overdue,
+            self.probes.on,
+        )
+            .into_pyobject(py)
+    }
+
+    /// The `n` tracked tasks with the most time in their steps, most first:
+    /// `(task, steps, total seconds, longest step)`.
+    #[pyo3(name = "_health_tasks")]
+    fn health_tasks<'py>(&self, py: Python<'py>, n: usize) -> Vec<(Bound<'py, PyAny>, u64, f64, f64)> {
+        self.probes.tasks.borrow_mut(py).top(py, n)
     }
 }
 

@@ -37,109 +37,6 @@ use crate::pyimports::warn_slow_callback;
 use crate::reactor::Fired;
 
 impl Loop {
-    pub(super) fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let (Wait { timeout, jump }, mut events, watching, no_timers) = this.prepare_poll(py)?;
-        let instruments = crate::health::instruments();
-        // With instruments on, the end of the last callback timed (if it was
-        // the last one to run, under the same setting) stands for the clock
-        // read before the poll.
-        let chained = if instruments == 0 { None } else { this.probes.take_chain(instruments) };
-        // Callbacks were queued before the poll (it does not block then); a
-        // virtual clock's autojump may also poll without blocking.
-        let carried = timeout == Some(Duration::ZERO) && jump.is_none();
-        // Health: the clock before and after the poll (the one after is the
-        // timers' "now" too); a skipped poll takes no time and no second read.
-        // An iteration that polls nothing and has no timers reads no clock of
-        // its own, so health reads one there only to sample (`Probes::sample`).
-        let read = this.probes.on
-            && (chained.is_some()
-                || instruments != 0
-                || !carried
-                || watching
-                || !no_timers
-                || this.probes.sample());
-        let before = if read { Some(chained.unwrap_or_else(monotonic)) } else { None };
-        if this.probes.on && !read {
-            this.state.borrow_mut(py).stats.unread();
-        }
-        let mut polled = true;
-        let res = if timeout == Some(Duration::ZERO) {
-            if watching {
-                this.set_polling(before);
-                this.reactor().poller().poll(timeout, &mut events)
-            } else {
-                // Nothing is registered that a non-blocking poll could report:
-                // cross-thread callbacks are already in the ready queue (pushed
-                // under the GIL) and Python-level signal handlers run in
-                // check_signals below. Skipping it is exact, not a heuristic.
-                polled = false;
-                Ok(())
-            }
-        } else {
-            // Publishes the poll's start with the phase (one store): a
-            // snapshot from another thread counts the poll as idle so far.
-            this.set_polling(before);
-            py.detach(|| this.reactor().poller().poll(timeout, &mut events))
-        };
-        if polled {
-            // A skipped poll leaves the phase as it was: callbacks.
-            this.set_phase(Phase::Callback);
-        }
-        let now = before.map(|t0| {
-            let t1 = if polled { monotonic() } else { t0 };
-            this.state.borrow_mut(py).stats.polled(t0, t1, events.len());
-            t1
-        });
-        if instruments != 0 {
-            // The first step after the poll starts at its clock read, when
-            // there is one: the moving of due timers counts in that step.
-            this.probes.set_chain(now, instruments);
-        }
-        match res {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                this.state.borrow_mut(py).events = events;
-                return Err(os_error(&e));
-            }
-        }
-        if let (Some(when), true) = (jump, events.is_empty()) {
-            // A virtual clock with nothing to do until `when` (no I/O, and no
-            // callback queued from another thread meanwhile): go there.
-            if let Some(v) = this.clock.as_virtual().filter(|_| this.state.borrow(py).ready.is_empty()) {
-                v.jump_to(when);
-            }
-        }
-        if events.is_empty() {
-            // Nothing was polled (or nothing is ready): the common case of
-            // callback-only iterations skips the I/O bookkeeping.
-            this.state.borrow_mut(py).events = events;
-            py.check_signals()?;
-            this.move_due_timers(py, now);
-            return Self::run_ready(slf, now.map(|t| (t, carried)));
-        }
-        let mut io = std::mem::take(&mut this.state.borrow_mut(py).io);
-        let signalled = this.dispatch_events(py, &mut events, &mut io);
-        this.state.borrow_mut(py).events = events;
-        let early = if signalled { Self::dispatch_signals(slf) } else { Ok(()) };
-        if let Err(err) = early.and_then(|()| py.check_signals()) {
-            this.requeue(py, &mut io);
-            return Err(err);
-        }
-        this.move_due_timers(py, now);
-        if io.is_empty() {
-            this.state.borrow_mut(py).io = io;
-        } else {
-            Self::complete_io(slf, &mut io)?;
-            // What the completions asked for (a re-read) runs in this
-            // iteration, behind what is queued already.
-            this.take_pending_io(py);
-        }
-        Self::run_ready(slf, now.map(|t| (t, carried)))
-    }
-
     /// Runs the native I/O events of this iteration; on an exception the
     /// events not yet run go to the ready queue, so none is lost.
     fn complete_io(slf: &Bound<'_, Self>, io: &mut Vec<Ready>) -> PyResult<()> {
@@ -264,8 +161,8 @@ impl Loop {
     /// `slow_callback_duration` that is not a number raises there.
     fn run_debug(slf: &Bound<'_, Self>, obj: &Bound<'_, PyAny>, core: &HandleCore) -> PyResult<()> {
         let py = slf.py();
-        let current = pyo3::intern!(py, "_current_handle");
-        slf.setattr(current, obj)?;
+        let this = slf.get();
+        this.set_current_handle(py, Some(obj.clone().unbind()));
         let t0 = monotonic();
         let res = core.run(obj).and_then(|()| {
             let seconds = monotonic() - t0;
@@ -275,7 +172,7 @@ impl Loop {
             }
             Ok(())
         });
-        slf.setattr(current, py.None())?;
+        this.set_current_handle(py, None);
         res
     }
 
@@ -354,10 +251,119 @@ impl Loop {
     }
 }
 
+/// The run loop's entries: `run_forever`'s body (`_loop.py`) and asyncio's
+/// `_run_once`.
+#[pymethods]
 impl Loop {
+    /// One iteration, for tests and for code that drives the loop by hand.
+    #[pyo3(name = "_run_once")]
+    pub(super) fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (Wait { timeout, jump }, mut events, watching, no_timers) = this.prepare_poll(py)?;
+        let instruments = crate::health::instruments();
+        // With instruments on, the end of the last callback timed (if it was
+        // the last one to run, under the same setting) stands for the clock
+        // read before the poll.
+        let chained = if instruments == 0 { None } else { this.probes.take_chain(instruments) };
+        // Callbacks were queued before the poll (it does not block then); a
+        // virtual clock's autojump may also poll without blocking.
+        let carried = timeout == Some(Duration::ZERO) && jump.is_none();
+        // Health: the clock before and after the poll (the one after is the
+        // timers' "now" too); a skipped poll takes no time and no second read.
+        // An iteration that polls nothing and has no timers reads no clock of
+        // its own, so health reads one there only to sample (`Probes::sample`).
+        let read = this.probes.on
+            && (chained.is_some()
+                || instruments != 0
+                || !carried
+                || watching
+                || !no_timers
+                || this.probes.sample());
+        let before = if read { Some(chained.unwrap_or_else(monotonic)) } else { None };
+        if this.probes.on && !read {
+            this.state.borrow_mut(py).stats.unread();
+        }
+        let mut polled = true;
+        let res = if timeout == Some(Duration::ZERO) {
+            if watching {
+                this.set_polling(before);
+                this.reactor().poller().poll(timeout, &mut events)
+            } else {
+                // Nothing is registered that a non-blocking poll could report:
+                // cross-thread callbacks are already in the ready queue (pushed
+                // under the GIL) and Python-level signal handlers run in
+                // check_signals below. Skipping it is exact, not a heuristic.
+                polled = false;
+                Ok(())
+            }
+        } else {
+            // Publishes the poll's start with the phase (one store): a
+            // snapshot from another thread counts the poll as idle so far.
+            this.set_polling(before);
+            py.detach(|| this.reactor().poller().poll(timeout, &mut events))
+        };
+        if polled {
+            // A skipped poll leaves the phase as it was: callbacks.
+            this.set_phase(Phase::Callback);
+        }
+        let now = before.map(|t0| {
+            let t1 = if polled { monotonic() } else { t0 };
+            this.state.borrow_mut(py).stats.polled(t0, t1, events.len());
+            t1
+        });
+        if instruments != 0 {
+            // The first step after the poll starts at its clock read, when
+            // there is one: the moving of due timers counts in that step.
+            this.probes.set_chain(now, instruments);
+        }
+        match res {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                this.state.borrow_mut(py).events = events;
+                return Err(os_error(&e));
+            }
+        }
+        if let (Some(when), true) = (jump, events.is_empty()) {
+            // A virtual clock with nothing to do until `when` (no I/O, and no
+            // callback queued from another thread meanwhile): go there.
+            if let Some(v) = this.clock.as_virtual().filter(|_| this.state.borrow(py).ready.is_empty()) {
+                v.jump_to(when);
+            }
+        }
+        if events.is_empty() {
+            // Nothing was polled (or nothing is ready): the common case of
+            // callback-only iterations skips the I/O bookkeeping.
+            this.state.borrow_mut(py).events = events;
+            py.check_signals()?;
+            this.move_due_timers(py, now);
+            return Self::run_ready(slf, now.map(|t| (t, carried)));
+        }
+        let mut io = std::mem::take(&mut this.state.borrow_mut(py).io);
+        let signalled = this.dispatch_events(py, &mut events, &mut io);
+        this.state.borrow_mut(py).events = events;
+        let early = if signalled { Self::dispatch_signals(slf) } else { Ok(()) };
+        if let Err(err) = early.and_then(|()| py.check_signals()) {
+            this.requeue(py, &mut io);
+            return Err(err);
+        }
+        this.move_due_timers(py, now);
+        if io.is_empty() {
+            this.state.borrow_mut(py).io = io;
+        } else {
+            Self::complete_io(slf, &mut io)?;
+            // What the completions asked for (a re-read) runs in this
+            // iteration, behind what is queued already.
+            this.take_pending_io(py);
+        }
+        Self::run_ready(slf, now.map(|t| (t, carried)))
+    }
+
     /// The body of `run_forever`; the Python layer does the asyncio
     /// bookkeeping (running-loop registration, asyncgen hooks) around it.
-    pub(super) fn run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
+    #[pyo3(name = "_run_forever_native")]
+    fn run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         this.running.store(true, Ordering::Relaxed);
         this.health_watch();

@@ -7,10 +7,11 @@
 //! its registration, as asyncio's `_handle_signal` does.
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use super::ready::Ready;
 use super::Loop;
-use crate::callbacks::Queued;
+use crate::callbacks::{new_handle, Handle, Queued};
 
 impl Loop {
     pub(super) fn dispatch_signals(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -37,5 +38,39 @@ impl Loop {
             slf.call_method1(pyo3::intern!(py, "remove_signal_handler"), (sig,))?;
         }
         Ok(())
+    }
+}
+
+/// The native half of `add_signal_handler`/`remove_signal_handler` (`_loop.py`).
+#[pymethods]
+impl Loop {
+    /// The fd CPython's signal handler writes to (`signal.set_wakeup_fd`).
+    fn _signal_wakeup_fd(&self) -> i32 {
+        self.signals.write_fd()
+    }
+
+    #[pyo3(signature = (sig, callback, *args))]
+    fn _set_signal_handle(
+        slf: &Bound<'_, Self>,
+        sig: i32,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let handle = new_handle(py, Handle { core: Self::new_core(slf, callback, args, None, 0)? }, true)?;
+        let old = slf.get().state.borrow_mut(py).signal_handlers.insert(sig, handle);
+        drop(old);
+        Ok(())
+    }
+
+    /// Forgets the handler of `sig`; returns whether there was one.
+    fn _pop_signal_handle(slf: &Bound<'_, Self>, sig: i32) -> bool {
+        let py = slf.py();
+        let old = slf.get().state.borrow_mut(py).signal_handlers.remove(&sig);
+        old.is_some()
+    }
+
+    fn _signal_handle_sigs(slf: &Bound<'_, Self>) -> Vec<i32> {
+        slf.get().state.borrow(slf.py()).signal_handlers.keys().copied().collect()
     }
 }

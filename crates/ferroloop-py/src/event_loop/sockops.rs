@@ -251,11 +251,15 @@ impl Loop {
     }
 }
 
+/// The `sock_*` calls' native bodies, called by the Python layer's `sock_*`
+/// methods (`_net.py`).
+#[pymethods]
 impl Loop {
     /// The body of `sock_recv`: the bytes, or a future to await, or
     /// `NotImplemented` when the fd is in other use (then asyncio's own path
     /// is taken).
-    pub(super) fn sock_recv_native(
+    #[pyo3(name = "_sock_recv_native")]
+    fn sock_recv_native(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,
         fd: RawFd,
@@ -264,7 +268,8 @@ impl Loop {
         Self::start_op(slf, &sock, fd, false, OpKind::Recv { n })
     }
 
-    pub(super) fn sock_recv_into_native(
+    #[pyo3(name = "_sock_recv_into_native")]
+    fn sock_recv_into_native(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,
         fd: RawFd,
@@ -275,7 +280,8 @@ impl Loop {
 
     /// The body of `sock_sendall`: sends straight from the caller's buffer and
     /// copies only what the socket did not take.
-    pub(super) fn sock_sendall_native(
+    #[pyo3(name = "_sock_sendall_native")]
+    fn sock_sendall_native(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,
         fd: RawFd,
@@ -297,19 +303,22 @@ impl Loop {
         }
     }
 
-    pub(super) fn sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    #[pyo3(name = "_sock_accept_native")]
+    fn sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let fd: RawFd = sock.call_method0(pyo3::intern!(slf.py(), "fileno"))?.extract()?;
         Self::start_op(slf, &sock, fd, false, OpKind::Accept { sock: sock.clone().unbind() })
     }
 }
 
+#[pymethods]
 impl Loop {
     /// The body of `sock_connect` once the address is resolved: `None` when
     /// connected at once, else the future of a connection under way (the fd
     /// waits to be writable, then its `SO_ERROR` says how it ended, as in
     /// asyncio's `_sock_connect_cb`). `NotImplemented` for an address only
     /// CPython can build, or an fd in other use: asyncio's path then.
-    pub(super) fn sock_connect_native(
+    #[pyo3(name = "_sock_connect_native")]
+    fn sock_connect_native(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,
         fd: RawFd,
@@ -328,7 +337,8 @@ impl Loop {
         }
     }
 
-    pub(super) fn sock_recvfrom_native(
+    #[pyo3(name = "_sock_recvfrom_native")]
+    fn sock_recvfrom_native(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,
         fd: RawFd,
@@ -340,7 +350,8 @@ impl Loop {
     /// The body of `sock_recvfrom_into(sock, buf, nbytes)` (`nbytes` made
     /// non-zero by the caller); `NotImplemented` for what CPython refuses
     /// (then asyncio's path gives its error).
-    pub(super) fn sock_recvfrom_into_native(
+    #[pyo3(name = "_sock_recvfrom_into_native")]
+    fn sock_recvfrom_into_native(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,
         fd: RawFd,
@@ -357,7 +368,8 @@ impl Loop {
 
     /// The body of `sock_sendto`: `NotImplemented` when the address is not
     /// numeric (CPython resolves it) or the data not a buffer.
-    pub(super) fn sock_sendto_native(
+    #[pyo3(name = "_sock_sendto_native")]
+    fn sock_sendto_native(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,
         fd: RawFd,

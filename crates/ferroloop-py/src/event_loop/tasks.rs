@@ -74,3 +74,11 @@ impl Loop {
         call_with_loop(slf, &task_type, Some(&coro))
     }
 }
+
+/// Called by `set_task_factory` (`_loop.py`).
+#[pymethods]
+impl Loop {
+    fn _set_has_task_factory(&self, value: bool) {
+        self.has_task_factory.store(value, Ordering::Relaxed);
+    }
+}
