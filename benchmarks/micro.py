@@ -19,7 +19,9 @@ import itertools
 import json
 import os
 import random
+import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from time import perf_counter
@@ -307,6 +309,115 @@ def pipe_write(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None 
     return mib / seconds
 
 
+
+async def _open_blocking(path: str, flags: int) -> int:
+    """Opens a FIFO end, which waits for the other end's process (a thread, so the loop runs)."""
+    fd = await asyncio.to_thread(os.open, path, flags)
+    os.set_blocking(fd, False)
+    return fd
+
+
+def fifo_write(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None = None) -> float:
+    """``connect_write_pipe`` over a FIFO that a child drains with ``cat > /dev/null``,
+    through ``StreamWriter.write`` + ``drain()`` in 64 KiB chunks; one op is one MiB."""
+    mib = _size(2560, scale)
+    chunk = bytes(65536)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "fifo")
+            os.mkfifo(path)
+            argv = _child(["sh", "-c", 'exec cat "$0" > /dev/null', path], child_cpu)
+            proc = await asyncio.create_subprocess_exec(*argv)
+            pipe = os.fdopen(await _open_blocking(path, os.O_WRONLY), "wb", buffering=0)
+            transport, protocol = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, pipe
+            )
+            writer = asyncio.StreamWriter(transport, protocol, None, loop)
+            for _ in range(mib * 16):
+                writer.write(chunk)
+                await writer.drain()
+            writer.close()
+            return await proc.wait()
+
+    code, seconds = _run_coro_timed(new_loop, main)
+    _check(code == 0, f"{mib} MiB written")
+    return mib / seconds
+
+
+def fifo_read(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None = None) -> float:
+    """``connect_read_pipe`` over a FIFO that a child fills with ``head -c N /dev/zero``,
+    through ``StreamReader.read(64 KiB)``; one op is one MiB."""
+    mib = _size(2560, scale)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "fifo")
+            os.mkfifo(path)
+            argv = ["sh", "-c", 'exec head -c "$1" /dev/zero > "$0"', path, str(mib << 20)]
+            proc = await asyncio.create_subprocess_exec(*_child(argv, child_cpu))
+            pipe = os.fdopen(await _open_blocking(path, os.O_RDONLY), "rb", buffering=0)
+            reader = asyncio.StreamReader(limit=1 << 20)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+            total = 0
+            while chunk := await reader.read(65536):
+                total += len(chunk)
+            await proc.wait()
+            return total
+
+    total, seconds = _run_coro_timed(new_loop, main)
+    _check(total == mib << 20, f"{mib} MiB read")
+    return mib / seconds
+
+
+def pair_write(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None = None) -> float:
+    """A Unix socket pair whose other end is a child's stdin (``cat > /dev/null``), written
+    through ``open_connection(sock=...)``'s ``StreamWriter`` in 64 KiB chunks; one op is one MiB."""
+    mib = _size(2560, scale)
+    chunk = bytes(65536)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> int:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            proc = await asyncio.create_subprocess_exec(
+                *_child(["sh", "-c", "exec cat > /dev/null"], child_cpu), stdin=theirs.fileno()
+            )
+        _, writer = await asyncio.open_connection(sock=ours)
+        for _ in range(mib * 16):
+            writer.write(chunk)
+            await writer.drain()
+        writer.close()
+        return await proc.wait()
+
+    code, seconds = _run_coro_timed(new_loop, main)
+    _check(code == 0, f"{mib} MiB written")
+    return mib / seconds
+
+
+def pair_read(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None = None) -> float:
+    """A Unix socket pair whose other end is a child's stdout (``head -c N /dev/zero``), read
+    through ``open_connection(sock=...)``'s ``StreamReader.read(64 KiB)``; one op is one MiB."""
+    mib = _size(2560, scale)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> int:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            proc = await asyncio.create_subprocess_exec(
+                *_child(["head", "-c", str(mib << 20), "/dev/zero"], child_cpu),
+                stdout=theirs.fileno(),
+            )
+        reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
+        total = 0
+        while chunk := await reader.read(65536):
+            total += len(chunk)
+        writer.close()
+        await proc.wait()
+        return total
+
+    total, seconds = _run_coro_timed(new_loop, main)
+    _check(total == mib << 20, f"{mib} MiB read")
+    return mib / seconds
+
 # name -> (benchmark, title). Order is the row order of every report.
 BENCHMARKS: dict[str, tuple[Callable[[LoopFactory, float], float], str]] = {
     "call_soon": (call_soon, "call_soon"),
@@ -322,6 +433,11 @@ BENCHMARKS: dict[str, tuple[Callable[[LoopFactory, float], float], str]] = {
     # socket pair, not a pipe: docs/performance.md).
     "pipe_read_xcpu": (_on_cpus(pipe_read), "child stdout, child on another CPU, MiB"),
     "pipe_write_xcpu": (_on_cpus(pipe_write), "child stdin, child on another CPU, MiB"),
+    # The other stream paths a byte can take to or from another process, cross-CPU too.
+    "fifo_read_xcpu": (_on_cpus(fifo_read), "FIFO via connect_read_pipe, other CPU, MiB"),
+    "fifo_write_xcpu": (_on_cpus(fifo_write), "FIFO via connect_write_pipe, other CPU, MiB"),
+    "pair_read_xcpu": (_on_cpus(pair_read), "socket pair via open_connection, other CPU, MiB"),
+    "pair_write_xcpu": (_on_cpus(pair_write), "socket pair written, other CPU, MiB"),
 }
 
 
