@@ -309,7 +309,6 @@ def pipe_write(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None 
     return mib / seconds
 
 
-
 async def _open_blocking(path: str, flags: int) -> int:
     """Opens a FIFO end, which waits for the other end's process (a thread, so the loop runs)."""
     fd = await asyncio.to_thread(os.open, path, flags)
@@ -417,6 +416,7 @@ def pair_read(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None =
     total, seconds = _run_coro_timed(new_loop, main)
     _check(total == mib << 20, f"{mib} MiB read")
     return mib / seconds
+
 
 # name -> (benchmark, title). Order is the row order of every report.
 BENCHMARKS: dict[str, tuple[Callable[[LoopFactory, float], float], str]] = {
