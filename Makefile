@@ -136,6 +136,10 @@ bench-peers: $(STAMP)
 	@for p in $(PEERS); do $(PY) -m pip install -q "$$p" 2>/dev/null \
 	  || echo "$$p could not be installed on this Python: the reports compare the other loops"; done
 
+.PHONY: bench-instructions
+bench-instructions: build bench-peers ## instructions per operation of the micro benchmarks under callgrind, per loop: steady on a busy machine
+	$(PY) benchmarks/instructions.py --loops asyncio,uvloop,ferroloop,rloop,rsloop,zuvloop
+
 .PHONY: bench-semantics
 bench-semantics: build bench-peers ## which of asyncio's scheduling rules each loop keeps (context, clock, errors, order)
 	$(PY) benchmarks/semantics.py asyncio uvloop ferroloop rloop rsloop zuvloop uvloop+aiofastnet

@@ -79,8 +79,9 @@ def _count(bench: str, loop: str, scale: float) -> tuple[int, dict[str, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         code = RUNNER.format(here=str(HERE), bench=bench, loop=loop, scale=scale)
+        valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
         proc = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", code],
+            [*valgrind, sys.executable, "-c", code],
             capture_output=True,
             text=True,
         )
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             except RuntimeError as e:
                 print(f"| {bench} | {loop} | {e} | | | | |")
                 continue
-            cells = " | ".join(f"{r[k]:,.0f}" for k in ("total", "loop", "interpreter", "libc", "other"))
+            kinds = ("total", "loop", "interpreter", "libc", "other")
+            cells = " | ".join(f"{r[k]:,.0f}" for k in kinds)
             print(f"| {bench} | {loop} | {cells} |", flush=True)
     return 0
 
