@@ -43,6 +43,17 @@ pub(crate) fn threadsafe_handle_type(py: Python<'_>) -> PyResult<Option<&Bound<'
     Ok(cls.as_ref().map(|c| c.bind(py)))
 }
 
+/// `asyncio.events._get_running_loop` (the C module's, where there is one):
+/// a task made while its loop runs finds the loop itself. None on a Python
+/// without it (the fence reports that): tasks are then given their loop.
+pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<&Bound<'_, PyAny>>> {
+    static CELL: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+    let f = CELL.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio.events")?.getattr("_get_running_loop").ok().map(Bound::unbind))
+    })?;
+    Ok(f.as_ref().map(|f| f.bind(py)))
+}
+
 /// `BaseEventLoop.create_task`: asyncio's own `create_task`, taken when a
 /// task factory is set, in debug mode, or for keywords the fast path does not
 /// know (its exact rules, per Python version).

@@ -5,7 +5,7 @@
 //! hottest call into the loop. PyO3's generated wrapper (trampoline, generic
 //! parsing into `*args`/`context`, a second type check of `self`) cost about
 //! as much as the work itself. So `call_soon`, `call_soon_threadsafe`,
-//! `call_later`, `call_at` and `create_future` are plain `METH_FASTCALL`
+//! `call_later`, `call_at`, `create_task` and `create_future` are plain `METH_FASTCALL`
 //! (`METH_NOARGS`) functions installed on the type in place of PyO3's. They
 //! take the shapes real callers use (`[delay,] callback, *args` with or
 //! without `context=`) and pass any other call to PyO3's method, kept as
@@ -18,6 +18,7 @@
 use std::ffi::CStr;
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 
 use super::Loop;
@@ -62,6 +63,8 @@ pub(super) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
     for s in &SCHEDULERS {
         replace(ty, s.name, Entry::FastcallKeywords(s.entry), s.doc)?;
     }
+    let doc = c"create_task($self, coro, **kwargs)\n--\n\nSchedule or begin executing a coroutine object.";
+    replace(ty, c"create_task", Entry::FastcallKeywords(create_task), doc)?;
     let doc = c"create_future($self, /)\n--\n\nCreate a Future object attached to the loop.";
     replace(ty, c"create_future", Entry::NoArgs(create_future), doc)
 }
@@ -130,7 +133,7 @@ unsafe fn queue_task_call(slf: RawObject, args: *const RawObject, nargs: SsizeT,
     unsafe {
         let py = Python::assume_attached();
         let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
-        if names.len() != 1 || !names.get_item(0).is_ok_and(|n| is_context(&n)) {
+        if !only_context(&names) {
             return false;
         }
         let nargs = usize::try_from(nargs).unwrap_or(0);
@@ -155,6 +158,26 @@ scheduler_entry!(call_at, "_call_at_generic", true, |lp, when, cb, rest, ctx| {
     let when = when.unwrap_or_else(|| lp.py().None().into_bound(lp.py()));
     Ok(Loop::call_at_impl(lp, when, cb, rest, ctx)?.into_ptr())
 });
+
+/// `create_task(coro)`; any call with keywords goes to PyO3's method.
+unsafe extern "C" fn create_task(
+    slf: RawObject,
+    args: *const RawObject,
+    nargs: SsizeT,
+    kwnames: RawObject,
+) -> RawObject {
+    // SAFETY: CPython calls us as the module invariants say.
+    unsafe {
+        trampoline("_create_task_generic", |py| {
+            let slf = Bound::from_borrowed_ptr(py, slf);
+            if nargs != 1 || !kwnames.is_null() {
+                return generic(&slf, "_create_task_generic", args, nargs, kwnames);
+            }
+            let coro = Bound::from_borrowed_ptr(py, *args);
+            Ok(Loop::create_task_impl(slf.cast_unchecked::<Loop>(), coro, None)?.into_ptr())
+        })
+    }
+}
 
 /// `create_future()`.
 unsafe extern "C" fn create_future(slf: RawObject, _: RawObject) -> RawObject {
@@ -190,7 +213,7 @@ unsafe fn scheduler(
                 None
             } else {
                 let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
-                if names.len() != 1 || !is_context(&names.get_item(0)?) {
+                if !only_context(&names) {
                     return generic(&slf, generic_name, args, nargs, kwnames);
                 }
                 Some(Bound::from_borrowed_ptr(py, *args.add(nargs_u)))
@@ -206,6 +229,23 @@ unsafe fn scheduler(
             body(slf.cast_unchecked::<Loop>(), lead, callback, rest, context)
         })
     }
+}
+
+/// Whether `names` (a call's keyword names) is `("context",)`. The C `Future`
+/// and `Task` pass one tuple of their module's with every call, whose string
+/// is not interned (so not our interned "context"): the first such tuple
+/// seen is kept, and later calls with it compare one pointer.
+fn only_context(names: &Bound<'_, PyTuple>) -> bool {
+    static SEEN: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+    let py = names.py();
+    if SEEN.get(py).is_some_and(|seen| names.is(seen)) {
+        return true;
+    }
+    let yes = names.len() == 1 && names.get_item(0).is_ok_and(|n| is_context(&n));
+    if yes && SEEN.get(py).is_none() {
+        let _ = SEEN.set(py, names.clone().unbind());
+    }
+    yes
 }
 
 fn is_context(name: &Bound<'_, PyAny>) -> bool {

@@ -13,8 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use super::Loop;
-use crate::capi::call::call;
-use crate::pyimports::{base_create_task, task_type};
+use crate::capi::call::{call, vectorcall_opt};
+use crate::pyimports::{base_create_task, running_loop, task_type};
 
 /// Keyword arguments the running Python's `create_task` takes.
 fn accepted_kwarg(py: Python<'_>, key: &Bound<'_, PyAny>) -> bool {
@@ -70,6 +70,15 @@ impl Loop {
         if let Some(kw) = kwargs.filter(|kw| !kw.is_empty()) {
             kw.set_item(pyo3::intern!(py, "loop"), slf)?;
             return Ok(task_type.call((coro,), Some(&kw))?.unbind());
+        }
+        // Running, the loop is the one `Task` finds for itself: no keyword
+        // to pass, so no keyword parsing in its `__init__`.
+        let running = match running_loop(py)? {
+            Some(f) => Some(f.call0()?),
+            None => None,
+        };
+        if running.is_some_and(|r| r.is(slf)) {
+            return Ok(vectorcall_opt(&task_type, Some(coro.as_borrowed()))?.unbind());
         }
         call_with_loop(slf, &task_type, Some(&coro))
     }
