@@ -39,7 +39,7 @@ use crate::callbacks::{new_handle, Handle, HandleCore, Queued, QueuedTimer, Task
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::pyimports::{check_callback, future_type, threadsafe_handle_type};
-use crate::reactor::{Reactor, Token};
+use crate::reactor::{IoEvent, Reactor, Token};
 use ready::Ready;
 
 /// Set once the direct entries are installed: once per process, as for the
@@ -597,11 +597,11 @@ impl Loop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::watch(slf, &fd, callback, args, context, true)
+        Self::watch(slf, &fd, callback, args, context, IoEvent::Read)
     }
 
     fn _remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
-        Self::unwatch_py(slf, &fd, true)
+        Self::unwatch_py(slf, &fd, IoEvent::Read)
     }
 
     #[pyo3(signature = (fd, callback, *args, context=None))]
@@ -612,11 +612,11 @@ impl Loop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::watch(slf, &fd, callback, args, context, false)
+        Self::watch(slf, &fd, callback, args, context, IoEvent::Write)
     }
 
     fn _remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
-        Self::unwatch_py(slf, &fd, false)
+        Self::unwatch_py(slf, &fd, IoEvent::Write)
     }
 
     /// The events an fd is watched for, as a `selectors` mask (1 read,

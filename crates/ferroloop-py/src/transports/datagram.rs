@@ -44,7 +44,7 @@ use crate::capi::{context, exc};
 use crate::errors::{is_exit, os_error};
 use crate::gil_cell::GilCell;
 use crate::pyimports;
-use crate::reactor::{IoEvent, IoOps, IoRef, Reactor};
+use crate::reactor::{IoEvent, IoOwner, IoRef, Reactor};
 use crate::sockaddr::{self, AddrCache};
 
 /// The largest datagram read: asyncio's `max_size` (256 KiB); a longer one
@@ -126,17 +126,16 @@ pub(crate) struct DatagramCore {
     st: GilCell<State>,
 }
 
-static DATAGRAM_OPS: IoOps = IoOps {
-    wants: |obj, ev| {
-        // SAFETY: an IoRef with these ops holds a DatagramCore (`io_ref`).
-        let core = unsafe { obj.cast_unchecked::<DatagramCore>() };
-        core.get().wants(obj.py(), ev)
-    },
-    run: |obj, event| {
-        // SAFETY: as above.
-        DatagramCore::run_event_reporting(unsafe { obj.cast_unchecked::<DatagramCore>() }, event)
-    },
-};
+/// How the reactor and the ready queue call a datagram socket.
+impl IoOwner for DatagramCore {
+    fn wants(slf: &Bound<'_, Self>, ev: &Readiness) -> Interest {
+        slf.get().wants(slf.py(), ev)
+    }
+
+    fn run(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()> {
+        Self::run_event_reporting(slf, event)
+    }
+}
 
 impl State {
     fn can_read(&self) -> bool {
@@ -150,7 +149,7 @@ fn is_again(e: &io::Error) -> bool {
 
 impl DatagramCore {
     fn io_ref(slf: &Bound<'_, Self>) -> IoRef {
-        IoRef::new(slf.clone().into_any().unbind(), &DATAGRAM_OPS)
+        IoRef::of(slf.clone().unbind())
     }
 
     fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
@@ -161,13 +160,13 @@ impl DatagramCore {
         self.st.borrow(py).protocol.as_ref().map(|t| t.bind(py).clone())
     }
 
-    fn wants(&self, py: Python<'_>, ev: &Readiness) -> (bool, bool) {
+    fn wants(&self, py: Python<'_>, ev: &Readiness) -> Interest {
         let mut st = self.st.borrow_mut(py);
         let read = ev.readable && st.can_read() && !st.read_queued;
         if read {
             st.read_queued = true;
         }
-        (read, ev.writable && !st.out.is_empty() && st.conn_lost == 0)
+        Interest { read, write: ev.writable && !st.out.is_empty() && st.conn_lost == 0 }
     }
 
     fn queue(slf: &Bound<'_, Self>, event: IoEvent) {

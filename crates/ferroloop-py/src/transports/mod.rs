@@ -5,13 +5,15 @@
 //!
 //! Parts every transport shares: write flow control (`flow`) and the write
 //! buffer (`write_buf`); `stream` is the stream core over a socket or a pipe,
-//! `datagram` the core of UDP and `AF_UNIX` datagram sockets; `subprocess`
+//! `datagram` the core of UDP and `AF_UNIX` datagram sockets; `filter` the
+//! layer a stream may read through; `subprocess`
 //! watches a child's exit through its pidfd; `tls` does the per-record work
 //! of TLS over a stream (the stream's read filter).
-//! A transport registers with the reactor and is called back through its
-//! `IoRef`: it never names the loop.
+//! A transport registers with the reactor as an `IoOwner` and is called
+//! back through its `IoRef`: it never names the loop.
 
 pub(crate) mod datagram;
+pub(crate) mod filter;
 pub(crate) mod flow;
 pub(crate) mod stream;
 pub(crate) mod subprocess;

@@ -36,6 +36,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::filter::ReadFilter;
 use super::flow::{self, FlowControl};
 use super::write_buf::WriteBuffer;
 use crate::capi::bytes::{as_bytes, recv_bytes, RawBuffer, Unsent};
@@ -43,7 +44,7 @@ use crate::capi::{context, exc};
 use crate::errors::os_error;
 use crate::gil_cell::GilCell;
 use crate::pyimports;
-use crate::reactor::{IoEvent, IoOps, IoRef, Reactor};
+use crate::reactor::{IoEvent, IoOwner, IoRef, Reactor};
 
 /// The most one read takes: asyncio's `max_size` (256 KiB), so a message up
 /// to that size reaches `data_received` in one piece, as there.
@@ -97,21 +98,6 @@ enum Dir {
     Write { watch_peer: bool },
 }
 
-/// A layer that takes the bytes a stream reads before any protocol sees
-/// them (TLS: `transports/tls.rs`). The stream reads into the reactor's
-/// scratch buffer and hands the layer the bytes; the layer then runs the
-/// protocol itself. Function pointers, as `IoOps`, so this module never names
-/// the layer's type; it is dropped whenever the protocol changes.
-pub(crate) struct ReadFilter {
-    pub(crate) obj: Py<PyAny>,
-    pub(crate) ops: &'static FilterOps,
-}
-
-pub(crate) struct FilterOps {
-    /// The bytes of one read (never empty).
-    pub(crate) feed: for<'py> fn(&Bound<'py, PyAny>, &[u8]) -> PyResult<()>,
-}
-
 // The flags are asyncio's transport state, one each, named as there.
 #[allow(clippy::struct_excessive_bools)]
 struct State {
@@ -160,21 +146,19 @@ pub(crate) struct StreamCore {
 }
 
 /// How the reactor and the ready queue call a stream.
-static STREAM_OPS: IoOps = IoOps {
-    wants: |obj, ev| {
-        // SAFETY: an IoRef with these ops holds a StreamCore (`io_ref`).
-        let core = unsafe { obj.cast_unchecked::<StreamCore>() };
-        core.get().wants(obj.py(), ev)
-    },
-    run: |obj, event| {
-        // SAFETY: as above.
-        StreamCore::run_event_reporting(unsafe { obj.cast_unchecked::<StreamCore>() }, event)
-    },
-};
+impl IoOwner for StreamCore {
+    fn wants(slf: &Bound<'_, Self>, ev: &Readiness) -> Interest {
+        slf.get().wants(slf.py(), ev)
+    }
+
+    fn run(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()> {
+        Self::run_event_reporting(slf, event)
+    }
+}
 
 impl StreamCore {
     fn io_ref(slf: &Bound<'_, Self>) -> IoRef {
-        IoRef::new(slf.clone().into_any().unbind(), &STREAM_OPS)
+        IoRef::of(slf.clone().unbind())
     }
 
     fn interest(&self) -> Interest {
@@ -257,7 +241,7 @@ impl StreamCore {
     }
 
     /// Whether a readiness report should queue a read / a flush.
-    fn wants(&self, py: Python<'_>, ev: &Readiness) -> (bool, bool) {
+    fn wants(&self, py: Python<'_>, ev: &Readiness) -> Interest {
         let mut st = self.st.borrow_mut(py);
         let readable = if let Dir::Write { watch_peer } = self.dir {
             st.peer_closed |= watch_peer && ev.readable;
@@ -271,7 +255,7 @@ impl StreamCore {
         if read {
             st.read_queued = true;
         }
-        (read, writable && !st.out.is_empty() && st.conn_lost == 0)
+        Interest { read, write: writable && !st.out.is_empty() && st.conn_lost == 0 }
     }
 
     fn queue_read(slf: &Bound<'_, Self>) {
@@ -296,9 +280,9 @@ impl StreamCore {
                 return Ok(());
             }
             if let Some(filter) = &st.filter {
-                let (obj, ops) = (filter.obj.clone_ref(py), filter.ops);
+                let filter = filter.clone_ref(py);
                 drop(st);
-                return Self::read_filtered(slf, obj.bind(py), ops);
+                return Self::read_filtered(slf, &filter);
             }
             match &st.protocol {
                 Some(p) => (p.clone_ref(py), st.buffered),
@@ -340,7 +324,7 @@ impl StreamCore {
 
     /// A read handed to the layer under the protocol; its errors are the
     /// protocol's `buffer_updated()` errors (the layer stands for it).
-    fn read_filtered(slf: &Bound<'_, Self>, layer: &Bound<'_, PyAny>, ops: &FilterOps) -> PyResult<()> {
+    fn read_filtered(slf: &Bound<'_, Self>, filter: &ReadFilter) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let mut scratch = this.reactor.get().take_scratch(py);
@@ -348,7 +332,7 @@ impl StreamCore {
             scratch.resize(MAX_READ, 0);
         }
         let res = this.kind.read(this.fd, &mut scratch);
-        let deliver = |n: usize| (ops.feed)(layer, &scratch[..n]);
+        let deliver = |n: usize| filter.feed(py, &scratch[..n]);
         let out = Self::after_read(
             slf,
             res,
@@ -970,7 +954,7 @@ impl StreamCore {
             visit.call(obj)?;
         }
         if let Some(filter) = &st.filter {
-            visit.call(&filter.obj)?;
+            filter.traverse(&visit)?;
         }
         st.flow.traverse(&visit)
     }
