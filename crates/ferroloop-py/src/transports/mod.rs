@@ -12,6 +12,8 @@
 //! A transport registers with the reactor as an `IoOwner` and is called
 //! back through its `IoRef`: it never names the loop.
 
+#[macro_use]
+mod base;
 pub(crate) mod datagram;
 pub(crate) mod filter;
 pub(crate) mod flow;
