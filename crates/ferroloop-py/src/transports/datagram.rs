@@ -1,11 +1,12 @@
 //! `DatagramCore`: the native half of datagram transports (UDP over IPv4 and
 //! IPv6, `AF_UNIX` datagrams).
 //!
-//! Owns: the socket's registration with the reactor (edge triggered; read
-//! interest always, write interest only while datagrams are queued, since a
+//! Built on `base` (the transport state, event runs, closing, flow control
+//! and the methods every transport shares). Owns: its interest in the
+//! reactor (read always, write only while datagrams are queued, since a
 //! datagram socket reports writability after every datagram it sends), the
-//! queue of unsent datagrams, write flow control (`flow`), the protocol, the
-//! reading state and a cache of peer addresses (`sockaddr::AddrCache`). The
+//! queue of unsent datagrams with asyncio's size accounting, and a cache of
+//! peer addresses (`sockaddr::AddrCache`). The
 //! Python class around it (`ferroloop._datagram.DatagramTransport`) does the
 //! cold paths: closing, `connection_lost`, extra info, reprs.
 //!

@@ -1,9 +1,10 @@
 //! `StreamCore`: the native half of stream transports (TCP and Unix sockets;
 //! pipes through the same code, over a [`StreamFd`]).
 //!
-//! Owns: the fd's registration with the reactor (read + write interest, edge
-//! triggered, registered once), the write buffer (`write_buf`), write flow
-//! control (`flow`), the protocol and the reading state. The Python class
+//! Built on `base` (the transport state, the registration with the reactor,
+//! event runs, closing, flow control and the methods every transport
+//! shares). Owns: the reads (plain, buffered, through a `filter`), the write
+//! buffer (`write_buf`), half-closing and the pipe rules. The Python class
 //! around it (`ferroloop._stream.SocketTransport`, an `asyncio.Transport`)
 //! does the cold paths: close, abort, errors, `connection_lost`, extra info;
 //! the core calls them through the functions of `pyimports`.
