@@ -15,6 +15,7 @@ use super::Loop;
 use crate::callbacks::{new_handle, Handle};
 use crate::errors::os_error;
 use crate::pyimports::fileobj_to_fd;
+use crate::reactor::IoEvent;
 
 /// asyncio's file-object-to-fd conversion, with its errors; `None` for a
 /// number too large for an fd (any size: `remove_reader(2**70)` is simply not
@@ -31,7 +32,7 @@ impl Loop {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
-        reader: bool,
+        side: IoEvent,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
@@ -44,7 +45,7 @@ impl Loop {
         let result = handle.clone_ref(py);
         // A socket that sock_* calls parked on is handed over to the watcher.
         let mut dead = Vec::new();
-        let res = this.reactor().watch(py, fd, reader, handle, &mut dead);
+        let res = this.reactor().watch(py, fd, side, handle, &mut dead);
         drop(dead);
         if let Some(old) = res.map_err(|e| os_error(&e))? {
             old.bind(py).call_method0(pyo3::intern!(py, "cancel"))?;
@@ -55,7 +56,7 @@ impl Loop {
     pub(super) fn unwatch_py(
         slf: &Bound<'_, Self>,
         fileobj: &Bound<'_, PyAny>,
-        reader: bool,
+        side: IoEvent,
     ) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
@@ -64,7 +65,7 @@ impl Loop {
         }
         let Some(fd) = to_fd(fileobj)? else { return Ok(false) };
         let mut dead = Vec::new();
-        let res = this.reactor().unwatch(py, fd, reader, &mut dead);
+        let res = this.reactor().unwatch(py, fd, side, &mut dead);
         drop(dead);
         match res {
             Ok(Some(h)) => {
@@ -92,11 +93,11 @@ impl Loop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::watch(slf, &fd, callback, args, context, true)
+        Self::watch(slf, &fd, callback, args, context, IoEvent::Read)
     }
 
     fn _remove_reader(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
-        Self::unwatch_py(slf, &fd, true)
+        Self::unwatch_py(slf, &fd, IoEvent::Read)
     }
 
     #[pyo3(signature = (fd, callback, *args, context=None))]
@@ -107,11 +108,11 @@ impl Loop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::watch(slf, &fd, callback, args, context, false)
+        Self::watch(slf, &fd, callback, args, context, IoEvent::Write)
     }
 
     fn _remove_writer(slf: &Bound<'_, Self>, fd: Bound<'_, PyAny>) -> PyResult<bool> {
-        Self::unwatch_py(slf, &fd, false)
+        Self::unwatch_py(slf, &fd, IoEvent::Write)
     }
 
     /// The events an fd is watched for, as a `selectors` mask (1 read,

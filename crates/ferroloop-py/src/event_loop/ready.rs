@@ -18,8 +18,8 @@ pub(crate) enum Ready {
     Timer(Queued<TimerHandle>),
     /// A native transport's read or flush (no Python handle involved).
     Io(IoRef, IoEvent),
-    /// A parked `sock_*` operation of an fd is ready (write direction or not).
-    Sock(RawFd, bool),
+    /// A parked `sock_*` operation of an fd is ready, on one side.
+    Sock(RawFd, IoEvent),
     /// A C `Task`'s own step or wake-up, queued without a handle.
     Task(TaskCall),
 }

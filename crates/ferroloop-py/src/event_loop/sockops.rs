@@ -32,7 +32,7 @@ use pyo3::types::{PyBytes, PyTuple, PyWeakrefReference};
 use super::Loop;
 use crate::capi::bytes::{recv_bytes, recv_bytes_with, RawBuffer, Unsent};
 use crate::errors::os_error;
-use crate::reactor::{OpKind, SockOp};
+use crate::reactor::{IoEvent, OpKind, SockOp};
 use crate::sockaddr;
 
 /// What an attempt gave.
@@ -190,7 +190,7 @@ impl Loop {
         slf: &Bound<'_, Self>,
         sock: &Bound<'_, PyAny>,
         fd: RawFd,
-        write: bool,
+        side: IoEvent,
         kind: OpKind,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
@@ -200,7 +200,7 @@ impl Loop {
         match attempt(py, fd, kind) {
             Outcome::Done(v) => Ok(v),
             Outcome::Failed(e) => Err(e),
-            Outcome::Again(kind) => Self::park(slf, sock, fd, write, kind),
+            Outcome::Again(kind) => Self::park(slf, sock, fd, side, kind),
         }
     }
 
@@ -209,7 +209,7 @@ impl Loop {
         slf: &Bound<'_, Self>,
         sock: &Bound<'_, PyAny>,
         fd: RawFd,
-        write: bool,
+        side: IoEvent,
         kind: OpKind,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
@@ -222,16 +222,16 @@ impl Loop {
         let same_owner =
             this.reactor().sock_owner(py, fd).and_then(|o| o.bind(py).upgrade()).is_some_and(|o| o.is(sock));
         let (old, old_owner) =
-            this.reactor().park(py, fd, write, op, owner.unbind(), same_owner).map_err(|e| os_error(&e))?;
+            this.reactor().park(py, fd, side, op, owner.unbind(), same_owner).map_err(|e| os_error(&e))?;
         drop((old, old_owner));
         Ok(fut)
     }
 
     /// Runs the parked operation of `fd` in one direction (from the ready queue).
-    pub(super) fn run_sock_op(slf: &Bound<'_, Self>, fd: RawFd, write: bool) -> PyResult<()> {
+    pub(super) fn run_sock_op(slf: &Bound<'_, Self>, fd: RawFd, side: IoEvent) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let Some(SockOp { fut, kind }) = this.reactor().take_op(py, fd, write) else { return Ok(()) };
+        let Some(SockOp { fut, kind }) = this.reactor().take_op(py, fd, side) else { return Ok(()) };
         if done(fut.bind(py)) {
             return Ok(());
         }
@@ -245,7 +245,7 @@ impl Loop {
                 }
                 fut.bind(py).call_method1(pyo3::intern!(py, "set_exception"), (e.into_value(py),))?;
             }
-            Outcome::Again(kind) => drop(this.reactor().repark(py, fd, write, SockOp { fut, kind })),
+            Outcome::Again(kind) => drop(this.reactor().repark(py, fd, side, SockOp { fut, kind })),
         }
         Ok(())
     }
@@ -265,7 +265,7 @@ impl Loop {
         fd: RawFd,
         n: usize,
     ) -> PyResult<Py<PyAny>> {
-        Self::start_op(slf, &sock, fd, false, OpKind::Recv { n })
+        Self::start_op(slf, &sock, fd, IoEvent::Read, OpKind::Recv { n })
     }
 
     #[pyo3(name = "_sock_recv_into_native")]
@@ -275,7 +275,7 @@ impl Loop {
         fd: RawFd,
         buf: Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        Self::start_op(slf, &sock, fd, false, OpKind::RecvInto { buf: buf.unbind() })
+        Self::start_op(slf, &sock, fd, IoEvent::Read, OpKind::RecvInto { buf: buf.unbind() })
     }
 
     /// The body of `sock_sendall`: sends straight from the caller's buffer and
@@ -298,7 +298,7 @@ impl Loop {
             Some(sent) => {
                 let (rest, pos) = Unsent::rest(&data, bytes, sent);
                 drop(view);
-                Self::park(slf, &sock, fd, true, OpKind::SendAll { data: rest, pos })
+                Self::park(slf, &sock, fd, IoEvent::Write, OpKind::SendAll { data: rest, pos })
             }
         }
     }
@@ -306,7 +306,7 @@ impl Loop {
     #[pyo3(name = "_sock_accept_native")]
     fn sock_accept_native(slf: &Bound<'_, Self>, sock: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let fd: RawFd = sock.call_method0(pyo3::intern!(slf.py(), "fileno"))?.extract()?;
-        Self::start_op(slf, &sock, fd, false, OpKind::Accept { sock: sock.clone().unbind() })
+        Self::start_op(slf, &sock, fd, IoEvent::Read, OpKind::Accept { sock: sock.clone().unbind() })
     }
 }
 
@@ -332,7 +332,9 @@ impl Loop {
         }
         match net::connect(fd, &addr) {
             Ok(true) => Ok(py.None()),
-            Ok(false) => Self::park(slf, &sock, fd, true, OpKind::Connect { address: address.unbind() }),
+            Ok(false) => {
+                Self::park(slf, &sock, fd, IoEvent::Write, OpKind::Connect { address: address.unbind() })
+            }
             Err(e) => Err(os_error(&e)),
         }
     }
@@ -344,7 +346,7 @@ impl Loop {
         fd: RawFd,
         n: usize,
     ) -> PyResult<Py<PyAny>> {
-        Self::start_op(slf, &sock, fd, false, OpKind::RecvFrom { n })
+        Self::start_op(slf, &sock, fd, IoEvent::Read, OpKind::RecvFrom { n })
     }
 
     /// The body of `sock_recvfrom_into(sock, buf, nbytes)` (`nbytes` made
@@ -363,7 +365,7 @@ impl Loop {
             Ok(view) if !view.readonly() && nbytes <= view.len() => {}
             _ => return Ok(py.NotImplemented()),
         }
-        Self::start_op(slf, &sock, fd, false, OpKind::RecvFromInto { buf: buf.unbind(), n: nbytes })
+        Self::start_op(slf, &sock, fd, IoEvent::Read, OpKind::RecvFromInto { buf: buf.unbind(), n: nbytes })
     }
 
     /// The body of `sock_sendto`: `NotImplemented` when the address is not
@@ -396,6 +398,6 @@ impl Loop {
         }
         let (rest, _) = Unsent::rest(&data, bytes, 0);
         drop(view);
-        Self::park(slf, &sock, fd, true, OpKind::SendTo { data: rest, addr: Box::new(addr) })
+        Self::park(slf, &sock, fd, IoEvent::Write, OpKind::SendTo { data: rest, addr: Box::new(addr) })
     }
 }

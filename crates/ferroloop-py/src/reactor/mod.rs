@@ -36,15 +36,15 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::callbacks::Handle;
 use crate::gil_cell::GilCell;
-pub(crate) use owners::{IoEvent, IoOps, IoRef, OpKind, Owner, SockOp, SockWait, Watch};
+pub(crate) use owners::{IoEvent, IoOwner, IoRef, OpKind, Owner, SockOp, SockWait, Watch};
 pub(crate) use token::Token;
 
 /// What a readiness report asks of the loop.
 pub(crate) enum Fired {
     /// A watch's reader or writer handle is to run.
     Handle(Py<Handle>),
-    /// The parked `sock_*` operation of a descriptor (write direction or not).
-    Sock(RawFd, bool),
+    /// The parked `sock_*` operation of a descriptor, one side.
+    Sock(RawFd, IoEvent),
     /// A transport's read or flush.
     Io(IoRef, IoEvent),
 }
@@ -157,12 +157,13 @@ impl Reactor {
                 match fds.owners.get(&fd) {
                     Some(Owner::Watch(w)) => {
                         let mut queued = false;
-                        for (fired, handle, reader) in
-                            [(ev.readable, &w.reader, true), (ev.writable, &w.writer, false)]
-                        {
+                        for (fired, handle, side) in [
+                            (ev.readable, &w.reader, IoEvent::Read),
+                            (ev.writable, &w.writer, IoEvent::Write),
+                        ] {
                             let (true, Some(h)) = (fired, handle) else { continue };
                             if h.get().core.is_cancelled() {
-                                stale.push((fd, reader));
+                                stale.push((fd, side));
                             } else {
                                 sink(Fired::Handle(h.clone_ref(py)));
                                 queued = true;
@@ -174,18 +175,18 @@ impl Reactor {
                     }
                     Some(Owner::Sock(s)) => {
                         if ev.readable && s.read.is_some() {
-                            sink(Fired::Sock(fd, false));
+                            sink(Fired::Sock(fd, IoEvent::Read));
                         }
                         if ev.writable && s.write.is_some() {
-                            sink(Fired::Sock(fd, true));
+                            sink(Fired::Sock(fd, IoEvent::Write));
                         }
                     }
                     Some(Owner::Io(r)) => {
-                        let (read, write) = r.wants(py, &ev);
-                        if read {
+                        let wanted = r.wants(py, &ev);
+                        if wanted.read {
                             sink(Fired::Io(r.clone_ref(py), IoEvent::Read));
                         }
-                        if write {
+                        if wanted.write {
                             sink(Fired::Io(r.clone_ref(py), IoEvent::Write));
                         }
                     }
@@ -193,8 +194,8 @@ impl Reactor {
                 }
             }
         }
-        for (fd, reader) in stale {
-            if let Ok(Some(h)) = self.unwatch(py, fd, reader, dead) {
+        for (fd, side) in stale {
+            if let Ok(Some(h)) = self.unwatch(py, fd, side, dead) {
                 dead.push(Watch { reader: Some(h), writer: None });
             }
         }
@@ -211,7 +212,7 @@ impl Reactor {
         &self,
         py: Python<'_>,
         fd: RawFd,
-        reader: bool,
+        side: IoEvent,
         handle: Py<Handle>,
         dead: &mut Vec<Owner>,
     ) -> io::Result<Option<Py<Handle>>> {
@@ -222,7 +223,7 @@ impl Reactor {
         let fresh = !fds.owners.contains_key(&fd);
         if fresh {
             let mut w = Watch::default();
-            *(if reader { &mut w.reader } else { &mut w.writer }) = Some(handle);
+            *w.slot(side) = Some(handle);
             if let Err(e) = self.poller.register(fd, Token::of_fd(fd).raw(), w.interest()) {
                 dead.push(Owner::Watch(w));
                 return Err(e);
@@ -233,12 +234,12 @@ impl Reactor {
         let Some(Owner::Watch(w)) = fds.owners.get_mut(&fd) else {
             // A transport owns it: the kernel refuses a second registration
             // (EEXIST), which is the error asyncio's selector would give.
-            let interest = Interest { read: reader, write: !reader };
+            let interest = Interest { read: side == IoEvent::Read, write: side == IoEvent::Write };
             let err = self.poller.register(fd, Token::of_fd(fd).raw(), interest).err();
             dead.push(Owner::Watch(Watch { reader: Some(handle), writer: None }));
             return Err(err.unwrap_or_else(|| io::ErrorKind::AlreadyExists.into()));
         };
-        let old = if reader { w.reader.replace(handle) } else { w.writer.replace(handle) };
+        let old = w.slot(side).replace(handle);
         if let Err(e) = self.poller.rearm(fd, Token::of_fd(fd).raw(), w.interest()) {
             dead.extend(self.remove(&mut fds, fd));
             dead.push(Owner::Watch(Watch { reader: old, writer: None }));
@@ -255,12 +256,12 @@ impl Reactor {
         &self,
         py: Python<'_>,
         fd: RawFd,
-        reader: bool,
+        side: IoEvent,
         dead: &mut Vec<Watch>,
     ) -> io::Result<Option<Py<Handle>>> {
         let mut fds = self.fds.borrow_mut(py);
         let Some(Owner::Watch(w)) = fds.owners.get_mut(&fd) else { return Ok(None) };
-        let old = if reader { w.reader.take() } else { w.writer.take() };
+        let old = w.slot(side).take();
         let interest = w.interest();
         if interest == Interest::default() {
             if let Some(Owner::Watch(w)) = self.remove(&mut fds, fd) {
@@ -308,7 +309,7 @@ impl Reactor {
         &self,
         py: Python<'_>,
         fd: RawFd,
-        write: bool,
+        side: IoEvent,
         op: SockOp,
         owner: Py<PyWeakrefReference>,
         same_owner: bool,
@@ -333,15 +334,15 @@ impl Reactor {
         let Owner::Sock(s) = fds.owners.entry(fd).or_insert_with(|| Owner::Sock(SockWait::default())) else {
             unreachable!("sock_* parks only on a descriptor no one else owns")
         };
-        let old = s.slot(write).replace(op);
+        let old = s.slot(side).replace(op);
         let old_owner = s.owner.replace(owner);
         Ok((old, old_owner))
     }
 
     /// Takes the parked operation of `fd` in one direction, to run it.
-    pub(crate) fn take_op(&self, py: Python<'_>, fd: RawFd, write: bool) -> Option<SockOp> {
+    pub(crate) fn take_op(&self, py: Python<'_>, fd: RawFd, side: IoEvent) -> Option<SockOp> {
         match self.fds.borrow_mut(py).owners.get_mut(&fd) {
-            Some(Owner::Sock(s)) => s.slot(write).take(),
+            Some(Owner::Sock(s)) => s.slot(side).take(),
             _ => None,
         }
     }
@@ -354,10 +355,10 @@ impl Reactor {
     /// socket may be ready and the operation still not go through (an
     /// unconnected Unix datagram socket is writable while the receiver it
     /// names is full), and edge triggering would never wake it again.
-    pub(crate) fn repark(&self, py: Python<'_>, fd: RawFd, write: bool, op: SockOp) -> Option<SockOp> {
+    pub(crate) fn repark(&self, py: Python<'_>, fd: RawFd, side: IoEvent, op: SockOp) -> Option<SockOp> {
         match self.fds.borrow_mut(py).owners.get_mut(&fd) {
             Some(Owner::Sock(s)) => {
-                let slot = s.slot(write);
+                let slot = s.slot(side);
                 if slot.is_some() {
                     return Some(op);
                 }

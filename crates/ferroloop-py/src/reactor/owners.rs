@@ -1,10 +1,13 @@
 //! The owners a descriptor can have, one at a time: a `Watch` (`add_reader` /
 //! `add_writer`), parked `sock_*` operations (`SockWait`), or a transport
 //! (`IoRef`). Data only: the loop drives watches and `sock_*` operations, a
-//! transport drives itself through its `IoOps`.
+//! transport or a child watch drives itself as an [`IoOwner`].
+
+use std::marker::PhantomData;
 
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
+use pyo3::PyClass;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::callbacks::Handle;
@@ -20,6 +23,13 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
+    pub(crate) fn slot(&mut self, side: IoEvent) -> &mut Option<Py<Handle>> {
+        match side {
+            IoEvent::Read => &mut self.reader,
+            IoEvent::Write => &mut self.writer,
+        }
+    }
+
     pub(crate) fn interest(&self) -> Interest {
         Interest { read: self.reader.is_some(), write: self.writer.is_some() }
     }
@@ -99,11 +109,10 @@ pub(crate) struct SockWait {
 }
 
 impl SockWait {
-    pub(crate) fn slot(&mut self, write: bool) -> &mut Option<SockOp> {
-        if write {
-            &mut self.write
-        } else {
-            &mut self.read
+    pub(crate) fn slot(&mut self, side: IoEvent) -> &mut Option<SockOp> {
+        match side {
+            IoEvent::Read => &mut self.read,
+            IoEvent::Write => &mut self.write,
         }
     }
 
@@ -115,34 +124,68 @@ impl SockWait {
     }
 }
 
-/// What a transport is asked to do: read, or flush its write buffer.
+/// A direction: what a transport is asked to do (read, or flush its write
+/// buffer), and the side of a descriptor a watch or a parked `sock_*`
+/// operation waits on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum IoEvent {
     Read,
     Write,
 }
 
-/// A transport's entry points, called with the object its `IoRef` holds.
-pub(crate) struct IoOps {
-    /// Whether a readiness report should queue a read, a flush (no Python
-    /// code may run here: the reactor's table is borrowed).
-    pub(crate) wants: fn(&Bound<'_, PyAny>, &Readiness) -> (bool, bool),
+/// A descriptor owner the reactor calls back: a native transport, a child
+/// watch. Implemented by the owner's type in its own module; the reactor
+/// holds it as an [`IoRef`] and never names the type.
+pub(crate) trait IoOwner: PyClass {
+    /// What a readiness report should queue: a read, a flush, both or
+    /// neither. No Python code may run here: the reactor's table is borrowed.
+    fn wants(slf: &Bound<'_, Self>, ev: &Readiness) -> Interest;
     /// Runs one event (from the loop's ready queue or its I/O phase).
-    pub(crate) run: fn(&Bound<'_, PyAny>, IoEvent) -> PyResult<()>,
+    fn run(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()>;
 }
 
-/// A transport as the reactor and the ready queue see it: the object and its
-/// entry points (uvloop's handles keep a callback type beside the object the
-/// same way). The reactor never names a transport type.
+/// An owner's entry points, taking the object its `IoRef` holds.
+struct IoOps {
+    wants: fn(&Bound<'_, PyAny>, &Readiness) -> Interest,
+    run: fn(&Bound<'_, PyAny>, IoEvent) -> PyResult<()>,
+}
+
+/// The entry points of owners of type `T`, one table per type.
+struct OpsOf<T>(PhantomData<T>);
+
+impl<T: IoOwner> OpsOf<T> {
+    const OPS: IoOps = IoOps { wants: Self::wants, run: Self::run };
+
+    fn wants(obj: &Bound<'_, PyAny>, ev: &Readiness) -> Interest {
+        T::wants(Self::owner(obj), ev)
+    }
+
+    fn run(obj: &Bound<'_, PyAny>, event: IoEvent) -> PyResult<()> {
+        T::run(Self::owner(obj), event)
+    }
+
+    fn owner<'a, 'py>(obj: &'a Bound<'py, PyAny>) -> &'a Bound<'py, T> {
+        // SAFETY: these entry points are reached only through an `IoRef`
+        // whose `ops` is `OpsOf::<T>::OPS`. Its fields are private to this
+        // module and its one constructor, `IoRef::of::<T>`, takes a `Py<T>`
+        // and pairs it with exactly that table (`clone_ref` copies both), so
+        // `obj` is an instance of `T`.
+        unsafe { obj.cast_unchecked::<T>() }
+    }
+}
+
+/// A descriptor owner as the reactor and the ready queue see it: the object
+/// and its type's entry points (uvloop's handles keep a callback type beside
+/// the object the same way). The reactor never names the owner's type.
 pub(crate) struct IoRef {
     obj: Py<PyAny>,
     ops: &'static IoOps,
 }
 
 impl IoRef {
-    /// `ops` must be the entry points of `obj`'s type: they may assume it.
-    pub(crate) fn new(obj: Py<PyAny>, ops: &'static IoOps) -> Self {
-        Self { obj, ops }
+    /// The reference to an owner: the object with its own type's entry points.
+    pub(crate) fn of<T: IoOwner>(obj: Py<T>) -> Self {
+        Self { obj: obj.into_any(), ops: &OpsOf::<T>::OPS }
     }
 
     pub(crate) fn clone_ref(&self, py: Python<'_>) -> Self {
@@ -153,7 +196,7 @@ impl IoRef {
         &self.obj
     }
 
-    pub(crate) fn wants(&self, py: Python<'_>, ev: &Readiness) -> (bool, bool) {
+    pub(crate) fn wants(&self, py: Python<'_>, ev: &Readiness) -> Interest {
         (self.ops.wants)(self.obj.bind(py), ev)
     }
 

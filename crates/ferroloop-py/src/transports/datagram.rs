@@ -1,11 +1,12 @@
 //! `DatagramCore`: the native half of datagram transports (UDP over IPv4 and
 //! IPv6, `AF_UNIX` datagrams).
 //!
-//! Owns: the socket's registration with the reactor (edge triggered; read
-//! interest always, write interest only while datagrams are queued, since a
+//! Built on `base` (the transport state, event runs, closing, flow control
+//! and the methods every transport shares). Owns: its interest in the
+//! reactor (read always, write only while datagrams are queued, since a
 //! datagram socket reports writability after every datagram it sends), the
-//! queue of unsent datagrams, write flow control (`flow`), the protocol, the
-//! reading state and a cache of peer addresses (`sockaddr::AddrCache`). The
+//! queue of unsent datagrams with asyncio's size accounting, and a cache of
+//! peer addresses (`sockaddr::AddrCache`). The
 //! Python class around it (`ferroloop._datagram.DatagramTransport`) does the
 //! cold paths: closing, `connection_lost`, extra info, reprs.
 //!
@@ -32,20 +33,19 @@ use std::io;
 use std::os::fd::RawFd;
 
 use ferroloop_core::net::{self, datagram as dgram, SockAddr};
-use ferroloop_core::{Interest, Readiness};
+use ferroloop_core::Interest;
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::flow::{self, FlowControl};
+use super::base::{self, Base, Kind, State, Transport};
 use crate::capi::bytes::{as_bytes, RawBuffer, Unsent};
 use crate::capi::{context, exc};
-use crate::errors::{is_exit, os_error};
-use crate::gil_cell::GilCell;
+use crate::errors::os_error;
 use crate::pyimports;
-use crate::reactor::{IoEvent, IoOps, IoRef, Reactor};
-use crate::sockaddr::{self, AddrCache};
+use crate::reactor::{IoEvent, Reactor};
+use crate::sockaddr::{self, AddrCache, Evicted};
 
 /// The largest datagram read: asyncio's `max_size` (256 KiB); a longer one
 /// is truncated, as there.
@@ -55,7 +55,7 @@ const MAX_READ: usize = 256 * 1024;
 pub(crate) const READ_BUDGET: usize = 32;
 
 /// Where a queued datagram goes.
-enum Dest {
+pub(super) enum Dest {
     /// The socket is connected: `send`.
     Connected,
     /// `sendto` this address.
@@ -65,7 +65,7 @@ enum Dest {
     Python(Py<PyAny>),
 }
 
-struct Queued {
+pub(super) struct Queued {
     data: Unsent,
     dest: Dest,
 }
@@ -81,23 +81,16 @@ enum Sent {
     Fatal(PyErr),
 }
 
-// The flags are asyncio's transport state, one each, named as there.
-#[allow(clippy::struct_excessive_bools)]
-struct State {
-    transport: Option<Py<PyAny>>,
-    protocol: Option<Py<PyAny>>,
+/// What a datagram transport adds to asyncio's transport state (`base::State`).
+pub(super) struct Datagrams {
     out: VecDeque<Queued>,
     /// asyncio's `_buffer_size` (see the module doc for its arithmetic).
     size: usize,
-    flow: FlowControl,
-    started: bool,
-    paused: bool,
-    closing: bool,
-    conn_lost: u32,
-    registered: bool,
+    /// asyncio keeps the size in a counter (3.11+), which dropping the queue
+    /// leaves as it was; 3.10 sums the queue.
+    counter: bool,
     /// Write interest is on (datagrams are queued).
     writing: bool,
-    read_queued: bool,
     /// `connection_lost` ran and the socket is closed.
     detached: bool,
     addrs: AddrCache,
@@ -105,11 +98,9 @@ struct State {
 
 #[pyclass(module = "ferroloop._ferroloop", name = "DatagramCore", frozen, weakref)]
 pub(crate) struct DatagramCore {
-    loop_: Py<PyAny>,
-    reactor: Py<Reactor>,
+    io: Base<Datagrams>,
     /// The socket object: its own `sendto` for addresses Rust does not convert.
     sock: Py<PyAny>,
-    fd: RawFd,
     family: i32,
     /// `extra['peername']` is true: send with `send`, as asyncio does.
     connected: bool,
@@ -119,28 +110,49 @@ pub(crate) struct DatagramCore {
     drops_empty: bool,
     /// Bytes asyncio counts per queued datagram beyond its length.
     header: usize,
-    /// asyncio keeps the size in a counter (3.11+), which dropping the queue
-    /// leaves as it was; 3.10 sums the queue.
-    counter: bool,
-    context: Py<PyAny>,
-    st: GilCell<State>,
 }
 
-static DATAGRAM_OPS: IoOps = IoOps {
-    wants: |obj, ev| {
-        // SAFETY: an IoRef with these ops holds a DatagramCore (`io_ref`).
-        let core = unsafe { obj.cast_unchecked::<DatagramCore>() };
-        core.get().wants(obj.py(), ev)
-    },
-    run: |obj, event| {
-        // SAFETY: as above.
-        DatagramCore::run_event_reporting(unsafe { obj.cast_unchecked::<DatagramCore>() }, event)
-    },
-};
+impl Kind for Datagrams {
+    type Dropped = (VecDeque<Queued>, Vec<Evicted>);
 
-impl State {
-    fn can_read(&self) -> bool {
-        self.started && !self.paused && !self.closing && self.conn_lost == 0
+    fn can_read(st: &State<Self>) -> bool {
+        st.started && !st.paused && !st.closing && st.conn_lost == 0
+    }
+
+    fn buffer_size(&self) -> usize {
+        self.size
+    }
+
+    fn buffer_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    fn drop_unsent(&mut self) -> Self::Dropped {
+        if !self.counter {
+            self.size = 0;
+        }
+        (std::mem::take(&mut self.out), Vec::new())
+    }
+
+    fn release(&mut self) -> Self::Dropped {
+        self.detached = true;
+        let (out, _) = self.drop_unsent();
+        (out, self.addrs.clear())
+    }
+}
+
+/// How the loop's reactor calls a datagram socket.
+impl Transport for DatagramCore {
+    /// Reading; writing only while datagrams are queued (`set_writing`).
+    fn interest(&self) -> Interest {
+        Interest { read: true, write: false }
+    }
+
+    fn on_event(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()> {
+        match event {
+            IoEvent::Read => Self::on_readable(slf),
+            IoEvent::Write => Self::on_writable(slf),
+        }
     }
 }
 
@@ -149,100 +161,15 @@ fn is_again(e: &io::Error) -> bool {
 }
 
 impl DatagramCore {
-    fn io_ref(slf: &Bound<'_, Self>) -> IoRef {
-        IoRef::new(slf.clone().into_any().unbind(), &DATAGRAM_OPS)
-    }
-
-    fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.st.borrow(py).transport.as_ref().map(|t| t.bind(py).clone())
-    }
-
-    fn protocol<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.st.borrow(py).protocol.as_ref().map(|t| t.bind(py).clone())
-    }
-
-    fn wants(&self, py: Python<'_>, ev: &Readiness) -> (bool, bool) {
-        let mut st = self.st.borrow_mut(py);
-        let read = ev.readable && st.can_read() && !st.read_queued;
-        if read {
-            st.read_queued = true;
-        }
-        (read, ev.writable && !st.out.is_empty() && st.conn_lost == 0)
-    }
-
-    fn queue(slf: &Bound<'_, Self>, event: IoEvent) {
-        let py = slf.py();
-        let this = slf.get();
-        if event == IoEvent::Read {
-            let mut st = this.st.borrow_mut(py);
-            if st.read_queued || !st.can_read() {
-                return;
-            }
-            st.read_queued = true;
-        }
-        this.reactor.get().push(py, Self::io_ref(slf), event);
-    }
-
-    /// Runs one event; an exception goes to the loop's exception handler,
-    /// as one escaping asyncio's reader or writer handle does.
-    fn run_event_reporting(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let entered = context::enter(this.context.bind(py))?;
-        let res = match event {
-            IoEvent::Read => {
-                this.st.borrow_mut(py).read_queued = false;
-                Self::on_readable(slf)
-            }
-            IoEvent::Write => Self::on_writable(slf),
-        };
-        // Left before a report, which runs outside the transport's context.
-        drop(entered);
-        match res {
-            Err(err) if !is_exit(py, &err) => this.report(py, err, event),
-            res => res,
-        }
-    }
-
-    /// asyncio's `Handle._run` report for the transport's reader or writer.
-    fn report(&self, py: Python<'_>, err: PyErr, event: IoEvent) -> PyResult<()> {
-        let (transport, protocol, closing) = {
-            let st = self.st.borrow(py);
-            let transport = st.transport.as_ref().map(|t| t.clone_ref(py));
-            let protocol = st.protocol.as_ref().map(|p| p.clone_ref(py));
-            (transport, protocol, st.closing || st.conn_lost > 0)
-        };
-        let callback = match (&transport, closing) {
-            (Some(t), false) => {
-                let name = t.bind(py).get_type().name()?;
-                let method = if event == IoEvent::Read { "_read_ready" } else { "_sendto_ready" };
-                format!("{name}.{method}")
-            }
-            _ => "None".to_owned(),
-        };
-        let context = PyDict::new(py);
-        context.set_item("message", format!("Exception in callback {callback}()"))?;
-        let err = err.into_value(py).into_bound(py).into_any();
-        context.set_item("exception", &err)?;
-        if let Some(t) = transport {
-            context.set_item("transport", t)?;
-            context.set_item("protocol", protocol)?;
-        }
-        let handled = exc::handling(&err);
-        self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
-        drop(handled);
-        Ok(())
-    }
-
     /// Reads up to [`READ_BUDGET`] datagrams, each to the protocol.
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let reactor = this.reactor.get();
+        let reactor = this.io.reactor.get();
         let mut from = SockAddr::default();
         for _ in 0..READ_BUDGET {
             let protocol = {
-                let st = this.st.borrow(py);
+                let st = this.io.st.borrow(py);
                 match (&st.protocol, st.can_read()) {
                     (Some(p), true) => p.clone_ref(py),
                     _ => return Ok(()),
@@ -252,7 +179,7 @@ impl DatagramCore {
             if scratch.len() < MAX_READ {
                 scratch.resize(MAX_READ, 0);
             }
-            let res = dgram::recv_from(this.fd, &mut scratch, &mut from);
+            let res = dgram::recv_from(this.io.fd, &mut scratch, &mut from);
             let data = match &res {
                 Ok(n) => Some(PyBytes::new(py, &scratch[..*n])),
                 Err(_) => None,
@@ -272,22 +199,22 @@ impl DatagramCore {
             };
             if let Err(err) = delivered {
                 // asyncio's reader stays registered after an exception: read on.
-                Self::queue(slf, IoEvent::Read);
+                base::queue(slf, IoEvent::Read);
                 return Err(err);
             }
         }
-        Self::queue(slf, IoEvent::Read);
+        base::queue(slf, IoEvent::Read);
         Ok(())
     }
 
     /// The Python object of a sender's address, from the cache or made.
     fn address_object(&self, py: Python<'_>, from: &SockAddr) -> PyResult<Py<PyAny>> {
-        if let Some(obj) = self.st.borrow_mut(py).addrs.get(py, from) {
+        if let Some(obj) = self.io.st.borrow_mut(py).addrs.get(py, from) {
             return Ok(obj);
         }
         // Made with no borrow held: an allocation may run the collector.
         let obj = sockaddr::to_python(py, from)?;
-        let evicted = self.st.borrow_mut(py).addrs.put(py, from, &obj);
+        let evicted = self.io.st.borrow_mut(py).addrs.put(py, from, &obj);
         drop(evicted);
         Ok(obj)
     }
@@ -302,8 +229,8 @@ impl DatagramCore {
         dest: &Dest,
     ) -> Sent {
         let res = match dest {
-            Dest::Connected => net::send(self.fd, bytes),
-            Dest::Native(addr) => dgram::send_to(self.fd, bytes, addr),
+            Dest::Connected => net::send(self.io.fd, bytes),
+            Dest::Native(addr) => dgram::send_to(self.io.fd, bytes, addr),
             Dest::Python(addr) => {
                 let data = data.map_or_else(|| PyBytes::new(py, bytes).into_any(), Clone::clone);
                 return match self.sock.bind(py).call_method1(pyo3::intern!(py, "sendto"), (data, addr)) {
@@ -330,7 +257,7 @@ impl DatagramCore {
         if self.connected {
             return Dest::Connected;
         }
-        let known = self.st.borrow(py).addrs.find(addr);
+        let known = self.io.st.borrow(py).addrs.find(addr);
         match known.or_else(|| sockaddr::from_python(addr, self.family)) {
             Some(a) => Dest::Native(a),
             None => Dest::Python(addr.clone().unbind()),
@@ -339,7 +266,7 @@ impl DatagramCore {
 
     /// Calls `protocol.error_received(exc)`.
     fn error_received(&self, py: Python<'_>, err: PyErr) -> PyResult<()> {
-        match self.protocol(py) {
+        match self.io.protocol(py) {
             Some(p) => {
                 exc::while_handling(py, err, |e| p.call_method1(pyo3::intern!(py, "error_received"), (e,)))
                     .map(drop)
@@ -348,30 +275,16 @@ impl DatagramCore {
         }
     }
 
-    /// asyncio's `_fatal_error`, in Python (cold path).
-    fn fatal(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
-        if is_exit(py, &err) {
-            return Err(err);
-        }
-        match self.transport(py) {
-            Some(t) => {
-                let fatal = pyimports::transport_fatal_error(py)?;
-                exc::while_handling(py, err, |e| fatal.call1((t, e, message))).map(drop)
-            }
-            None => Ok(()),
-        }
-    }
-
     fn set_writing(&self, py: Python<'_>, on: bool) -> PyResult<()> {
         {
-            let mut st = self.st.borrow_mut(py);
+            let mut st = self.io.st.borrow_mut(py);
             if st.writing == on || !st.registered {
                 return Ok(());
             }
             st.writing = on;
         }
         let interest = Interest { read: true, write: on };
-        self.reactor.get().set_io_interest(py, self.fd, interest).map_err(|e| os_error(&e))
+        self.io.reactor.get().set_io_interest(py, self.io.fd, interest).map_err(|e| os_error(&e))
     }
 
     /// asyncio's `_sendto_ready`: sends the queue until the socket is full.
@@ -380,7 +293,7 @@ impl DatagramCore {
         let this = slf.get();
         loop {
             let front = {
-                let mut st = this.st.borrow_mut(py);
+                let mut st = this.io.st.borrow_mut(py);
                 if st.conn_lost > 0 {
                     return Ok(());
                 }
@@ -394,11 +307,11 @@ impl DatagramCore {
             let len = item.data.bytes(py).len();
             let sent = this.send_one(py, item.data.bytes(py), data.as_ref(), &item.dest);
             if matches!(sent, Sent::Again) {
-                this.st.borrow_mut(py).out.push_front(item);
+                this.io.st.borrow_mut(py).out.push_front(item);
                 break;
             }
             {
-                let mut st = this.st.borrow_mut(py);
+                let mut st = this.io.st.borrow_mut(py);
                 st.size = st.size.saturating_sub(len);
             }
             drop(item);
@@ -407,56 +320,26 @@ impl DatagramCore {
                 Sent::Os(e) => {
                     // asyncio returns here with its writer still registered:
                     // the rest goes out on the next turn.
-                    Self::queue(slf, IoEvent::Write);
+                    base::queue(slf, IoEvent::Write);
                     return this.error_received(py, e);
                 }
-                Sent::Fatal(e) => return this.fatal(py, e, "Fatal write error on datagram transport"),
+                Sent::Fatal(e) => return this.io.fatal(py, e, "Fatal write error on datagram transport"),
             }
         }
-        this.maybe_resume_protocol(py)?;
+        this.io.maybe_resume_protocol(py)?;
         let (empty, closing) = {
-            let st = this.st.borrow(py);
+            let st = this.io.st.borrow(py);
             (st.out.is_empty(), st.closing)
         };
         if empty {
             this.set_writing(py, false)?;
             if closing {
-                if let Some(t) = this.transport(py) {
+                if let Some(t) = this.io.transport(py) {
                     pyimports::transport_write_drained(py)?.call1((t,))?;
                 }
             }
         }
         Ok(())
-    }
-
-    fn maybe_resume_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(t) = self.transport(py) else { return Ok(()) };
-        let (resume, protocol) = {
-            let mut st = self.st.borrow_mut(py);
-            let size = st.size;
-            (st.flow.after_drain(size), st.protocol.as_ref().map(|p| p.clone_ref(py)))
-        };
-        match (resume, protocol) {
-            (Some(signal), Some(protocol)) => {
-                flow::signal_protocol(self.loop_.bind(py), &t, protocol.bind(py), signal)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(t) = self.transport(py) else { return Ok(()) };
-        let (pause, protocol) = {
-            let mut st = self.st.borrow_mut(py);
-            let size = st.size;
-            (st.flow.after_grow(size), st.protocol.as_ref().map(|p| p.clone_ref(py)))
-        };
-        match (pause, protocol) {
-            (Some(signal), Some(protocol)) => {
-                flow::signal_protocol(self.loop_.bind(py), &t, protocol.bind(py), signal)
-            }
-            _ => Ok(()),
-        }
     }
 
     /// asyncio's checks on `sendto`'s arguments; the address to use.
@@ -486,8 +369,7 @@ impl DatagramCore {
     }
 }
 
-#[pymethods]
-impl DatagramCore {
+base::transport_methods!(DatagramCore, Datagrams, "_sendto_ready", {
     /// The core of `transport`, over the socket `sock` (descriptor `fd`, of
     /// address family `family`) for `loop_`, whose reactor is `reactor`.
     #[new]
@@ -508,80 +390,29 @@ impl DatagramCore {
         counter: bool,
     ) -> PyResult<Self> {
         let context = context::copy_current(py)?.unbind();
+        let own = Datagrams {
+            out: VecDeque::new(),
+            size: 0,
+            counter,
+            writing: false,
+            detached: false,
+            addrs: AddrCache::default(),
+        };
         Ok(Self {
-            loop_: loop_.unbind(),
-            reactor: reactor.unbind(),
+            io: Base::new(loop_, reactor, fd, context, State::new(transport.unbind(), own)),
             sock: sock.unbind(),
-            fd,
             family,
             connected,
             address: address.map(Bound::unbind),
             drops_empty,
             header,
-            counter,
-            context,
-            st: GilCell::new(State {
-                transport: Some(transport.unbind()),
-                protocol: None,
-                out: VecDeque::new(),
-                size: 0,
-                flow: FlowControl::default(),
-                started: false,
-                paused: false,
-                closing: false,
-                conn_lost: 0,
-                registered: false,
-                writing: false,
-                read_queued: false,
-                detached: false,
-                addrs: AddrCache::default(),
-            }),
         })
-    }
-
-    /// Joins the loop's poller (reading; writing while datagrams are queued).
-    fn attach(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        this.reactor
-            .get()
-            .register_io(py, this.fd, Self::io_ref(slf), Interest { read: true, write: false })
-            .map_err(|e| os_error(&e))?;
-        this.st.borrow_mut(py).registered = true;
-        Ok(())
-    }
-
-    /// Leaves the poller and drops the protocol (after `connection_lost`).
-    fn detach(slf: &Bound<'_, Self>) {
-        let py = slf.py();
-        let this = slf.get();
-        let (registered, dropped) = {
-            let mut st = this.st.borrow_mut(py);
-            st.detached = true;
-            let registered = std::mem::replace(&mut st.registered, false);
-            if !this.counter {
-                st.size = 0;
-            }
-            let dropped =
-                (st.protocol.take(), st.transport.take(), std::mem::take(&mut st.out), st.addrs.clear());
-            (registered, dropped)
-        };
-        if registered {
-            this.reactor.get().unregister_io(py, this.fd);
-        }
-        drop(dropped);
-    }
-
-    /// Starts reading (asyncio adds its reader in a callback after `connection_made`).
-    fn start_reading(slf: &Bound<'_, Self>) {
-        slf.get().st.borrow_mut(slf.py()).started = true;
-        Self::queue(slf, IoEvent::Read);
     }
 
     #[pyo3(signature = (protocol, buffered = false))]
     fn set_protocol(&self, py: Python<'_>, protocol: Bound<'_, PyAny>, buffered: bool) {
         let _ = buffered;
-        let old = self.st.borrow_mut(py).protocol.replace(protocol.unbind());
+        let old = self.io.st.borrow_mut(py).protocol.replace(protocol.unbind());
         drop(old);
     }
 
@@ -595,14 +426,14 @@ impl DatagramCore {
             return Ok(());
         }
         let (conn_lost, detached, queued) = {
-            let st = self.st.borrow(py);
+            let st = self.io.st.borrow(py);
             (st.conn_lost, st.detached, !st.out.is_empty())
         };
         if conn_lost > 0 && self.address.is_some() {
             if conn_lost >= 5 {
                 pyimports::warn_send_after_lost(py)?.call1((false,))?;
             }
-            self.st.borrow_mut(py).conn_lost += 1;
+            self.io.st.borrow_mut(py).conn_lost += 1;
             return Ok(());
         }
         if detached {
@@ -616,7 +447,7 @@ impl DatagramCore {
                 Sent::Done => return Ok(()),
                 Sent::Again => {}
                 Sent::Os(e) => return self.error_received(py, e),
-                Sent::Fatal(e) => return self.fatal(py, e, "Fatal write error on datagram transport"),
+                Sent::Fatal(e) => return self.io.fatal(py, e, "Fatal write error on datagram transport"),
             }
         }
         // asyncio counts `len(data)`: items, for a memoryview of another format.
@@ -624,108 +455,12 @@ impl DatagramCore {
         let (chunk, _) = Unsent::rest(&data, bytes, 0);
         drop(view);
         {
-            let mut st = self.st.borrow_mut(py);
+            let mut st = self.io.st.borrow_mut(py);
             st.out.push_back(Queued { data: chunk, dest });
             st.size += counted + self.header;
         }
         self.set_writing(py, true)?;
-        self.maybe_pause_protocol(py)
-    }
-
-    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
-        self.st.borrow(py).size
-    }
-
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-        self.st.borrow(py).flow.limits(py)
-    }
-
-    #[pyo3(signature = (high = None, low = None))]
-    fn set_write_buffer_limits(
-        &self,
-        py: Python<'_>,
-        high: Option<Bound<'_, PyAny>>,
-        low: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let limits = flow::parse_limits(py, high, low)?;
-        let old = self.st.borrow_mut(py).flow.set_limits(limits);
-        drop(old);
-        self.maybe_pause_protocol(py)
-    }
-
-    #[getter]
-    fn protocol_paused(&self, py: Python<'_>) -> bool {
-        self.st.borrow(py).flow.paused
-    }
-
-    fn is_reading(&self, py: Python<'_>) -> bool {
-        let st = self.st.borrow(py);
-        !st.paused && !st.closing
-    }
-
-    fn is_closing(&self, py: Python<'_>) -> bool {
-        self.st.borrow(py).closing
-    }
-
-    fn pause_reading(&self, py: Python<'_>) -> bool {
-        let mut st = self.st.borrow_mut(py);
-        if st.paused || st.closing {
-            return false;
-        }
-        st.paused = true;
-        true
-    }
-
-    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        {
-            let mut st = slf.get().st.borrow_mut(slf.py());
-            if st.closing || !st.paused {
-                return Ok(false);
-            }
-            st.paused = false;
-        }
-        slf.get().reactor.get().check_closed()?;
-        Self::queue(slf, IoEvent::Read);
-        Ok(true)
-    }
-
-    /// `close()`: marks closing; returns whether the queue is empty (then
-    /// the caller schedules `connection_lost`), None if closing already.
-    fn begin_close(&self, py: Python<'_>) -> Option<bool> {
-        let mut st = self.st.borrow_mut(py);
-        if st.closing {
-            return None;
-        }
-        st.closing = true;
-        let empty = st.out.is_empty();
-        if empty {
-            st.conn_lost += 1;
-        }
-        Some(empty)
-    }
-
-    /// `_force_close()`: drops the queue, marks closing and lost; false if
-    /// the connection was lost already.
-    fn force_close(&self, py: Python<'_>) -> bool {
-        let dropped = {
-            let mut st = self.st.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return false;
-            }
-            st.closing = true;
-            st.conn_lost += 1;
-            if !self.counter {
-                st.size = 0;
-            }
-            std::mem::take(&mut st.out)
-        };
-        drop(dropped);
-        true
-    }
-
-    #[getter]
-    fn conn_lost(&self, py: Python<'_>) -> u32 {
-        self.st.borrow(py).conn_lost
+        self.io.maybe_pause_protocol(py)
     }
 
     /// Never half-closed (the stream core's `eof`, read by shared code).
@@ -734,39 +469,28 @@ impl DatagramCore {
         false
     }
 
-    #[getter]
-    fn writing(&self, py: Python<'_>) -> bool {
-        !self.st.borrow(py).out.is_empty()
-    }
-
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        visit.call(&self.reactor)?;
+        self.io.traverse(&visit)?;
         visit.call(&self.sock)?;
-        visit.call(&self.context)?;
         if let Some(a) = &self.address {
             visit.call(a)?;
         }
-        let Some(st) = self.st.try_borrow_for_gc() else { return Ok(()) };
-        for obj in [&st.transport, &st.protocol].into_iter().flatten() {
-            visit.call(obj)?;
-        }
+        let Some(st) = self.io.st.try_borrow_for_gc() else { return Ok(()) };
         for q in &st.out {
             if let Dest::Python(a) = &q.dest {
                 visit.call(a)?;
             }
         }
-        st.addrs.traverse(&visit)?;
-        st.flow.traverse(&visit)
+        st.addrs.traverse(&visit)
     }
 
     fn __clear__(&self) {
         Python::attach(|py| {
             let dropped = {
-                let mut st = self.st.borrow_mut(py);
+                let mut st = self.io.st.borrow_mut(py);
                 (st.transport.take(), st.protocol.take(), std::mem::take(&mut st.out), st.addrs.clear())
             };
             drop(dropped);
         });
     }
-}
+});

@@ -1,9 +1,10 @@
 //! `StreamCore`: the native half of stream transports (TCP and Unix sockets;
 //! pipes through the same code, over a [`StreamFd`]).
 //!
-//! Owns: the fd's registration with the reactor (read + write interest, edge
-//! triggered, registered once), the write buffer (`write_buf`), write flow
-//! control (`flow`), the protocol and the reading state. The Python class
+//! Built on `base` (the transport state, the registration with the reactor,
+//! event runs, closing, flow control and the methods every transport
+//! shares). Owns: the reads (plain, buffered, through a `filter`), the write
+//! buffer (`write_buf`), half-closing and the pipe rules. The Python class
 //! around it (`ferroloop._stream.SocketTransport`, an `asyncio.Transport`)
 //! does the cold paths: close, abort, errors, `connection_lost`, extra info;
 //! the core calls them through the functions of `pyimports`.
@@ -27,6 +28,7 @@
 //!
 //! Invariant: no `State` borrow is held across a call into Python.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 
@@ -36,14 +38,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::flow::{self, FlowControl};
+use super::base::{self, Base, Kind, State, Transport};
+use super::filter::ReadFilter;
+use super::flow::FlowControl;
 use super::write_buf::WriteBuffer;
 use crate::capi::bytes::{as_bytes, recv_bytes, RawBuffer, Unsent};
 use crate::capi::{context, exc};
 use crate::errors::os_error;
-use crate::gil_cell::GilCell;
 use crate::pyimports;
-use crate::reactor::{IoEvent, IoOps, IoRef, Reactor};
+use crate::reactor::{IoEvent, Reactor};
 
 /// The most one read takes: asyncio's `max_size` (256 KiB), so a message up
 /// to that size reaches `data_received` in one piece, as there.
@@ -97,42 +100,16 @@ enum Dir {
     Write { watch_peer: bool },
 }
 
-/// A layer that takes the bytes a stream reads before any protocol sees
-/// them (TLS: `transports/tls.rs`). The stream reads into the reactor's
-/// scratch buffer and hands the layer the bytes; the layer then runs the
-/// protocol itself. Function pointers, as `IoOps`, so this module never names
-/// the layer's type; it is dropped whenever the protocol changes.
-pub(crate) struct ReadFilter {
-    pub(crate) obj: Py<PyAny>,
-    pub(crate) ops: &'static FilterOps,
-}
-
-pub(crate) struct FilterOps {
-    /// The bytes of one read (never empty).
-    pub(crate) feed: for<'py> fn(&Bound<'py, PyAny>, &[u8]) -> PyResult<()>,
-}
-
+/// What a stream adds to asyncio's transport state (`base::State`).
 // The flags are asyncio's transport state, one each, named as there.
 #[allow(clippy::struct_excessive_bools)]
-struct State {
+pub(super) struct Stream {
     dir: Dir,
-    transport: Option<Py<PyAny>>,
-    /// The protocol; its methods are looked up at each call, as asyncio
-    /// does, so one replaced on the instance takes effect.
-    protocol: Option<Py<PyAny>>,
     /// Whether the protocol is a `BufferedProtocol` (decided by `set_protocol`).
     buffered: bool,
     out: WriteBuffer,
-    flow: FlowControl,
-    started: bool,
-    paused: bool,
     read_eof: bool,
-    closing: bool,
     eof: bool,
-    conn_lost: u32,
-    registered: bool,
-    /// A read is queued in the loop (avoids queueing two).
-    read_queued: bool,
     /// `loop.sendfile()` owns the socket: `write()` is refused.
     sendfile: bool,
     /// The poller saw the peer close (or an error): keep reading until the
@@ -147,36 +124,55 @@ struct State {
 
 #[pyclass(module = "ferroloop._ferroloop", name = "StreamCore", frozen, weakref)]
 pub(crate) struct StreamCore {
-    /// The loop, for its exception handler (cold path).
-    loop_: Py<PyAny>,
-    reactor: Py<Reactor>,
-    fd: RawFd,
+    io: Base<Stream>,
     kind: StreamFd,
     dir: Dir,
-    /// Protocol callbacks run in the context current when the transport was
-    /// made, as asyncio's reader handle does.
-    context: Py<PyAny>,
-    st: GilCell<State>,
 }
 
-/// How the reactor and the ready queue call a stream.
-static STREAM_OPS: IoOps = IoOps {
-    wants: |obj, ev| {
-        // SAFETY: an IoRef with these ops holds a StreamCore (`io_ref`).
-        let core = unsafe { obj.cast_unchecked::<StreamCore>() };
-        core.get().wants(obj.py(), ev)
-    },
-    run: |obj, event| {
-        // SAFETY: as above.
-        StreamCore::run_event_reporting(unsafe { obj.cast_unchecked::<StreamCore>() }, event)
-    },
-};
+/// A stream's rules: one-way pipes, half-closed sockets, a byte buffer.
+impl Kind for Stream {
+    type Dropped = (VecDeque<Unsent>, Option<ReadFilter>);
 
-impl StreamCore {
-    fn io_ref(slf: &Bound<'_, Self>) -> IoRef {
-        IoRef::new(slf.clone().into_any().unbind(), &STREAM_OPS)
+    /// A write pipe's readiness for reading means its reader went away;
+    /// a socket's peer may have closed, which no later edge will announce.
+    fn readable(st: &mut State<Self>, ev: &Readiness) -> bool {
+        if let Dir::Write { watch_peer } = st.dir {
+            st.peer_closed |= watch_peer && ev.readable;
+            st.peer_closed
+        } else {
+            st.peer_closed |= ev.closed;
+            ev.readable
+        }
     }
 
+    fn can_read(st: &State<Self>) -> bool {
+        match st.dir {
+            // A write pipe "reads" once: the news that its reader went away,
+            // even while closing with data buffered.
+            Dir::Write { .. } => st.started && st.peer_closed && !st.read_eof && st.conn_lost == 0,
+            _ => st.started && !st.paused && !st.closing && !st.read_eof && st.conn_lost == 0,
+        }
+    }
+
+    fn buffer_size(&self) -> usize {
+        self.out.size()
+    }
+
+    fn buffer_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    fn drop_unsent(&mut self) -> Self::Dropped {
+        (self.out.clear(), None)
+    }
+
+    fn release(&mut self) -> Self::Dropped {
+        (self.out.clear(), self.filter.take())
+    }
+}
+
+/// How the loop's reactor calls a stream.
+impl Transport for StreamCore {
     fn interest(&self) -> Interest {
         match self.dir {
             Dir::Both => Interest { read: true, write: true },
@@ -185,120 +181,29 @@ impl StreamCore {
         }
     }
 
-    fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        self.st.borrow(py).transport.as_ref().map(|t| t.bind(py).clone())
-    }
-
-    /// Runs one event from the ready queue, as asyncio's reader/writer
-    /// handle runs `_read_ready`/`_write_ready`: an exception other than
-    /// `SystemExit`/`KeyboardInterrupt` goes to the loop's exception handler
-    /// (asyncio's `Handle._run`), never out of the run loop.
-    pub(crate) fn run_event_reporting(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()> {
-        match Self::run_event(slf, event) {
-            Err(err) if !crate::errors::is_exit(slf.py(), &err) => slf.get().report(slf.py(), err, event),
-            res => res,
-        }
-    }
-
-    /// Hands an exception that escaped an event to the loop's exception
-    /// handler, with asyncio's message for its handle's callback: a closing
-    /// transport has removed (cancelled) its reader and writer handles by
-    /// then, whose callback asyncio shows as `None()`. The transport and
-    /// protocol are named when still attached.
-    fn report(&self, py: Python<'_>, err: PyErr, event: IoEvent) -> PyResult<()> {
-        let (transport, protocol, closing) = {
-            let st = self.st.borrow(py);
-            let transport = st.transport.as_ref().map(|t| t.clone_ref(py));
-            let protocol = st.protocol.as_ref().map(|p| p.clone_ref(py));
-            (transport, protocol, st.closing || st.conn_lost > 0)
-        };
-        let callback = match (&transport, closing) {
-            (Some(t), false) => {
-                let name = t.bind(py).get_type().name()?;
-                let method = match event {
-                    IoEvent::Read => "_read_ready",
-                    IoEvent::Write => "_write_ready",
-                };
-                format!("{name}.{method}")
-            }
-            _ => "None".to_owned(),
-        };
-        let context = pyo3::types::PyDict::new(py);
-        context.set_item("message", format!("Exception in callback {callback}()"))?;
-        let err = err.into_value(py).into_bound(py).into_any();
-        context.set_item("exception", &err)?;
-        if let Some(t) = transport {
-            context.set_item("transport", t)?;
-            context.set_item("protocol", protocol)?;
-        }
-        let handled = exc::handling(&err);
-        self.loop_.bind(py).call_method1(pyo3::intern!(py, "call_exception_handler"), (context,))?;
-        drop(handled);
-        Ok(())
-    }
-
-    /// Runs one event from the ready queue, in the transport's context.
-    fn run_event(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()> {
-        let py = slf.py();
+    fn on_event(slf: &Bound<'_, Self>, event: IoEvent) -> PyResult<()> {
         let this = slf.get();
-        let entered = context::enter(this.context.bind(py))?;
-        let res = match event {
-            IoEvent::Read => {
-                this.st.borrow_mut(py).read_queued = false;
-                match this.dir {
-                    Dir::Write { .. } => this.on_peer_closed(py),
-                    _ => Self::on_readable(slf),
-                }
-            }
-            IoEvent::Write => this.on_writable(py),
-        };
-        drop(entered);
-        res
-    }
-
-    /// Whether a readiness report should queue a read / a flush.
-    fn wants(&self, py: Python<'_>, ev: &Readiness) -> (bool, bool) {
-        let mut st = self.st.borrow_mut(py);
-        let readable = if let Dir::Write { watch_peer } = self.dir {
-            st.peer_closed |= watch_peer && ev.readable;
-            st.peer_closed
-        } else {
-            st.peer_closed |= ev.closed;
-            ev.readable
-        };
-        let writable = ev.writable;
-        let read = readable && st.can_read() && !st.read_queued;
-        if read {
-            st.read_queued = true;
+        match (event, this.dir) {
+            (IoEvent::Read, Dir::Write { .. }) => this.on_peer_closed(slf.py()),
+            (IoEvent::Read, _) => Self::on_readable(slf),
+            (IoEvent::Write, _) => this.on_writable(slf.py()),
         }
-        (read, writable && !st.out.is_empty() && st.conn_lost == 0)
     }
+}
 
-    fn queue_read(slf: &Bound<'_, Self>) {
-        let py = slf.py();
-        let this = slf.get();
-        {
-            let mut st = this.st.borrow_mut(py);
-            if st.read_queued || !st.can_read() {
-                return;
-            }
-            st.read_queued = true;
-        }
-        this.reactor.get().push(py, Self::io_ref(slf), IoEvent::Read);
-    }
-
+impl StreamCore {
     fn on_readable(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let (protocol, buffered) = {
-            let st = this.st.borrow(py);
+            let st = this.io.st.borrow(py);
             if !st.can_read() {
                 return Ok(());
             }
             if let Some(filter) = &st.filter {
-                let (obj, ops) = (filter.obj.clone_ref(py), filter.ops);
+                let filter = filter.clone_ref(py);
                 drop(st);
-                return Self::read_filtered(slf, obj.bind(py), ops);
+                return Self::read_filtered(slf, &filter);
             }
             match &st.protocol {
                 Some(p) => (p.clone_ref(py), st.buffered),
@@ -316,23 +221,23 @@ impl StreamCore {
         let py = slf.py();
         let this = slf.get();
         // A socket's large reads go straight into a bytes object.
-        let (res, data) = if this.st.borrow(py).large_reads && this.kind == StreamFd::Socket {
-            recv_bytes(py, this.fd, MAX_READ)?
+        let (res, data) = if this.io.st.borrow(py).large_reads && this.kind == StreamFd::Socket {
+            recv_bytes(py, this.io.fd, MAX_READ)?
         } else {
-            let mut scratch = this.reactor.get().take_scratch(py);
+            let mut scratch = this.io.reactor.get().take_scratch(py);
             if scratch.len() < MAX_READ {
                 scratch.resize(MAX_READ, 0);
             }
-            let res = this.kind.read(this.fd, &mut scratch);
+            let res = this.kind.read(this.io.fd, &mut scratch);
             let data = match &res {
                 Ok(n) if *n > 0 => Some(PyBytes::new(py, &scratch[..*n])),
                 _ => None,
             };
-            this.reactor.get().put_scratch(py, scratch);
+            this.io.reactor.get().put_scratch(py, scratch);
             (res, data)
         };
         if let Ok(n) = res {
-            this.st.borrow_mut(py).large_reads = n >= LARGE_READ;
+            this.io.st.borrow_mut(py).large_reads = n >= LARGE_READ;
         }
         let deliver = |_| protocol.call_method1(pyo3::intern!(py, "data_received"), (data,)).map(drop);
         Self::after_read(slf, res, MAX_READ, deliver, "Fatal error: protocol.data_received() call failed.")
@@ -340,15 +245,15 @@ impl StreamCore {
 
     /// A read handed to the layer under the protocol; its errors are the
     /// protocol's `buffer_updated()` errors (the layer stands for it).
-    fn read_filtered(slf: &Bound<'_, Self>, layer: &Bound<'_, PyAny>, ops: &FilterOps) -> PyResult<()> {
+    fn read_filtered(slf: &Bound<'_, Self>, filter: &ReadFilter) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let mut scratch = this.reactor.get().take_scratch(py);
+        let mut scratch = this.io.reactor.get().take_scratch(py);
         if scratch.len() < MAX_READ {
             scratch.resize(MAX_READ, 0);
         }
-        let res = this.kind.read(this.fd, &mut scratch);
-        let deliver = |n: usize| (ops.feed)(layer, &scratch[..n]);
+        let res = this.kind.read(this.io.fd, &mut scratch);
+        let deliver = |n: usize| filter.feed(py, &scratch[..n]);
         let out = Self::after_read(
             slf,
             res,
@@ -356,13 +261,13 @@ impl StreamCore {
             deliver,
             "Fatal error: protocol.buffer_updated() call failed.",
         );
-        this.reactor.get().put_scratch(py, scratch);
+        this.io.reactor.get().put_scratch(py, scratch);
         out
     }
 
     /// Puts `filter` under the protocol (until the protocol changes).
     pub(crate) fn set_filter(&self, py: Python<'_>, filter: Option<ReadFilter>) {
-        let old = std::mem::replace(&mut self.st.borrow_mut(py).filter, filter);
+        let old = std::mem::replace(&mut self.io.st.borrow_mut(py).filter, filter);
         drop(old);
     }
 
@@ -371,12 +276,12 @@ impl StreamCore {
         let this = slf.get();
         let obj = match protocol.call_method1(pyo3::intern!(py, "get_buffer"), (-1,)) {
             Ok(b) => b,
-            Err(err) => return this.fatal(py, err, "Fatal error: protocol.get_buffer() call failed."),
+            Err(err) => return this.io.fatal(py, err, "Fatal error: protocol.get_buffer() call failed."),
         };
         let empty = || PyRuntimeError::new_err("get_buffer() returned an empty buffer");
         let mut buf = match RawBuffer::get(&obj, true) {
             Ok(v) if v.len() > 0 => v,
-            Ok(_) => return this.fatal(py, empty(), "Fatal error: protocol.get_buffer() call failed."),
+            Ok(_) => return this.io.fatal(py, empty(), "Fatal error: protocol.get_buffer() call failed."),
             // Not a writable buffer: asyncio's `len(buf)` check comes first,
             // then `recv_into` refuses it.
             Err(_) => {
@@ -388,15 +293,15 @@ impl StreamCore {
                             "recv_into() argument 1 must be read-write bytes-like object, not {}",
                             obj.get_type().name()?
                         ));
-                        return this.fatal(py, err, this.message("read"));
+                        return this.io.fatal(py, err, this.message("read"));
                     }
                 };
-                return this.fatal(py, err, "Fatal error: protocol.get_buffer() call failed.");
+                return this.io.fatal(py, err, "Fatal error: protocol.get_buffer() call failed.");
             }
         };
         let slice = buf.as_mut_slice();
         let capacity = slice.len();
-        let res = this.kind.read(this.fd, slice);
+        let res = this.kind.read(this.io.fd, slice);
         drop(buf);
         let deliver = |n: usize| protocol.call_method1(pyo3::intern!(py, "buffer_updated"), (n,)).map(drop);
         Self::after_read(slf, res, capacity, deliver, "Fatal error: protocol.buffer_updated() call failed.")
@@ -417,16 +322,16 @@ impl StreamCore {
         match res {
             Ok(0) => this.on_eof(py),
             Ok(n) => {
-                if n == capacity || this.st.borrow(py).peer_closed {
+                if n == capacity || this.io.st.borrow(py).peer_closed {
                     // Maybe more is waiting (or the end of stream): read
                     // again next iteration, as level triggering would.
-                    Self::queue_read(slf);
+                    base::queue(slf, IoEvent::Read);
                 }
                 match deliver(n) {
                     // A read pipe's callback error reaches the exception
                     // handler from its handle, and reading goes on.
                     Err(err) if this.kind == StreamFd::Pipe => Err(err),
-                    res => res.or_else(|err| this.fatal(py, err, failed)),
+                    res => res.or_else(|err| this.io.fatal(py, err, failed)),
                 }
             }
             Err(e) => Self::read_error(slf, &e),
@@ -437,38 +342,24 @@ impl StreamCore {
         match e.kind() {
             io::ErrorKind::WouldBlock => Ok(()),
             io::ErrorKind::Interrupted => {
-                Self::queue_read(slf);
+                base::queue(slf, IoEvent::Read);
                 Ok(())
             }
-            _ => slf.get().fatal(slf.py(), os_error(e), slf.get().message("read")),
+            _ => slf.get().io.fatal(slf.py(), os_error(e), slf.get().message("read")),
         }
     }
 
     fn on_eof(&self, py: Python<'_>) -> PyResult<()> {
-        self.st.borrow_mut(py).read_eof = true;
-        match self.transport(py) {
+        self.io.st.borrow_mut(py).read_eof = true;
+        match self.io.transport(py) {
             Some(t) => pyimports::transport_on_eof(py)?.call1((t,)).map(drop),
-            None => Ok(()),
-        }
-    }
-
-    /// asyncio's `_fatal_error`, in Python (cold path).
-    fn fatal(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
-        if crate::errors::is_exit(py, &err) {
-            return Err(err);
-        }
-        match self.transport(py) {
-            Some(t) => {
-                let fatal = pyimports::transport_fatal_error(py)?;
-                exc::while_handling(py, err, |e| fatal.call1((t, e, message))).map(drop)
-            }
             None => Ok(()),
         }
     }
 
     fn on_writable(&self, py: Python<'_>) -> PyResult<()> {
         {
-            let st = self.st.borrow(py);
+            let st = self.io.st.borrow(py);
             if st.out.is_empty() || st.conn_lost > 0 {
                 return Ok(());
             }
@@ -478,14 +369,14 @@ impl StreamCore {
     }
 
     fn flush(&self, py: Python<'_>) -> io::Result<()> {
-        self.st.borrow_mut(py).out.flush(py, self.kind, self.fd)
+        self.io.st.borrow_mut(py).out.flush(py, self.kind, self.io.fd)
     }
 
     fn after_flush(&self, py: Python<'_>, res: io::Result<()>) -> PyResult<()> {
         if let Err(e) = res {
-            let dropped = self.st.borrow_mut(py).out.clear();
+            let dropped = self.io.st.borrow_mut(py).out.clear();
             drop(dropped);
-            return match self.transport(py) {
+            return match self.io.transport(py) {
                 Some(t) => {
                     let failed = pyimports::transport_write_failed(py)?;
                     exc::while_handling(py, os_error(&e), |e| failed.call1((t, e))).map(drop)
@@ -493,41 +384,18 @@ impl StreamCore {
                 None => Ok(()),
             };
         }
-        let Some(t) = self.transport(py) else { return Ok(()) };
-        let (resume, protocol) = {
-            let mut st = self.st.borrow_mut(py);
-            let size = st.out.size();
-            (st.flow.after_drain(size), st.protocol.as_ref().map(|p| p.clone_ref(py)))
-        };
-        if let (Some(signal), Some(protocol)) = (resume, protocol) {
-            flow::signal_protocol(self.loop_.bind(py), &t, protocol.bind(py), signal)?;
-        }
+        let Some(t) = self.io.transport(py) else { return Ok(()) };
+        self.io.signal_flow(py, &t, FlowControl::after_drain)?;
         // Drained: a closing transport loses its connection, a half-closed
         // one shuts down its side, `loop.sendfile()` may take over.
         let (empty, waiting) = {
-            let st = self.st.borrow(py);
+            let st = self.io.st.borrow(py);
             (st.out.is_empty(), st.closing || st.eof || st.sendfile)
         };
         if empty && waiting {
             pyimports::transport_write_drained(py)?.call1((t,))?;
         }
         Ok(())
-    }
-
-    /// asyncio's `_maybe_pause_protocol`, after the buffer grew.
-    fn maybe_pause_protocol(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(t) = self.transport(py) else { return Ok(()) };
-        let (pause, protocol) = {
-            let mut st = self.st.borrow_mut(py);
-            let size = st.out.size();
-            (st.flow.after_grow(size), st.protocol.as_ref().map(|p| p.clone_ref(py)))
-        };
-        match (pause, protocol) {
-            (Some(signal), Some(protocol)) => {
-                flow::signal_protocol(self.loop_.bind(py), &t, protocol.bind(py), signal)
-            }
-            _ => Ok(()),
-        }
     }
 
     /// Borrows the bytes of a bytes-like object without copying. `write()`
@@ -548,7 +416,7 @@ impl StreamCore {
     /// asyncio's checks at the top of `write()`, in its order; false when
     /// the data is to be dropped silently.
     fn check_writable(&self, py: Python<'_>, empty: bool) -> PyResult<bool> {
-        let mut st = self.st.borrow_mut(py);
+        let mut st = self.io.st.borrow_mut(py);
         if st.eof {
             return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
         }
@@ -575,12 +443,12 @@ impl StreamCore {
     /// full or data is queued), `head` bytes of it sent already, then pauses
     /// the protocol above the high-water mark.
     fn buffer_rest(&self, py: Python<'_>, chunk: Unsent, head: usize) -> PyResult<()> {
-        self.st.borrow_mut(py).out.push(py, chunk, head);
-        self.maybe_pause_protocol(py)
+        self.io.st.borrow_mut(py).out.push(py, chunk, head);
+        self.io.maybe_pause_protocol(py)
     }
 
     fn write_error(&self, py: Python<'_>, e: &io::Error) -> PyResult<()> {
-        self.fatal(py, os_error(e), self.message("write"))
+        self.io.fatal(py, os_error(e), self.message("write"))
     }
 
     /// asyncio's message for a fatal read or write error of this kind.
@@ -596,26 +464,14 @@ impl StreamCore {
     /// A write pipe's reader went away: asyncio's `_read_ready` of a write
     /// pipe, in Python (once).
     fn on_peer_closed(&self, py: Python<'_>) -> PyResult<()> {
-        if !self.st.borrow(py).can_read() {
+        if !self.io.st.borrow(py).can_read() {
             return Ok(());
         }
         self.on_eof(py)
     }
 }
 
-impl State {
-    fn can_read(&self) -> bool {
-        match self.dir {
-            // A write pipe "reads" once: the news that its reader went away,
-            // even while closing with data buffered.
-            Dir::Write { .. } => self.started && self.peer_closed && !self.read_eof && self.conn_lost == 0,
-            _ => self.started && !self.paused && !self.closing && !self.read_eof && self.conn_lost == 0,
-        }
-    }
-}
-
-#[pymethods]
-impl StreamCore {
+base::transport_methods!(StreamCore, Stream, "_write_ready", {
     /// The core of `transport`, a stream over `fd` (a socket, or a pipe when
     /// `pipe`), for `loop_`, whose reactor is `reactor`. A pipe goes one
     /// way: `direction` is "r" or "w" ("w+" watches for its reader closing).
@@ -639,78 +495,32 @@ impl StreamCore {
             "w+" => Dir::Write { watch_peer: true },
             _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("bad direction {direction:?}"))),
         };
-        let reactor = reactor.unbind();
         let context = match context {
             Some(given) if !given.is_none() => given.unbind(),
             _ => context::copy_current(py)?.unbind(),
         };
+        let own = Stream {
+            dir,
+            buffered: false,
+            out: WriteBuffer::default(),
+            read_eof: false,
+            eof: false,
+            sendfile: false,
+            peer_closed: false,
+            large_reads: false,
+            filter: None,
+        };
+        let st = State::new(transport.unbind(), own);
         Ok(Self {
-            loop_: loop_.unbind(),
-            reactor,
-            fd,
+            io: Base::new(loop_, reactor, fd, context, st),
             kind: if pipe { StreamFd::Pipe } else { StreamFd::Socket },
             dir,
-            context,
-            st: GilCell::new(State {
-                dir,
-                transport: Some(transport.unbind()),
-                protocol: None,
-                buffered: false,
-                out: WriteBuffer::default(),
-                flow: FlowControl::default(),
-                started: false,
-                paused: false,
-                read_eof: false,
-                closing: false,
-                eof: false,
-                conn_lost: 0,
-                registered: false,
-                read_queued: false,
-                sendfile: false,
-                peer_closed: false,
-                large_reads: false,
-                filter: None,
-            }),
         })
-    }
-
-    /// Joins the loop's poller; called once the Python transport is ready.
-    fn attach(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        this.reactor
-            .get()
-            .register_io(py, this.fd, Self::io_ref(slf), this.interest())
-            .map_err(|e| os_error(&e))?;
-        this.st.borrow_mut(py).registered = true;
-        Ok(())
-    }
-
-    /// Leaves the poller and drops the protocol (after `connection_lost`).
-    fn detach(slf: &Bound<'_, Self>) {
-        let py = slf.py();
-        let this = slf.get();
-        let (registered, dropped) = {
-            let mut st = this.st.borrow_mut(py);
-            let registered = std::mem::replace(&mut st.registered, false);
-            let dropped = (st.protocol.take(), st.transport.take(), st.out.clear(), st.filter.take());
-            (registered, dropped)
-        };
-        if registered {
-            this.reactor.get().unregister_io(py, this.fd);
-        }
-        drop(dropped);
-    }
-
-    /// Starts reading (asyncio does it in a callback after `connection_made`).
-    fn start_reading(slf: &Bound<'_, Self>) {
-        slf.get().st.borrow_mut(slf.py()).started = true;
-        Self::queue_read(slf);
     }
 
     fn set_protocol(&self, py: Python<'_>, protocol: Bound<'_, PyAny>, buffered: bool) {
         let old = {
-            let mut st = self.st.borrow_mut(py);
+            let mut st = self.io.st.borrow_mut(py);
             st.buffered = buffered;
             (st.protocol.replace(protocol.unbind()), st.filter.take())
         };
@@ -733,8 +543,8 @@ impl StreamCore {
                 if !self.check_writable(py, bytes.is_empty())? {
                     return Ok(Ok(None));
                 }
-                let sent = if self.st.borrow(py).out.is_empty() {
-                    match self.kind.write(self.fd, bytes) {
+                let sent = if self.io.st.borrow(py).out.is_empty() {
+                    match self.kind.write(self.io.fd, bytes) {
                         Ok(n) if n == bytes.len() => return Ok(Ok(None)),
                         Ok(n) => n,
                         Err(e)
@@ -768,7 +578,7 @@ impl StreamCore {
     /// (3.12 and 3.13 do neither).
     #[pyo3(signature = (list_of_data, rules_314 = false))]
     fn writelines(&self, py: Python<'_>, list_of_data: Bound<'_, PyAny>, rules_314: bool) -> PyResult<()> {
-        if rules_314 && self.st.borrow(py).conn_lost > 0 {
+        if rules_314 && self.io.st.borrow(py).conn_lost > 0 {
             self.check_writable(py, false)?;
             return Ok(());
         }
@@ -790,12 +600,12 @@ impl StreamCore {
         if chunks.is_empty() {
             return Ok(());
         }
-        if self.st.borrow(py).conn_lost > 0 {
+        if self.io.st.borrow(py).conn_lost > 0 {
             // 3.12 and 3.13 neither count nor warn: they queue what is never sent.
             return Ok(());
         }
         let was_empty = {
-            let mut st = self.st.borrow_mut(py);
+            let mut st = self.io.st.borrow_mut(py);
             let was_empty = st.out.is_empty();
             for chunk in chunks {
                 st.out.push(py, chunk, 0);
@@ -804,119 +614,25 @@ impl StreamCore {
         };
         if was_empty {
             if let Err(e) = self.flush(py) {
-                let dropped = self.st.borrow_mut(py).out.clear();
+                let dropped = self.io.st.borrow_mut(py).out.clear();
                 drop(dropped);
                 return self.write_error(py, &e);
             }
         }
         if rules_314 {
-            self.maybe_pause_protocol(py)?;
+            self.io.maybe_pause_protocol(py)?;
         }
         Ok(())
     }
 
-    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
-        self.st.borrow(py).out.size()
-    }
-
-    /// `(low, high)`, as asyncio's `get_write_buffer_limits`.
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
-        self.st.borrow(py).flow.limits(py)
-    }
-
-    /// asyncio's `set_write_buffer_limits`: new marks, then the protocol is
-    /// paused if the buffer is above the new high-water mark.
-    #[pyo3(signature = (high = None, low = None))]
-    fn set_write_buffer_limits(
-        &self,
-        py: Python<'_>,
-        high: Option<Bound<'_, PyAny>>,
-        low: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let limits = flow::parse_limits(py, high, low)?;
-        let old = self.st.borrow_mut(py).flow.set_limits(limits);
-        drop(old);
-        self.maybe_pause_protocol(py)
-    }
-
-    /// Whether the protocol was asked to pause writing (and not to resume).
-    #[getter]
-    fn protocol_paused(&self, py: Python<'_>) -> bool {
-        self.st.borrow(py).flow.paused
-    }
-
-    fn is_reading(&self, py: Python<'_>) -> bool {
-        let st = self.st.borrow(py);
-        !st.paused && !st.closing
-    }
-
-    fn is_closing(&self, py: Python<'_>) -> bool {
-        self.st.borrow(py).closing
-    }
-
-    fn pause_reading(&self, py: Python<'_>) -> bool {
-        let mut st = self.st.borrow_mut(py);
-        if st.paused || st.closing {
-            return false;
-        }
-        st.paused = true;
-        true
-    }
-
-    /// Resumes reading; on a closed loop it fails after marking the
-    /// transport as reading, as asyncio's (its `_add_reader` raises).
-    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
-        {
-            let mut st = slf.get().st.borrow_mut(slf.py());
-            if st.closing || !st.paused {
-                return Ok(false);
-            }
-            st.paused = false;
-        }
-        slf.get().reactor.get().check_closed()?;
-        Self::queue_read(slf);
-        Ok(true)
-    }
-
     /// Stops reading for good (`eof_received` asked to stay half-open).
     fn stop_reading(&self, py: Python<'_>) {
-        self.st.borrow_mut(py).read_eof = true;
-    }
-
-    /// `close()`: marks closing; returns whether the buffer is empty (then
-    /// the caller schedules `connection_lost`, and counts it lost).
-    fn begin_close(&self, py: Python<'_>) -> Option<bool> {
-        let mut st = self.st.borrow_mut(py);
-        if st.closing {
-            return None;
-        }
-        st.closing = true;
-        let empty = st.out.is_empty();
-        if empty {
-            st.conn_lost += 1;
-        }
-        Some(empty)
-    }
-
-    /// `_force_close()`: drops the buffer, marks closing and lost; returns
-    /// false if the connection was already lost.
-    fn force_close(&self, py: Python<'_>) -> bool {
-        let dropped = {
-            let mut st = self.st.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return false;
-            }
-            st.closing = true;
-            st.conn_lost += 1;
-            st.out.clear()
-        };
-        drop(dropped);
-        true
+        self.io.st.borrow_mut(py).read_eof = true;
     }
 
     /// `write_eof()`: returns whether to shut down now (nothing buffered).
     fn begin_eof(&self, py: Python<'_>) -> Option<bool> {
-        let mut st = self.st.borrow_mut(py);
+        let mut st = self.io.st.borrow_mut(py);
         if st.closing || st.eof {
             return None;
         }
@@ -925,63 +641,45 @@ impl StreamCore {
     }
 
     fn set_sendfile(&self, py: Python<'_>, active: bool) {
-        self.st.borrow_mut(py).sendfile = active;
+        self.io.st.borrow_mut(py).sendfile = active;
     }
 
     /// Leaves the poller while `loop.sendfile()` drives the socket itself.
     fn suspend(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        if std::mem::replace(&mut this.st.borrow_mut(py).registered, false) {
-            this.reactor.get().unregister_io(py, this.fd);
+        if std::mem::replace(&mut this.io.st.borrow_mut(py).registered, false) {
+            this.io.reactor.get().unregister_io(py, this.io.fd);
         }
     }
 
     /// Rejoins the poller after `suspend`.
     fn resume(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let registered = slf.get().st.borrow(slf.py()).registered;
-        if registered || slf.get().st.borrow(slf.py()).transport.is_none() {
+        let registered = slf.get().io.st.borrow(slf.py()).registered;
+        if registered || slf.get().io.st.borrow(slf.py()).transport.is_none() {
             return Ok(());
         }
-        Self::attach(slf)
-    }
-
-    #[getter]
-    fn conn_lost(&self, py: Python<'_>) -> u32 {
-        self.st.borrow(py).conn_lost
+        base::attach(slf)
     }
 
     #[getter]
     fn eof(&self, py: Python<'_>) -> bool {
-        self.st.borrow(py).eof
-    }
-
-    #[getter]
-    fn writing(&self, py: Python<'_>) -> bool {
-        !self.st.borrow(py).out.is_empty()
+        self.io.st.borrow(py).eof
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        visit.call(&self.reactor)?;
-        visit.call(&self.context)?;
-        let Some(st) = self.st.try_borrow_for_gc() else { return Ok(()) };
-        for obj in [&st.transport, &st.protocol].into_iter().flatten() {
-            visit.call(obj)?;
-        }
-        if let Some(filter) = &st.filter {
-            visit.call(&filter.obj)?;
-        }
-        st.flow.traverse(&visit)
+        self.io.traverse(&visit)?;
+        let Some(st) = self.io.st.try_borrow_for_gc() else { return Ok(()) };
+        st.filter.as_ref().map_or(Ok(()), |filter| filter.traverse(&visit))
     }
 
     fn __clear__(&self) {
         Python::attach(|py| {
             let dropped = {
-                let mut st = self.st.borrow_mut(py);
+                let mut st = self.io.st.borrow_mut(py);
                 (st.transport.take(), st.protocol.take(), st.filter.take())
             };
             drop(dropped);
         });
     }
-}
+});

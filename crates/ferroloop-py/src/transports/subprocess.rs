@@ -23,7 +23,7 @@
 //! Python code runs or a Python object is dropped.
 
 use ferroloop_core::process::{Child, Reaped};
-use ferroloop_core::Interest;
+use ferroloop_core::{Interest, Readiness};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::{PyTraverseError, PyVisit};
@@ -32,7 +32,7 @@ use crate::capi::exc;
 use crate::errors::{is_exit, os_error};
 use crate::gil_cell::GilCell;
 use crate::pyimports;
-use crate::reactor::{IoOps, IoRef, Reactor};
+use crate::reactor::{IoEvent, IoOwner, IoRef, Reactor};
 
 struct Watching {
     /// The child, until it is reaped.
@@ -50,14 +50,16 @@ pub(crate) struct ChildWatch {
     st: GilCell<Watching>,
 }
 
-/// How the reactor and the ready queue call a watch.
-static CHILD_OPS: IoOps = IoOps {
-    wants: |_, ev| (ev.readable, false),
-    run: |obj, _| {
-        // SAFETY: an IoRef with these ops holds a ChildWatch (`start`).
-        ChildWatch::on_ready(unsafe { obj.cast_unchecked::<ChildWatch>() })
-    },
-};
+/// How the reactor and the ready queue call a watch: readable means ended.
+impl IoOwner for ChildWatch {
+    fn wants(_: &Bound<'_, Self>, ev: &Readiness) -> Interest {
+        Interest { read: ev.readable, write: false }
+    }
+
+    fn run(slf: &Bound<'_, Self>, _: IoEvent) -> PyResult<()> {
+        Self::on_ready(slf)
+    }
+}
 
 impl ChildWatch {
     /// The pidfd fired: reap, leave the reactor, tell the transport.
@@ -138,7 +140,7 @@ impl ChildWatch {
                 st: GilCell::new(Watching { child: Some(child), transport: Some(transport.unbind()) }),
             },
         )?;
-        let io = IoRef::new(watch.clone().into_any().unbind(), &CHILD_OPS);
+        let io = IoRef::of(watch.clone().unbind());
         if let Err(e) = reactor.get().register_io(py, fd, io, Interest { read: true, write: false }) {
             let dropped = watch.get().st.borrow_mut(py).transport.take();
             drop(dropped);

@@ -31,7 +31,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::stream::{FilterOps, ReadFilter, StreamCore};
+use super::filter::{ReadFilter, ReadLayer};
+use super::stream::StreamCore;
 use crate::capi::bytes::{memoryview_over, RawBuffer};
 use crate::capi::exc;
 use crate::gil_cell::GilCell;
@@ -143,13 +144,12 @@ pub(crate) struct TlsPump {
     st: GilCell<State>,
 }
 
-static TLS_FILTER: FilterOps = FilterOps {
-    feed: |obj, data| {
-        // SAFETY: a filter with these ops holds a TlsPump (`attach`).
-        let pump = unsafe { obj.cast_unchecked::<TlsPump>() };
-        pump.get().feed(obj.py(), data)
-    },
-};
+/// The pump stands under the stream's protocol: every read is fed to it.
+impl ReadLayer for TlsPump {
+    fn feed(slf: &Bound<'_, Self>, data: &[u8]) -> PyResult<()> {
+        slf.get().feed(slf.py(), data)
+    }
+}
 
 /// The items of a list or tuple of `bytes`/`bytearray`, joined into one
 /// `bytes`; None for anything else.
@@ -503,8 +503,7 @@ impl TlsPump {
         // `start_tls` moves what a `StreamReader` had buffered there): it
         // cannot know where their records end until OpenSSL drains the BIO.
         let pending = bio_pending(this.incoming.bind(py))?;
-        core.get()
-            .set_filter(py, Some(ReadFilter { obj: slf.clone().into_any().unbind(), ops: &TLS_FILTER }));
+        core.get().set_filter(py, Some(ReadFilter::of(slf.clone().unbind())));
         let old = {
             let mut st = this.st.borrow_mut(py);
             st.records.lost |= pending > 0;
