@@ -179,6 +179,7 @@ demo: build bench-tools ## build a release and show ferroloop beside asyncio and
 # no such interpreter is needed. The module still declares gil_used: there it runs with the GIL.
 .PHONY: lint
 lint: $(STAMP) ## cargo fmt --check, clippy -D warnings, free-threaded cargo check, layering rule, ruff
+	$(PY) .ci/check_layers.py --self-test
 	$(PY) .ci/check_layers.py
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
