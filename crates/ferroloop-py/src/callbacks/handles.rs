@@ -155,20 +155,20 @@ impl HandleCore {
     }
 
     /// The task whose step or wake-up this handle runs, if it runs one and
-    /// is not cancelled (per-task accounting; see `task_calls::task_of`).
+    /// is not cancelled (per-task accounting; see `task_kinds::task_of`).
     pub(crate) fn task<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
         if self.is_cancelled() {
             return None;
         }
         let call = self.call.borrow(py);
         let callback = call.as_ref()?.callback.bind(py);
-        if !super::task_calls::may_be_step(callback) {
+        if !super::task_kinds::may_be_step(callback) {
             return None;
         }
         // Our own reference: `task_of` may run Python code (a method's name).
         let callback = callback.clone();
         drop(call);
-        super::task_calls::task_of(&callback)
+        super::task_kinds::task_of(&callback)
     }
 
     pub(crate) fn loop_obj<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
