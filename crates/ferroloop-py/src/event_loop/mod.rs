@@ -438,7 +438,7 @@ impl Loop {
     /// asyncio's close() closes its selector and self-pipe.
     fn _close_native(&self, py: Python<'_>) {
         self.release_all(py);
-        self.health_unwatch();
+        self.health_closed();
         self.health_tasks_clear(py);
         self.reactor().close(py);
         self.signals.close();
