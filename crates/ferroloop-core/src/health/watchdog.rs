@@ -99,9 +99,8 @@ fn start(reg: &'static Registry, st: &mut State) {
     drop(st.thread.take().map(std::thread::JoinHandle::join));
     st.generation = st.generation.wrapping_add(1);
     let generation = st.generation;
-    let spawned = std::thread::Builder::new()
-        .name("ferroloop-watchdog".into())
-        .spawn(move || run(reg, generation));
+    let spawned =
+        std::thread::Builder::new().name("ferroloop-watchdog".into()).spawn(move || run(reg, generation));
     st.running = spawned.is_ok();
     st.thread = spawned.ok();
 }
