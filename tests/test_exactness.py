@@ -4,6 +4,8 @@ loops (the child-interpreter ones once per loop kind) and asserts what asyncio d
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import subprocess
 import sys
@@ -133,3 +135,41 @@ def test_memory_returns_after_collecting_a_burst_of_cyclic_handles_and_futures(k
     got = json.loads(proc.stdout)
     assert got["peak"] > 4 * _KEPT_AFTER_BURST  # the burst was real
     assert got["after"] < _KEPT_AFTER_BURST, f"{got['after'] / 2**20:.1f} MiB kept"
+
+
+# ---- API probes ----------------------------------------------------------------------------
+
+
+def _failing():
+    raise ValueError("never called: the handle is cancelled")
+
+
+@pytest.mark.parametrize("how", ["call_soon", "call_later", "call_soon_threadsafe"])
+@pytest.mark.parametrize("debug", [False, True])
+def test_run_of_a_cancelled_handle_reports_what_asyncio_does(loop, exc_calls, how, debug):
+    """asyncio's ``cancel()`` sets the callback and its arguments to ``None``, so a later
+    ``_run()`` reports the ``TypeError`` of ``context.run(None, *None)`` to the exception
+    handler (the callback never runs); 3.14's ``_ThreadSafeHandle._run`` returns instead."""
+    loop.set_debug(debug)
+    if how == "call_later":
+        handle = loop.call_later(3600, _failing)
+    else:
+        handle = getattr(loop, how)(_failing)
+    handle.cancel()
+    assert handle._run() is None
+    threadsafe_returns = how == "call_soon_threadsafe" and hasattr(
+        asyncio.events, "_ThreadSafeHandle"
+    )
+    if threadsafe_returns:
+        assert exc_calls == []
+        return
+    assert len(exc_calls) == 1
+    ctx = exc_calls.pop()
+    assert ctx["message"] == "Exception in callback None()"
+    assert type(ctx["exception"]) is TypeError
+    try:
+        contextvars.copy_context().run(None, *None)  # type: ignore[misc]
+    except TypeError as exc:
+        assert str(ctx["exception"]) == str(exc)
+    assert ctx["handle"] is handle
+    assert ("source_traceback" in ctx) == debug
