@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import os
 import subprocess
 import sys
 
@@ -173,3 +174,111 @@ def test_run_of_a_cancelled_handle_reports_what_asyncio_does(loop, exc_calls, ho
         assert str(ctx["exception"]) == str(exc)
     assert ctx["handle"] is handle
     assert ("source_traceback" in ctx) == debug
+
+
+class _Recording(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.lost: list[BaseException | None] = []
+        self.done = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc) -> None:
+        self.lost.append(exc)
+        self.done.set_result(None)
+
+
+_STRIDED = memoryview(b"abcdef")[::2]  # no plain buffer: not C-contiguous
+
+
+def _assert_fatal_buffer_error(exc_calls, transport, protocol, kind):
+    assert len(exc_calls) == 1
+    ctx = exc_calls.pop()
+    assert ctx["message"] == f"Fatal write error on {kind} transport"
+    assert type(ctx["exception"]) is BufferError
+    assert ctx["transport"] is transport
+    assert ctx["protocol"] is protocol
+    assert protocol.lost == [ctx["exception"]]
+
+
+def test_socket_write_of_a_strided_memoryview_is_a_fatal_write_error(loop, exc_calls, pair):
+    """asyncio takes the call; its ``send`` raises the ``BufferError``, which is a fatal
+    write error: reported to the exception handler, and the connection is lost with it."""
+    a, _b = pair
+
+    async def main():
+        transport, protocol = await loop.create_connection(_Recording, sock=a)
+        assert transport.write(_STRIDED) is None
+        assert transport.is_closing()
+        await asyncio.wait_for(protocol.done, 10)
+        _assert_fatal_buffer_error(exc_calls, transport, protocol, "socket")
+        transport.write(b"more")  # the connection is lost: dropped silently
+        assert transport.get_write_buffer_size() == 0
+
+    loop.run_until_complete(main())
+
+
+def test_socket_write_of_a_strided_memoryview_behind_queued_data(loop, exc_calls, pair):
+    """With data queued, 3.10 and 3.11 refuse it at the call (their buffer's ``extend``);
+    3.12+ queue it and the flush meets the ``BufferError``: a fatal write error."""
+    a, b = pair
+
+    async def main():
+        transport, protocol = await loop.create_connection(_Recording, sock=a)
+        transport.write(b"x" * (1 << 23))
+        queued = transport.get_write_buffer_size()
+        assert queued > 0
+        if sys.version_info < (3, 12):
+            with pytest.raises(TypeError) as info:
+                transport.write(_STRIDED)
+            try:
+                bytearray().extend(_STRIDED)
+            except TypeError as exc:
+                assert str(info.value) == str(exc)
+            assert transport.get_write_buffer_size() == queued
+            assert exc_calls == []
+            transport.abort()
+            return
+        assert transport.write(_STRIDED) is None
+        while not protocol.done.done():  # the peer reads, so asyncio flushes
+            try:
+                b.recv(1 << 20)
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+        _assert_fatal_buffer_error(exc_calls, transport, protocol, "socket")
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("queued", [False, True])
+def test_pipe_write_of_a_strided_memoryview(loop, exc_calls, queued):
+    """A write pipe: nothing queued, ``os.write`` raises the ``BufferError`` (a fatal write
+    error); data queued, the buffer's ``+=`` refuses it at the call, on every version."""
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+    pipe = os.fdopen(wfd, "wb", buffering=0)
+
+    async def main():
+        transport, protocol = await loop.connect_write_pipe(_Recording, pipe)
+        if queued:
+            transport.write(b"x" * (1 << 20))
+            size = transport.get_write_buffer_size()
+            assert size > 0
+            with pytest.raises(TypeError) as info:
+                transport.write(_STRIDED)
+            try:
+                buffer = bytearray()
+                buffer += _STRIDED
+            except TypeError as exc:
+                assert str(info.value) == str(exc)
+            assert transport.get_write_buffer_size() == size
+            assert exc_calls == []
+            transport.abort()
+            await asyncio.wait_for(protocol.done, 10)
+            return
+        assert transport.write(_STRIDED) is None
+        await asyncio.wait_for(protocol.done, 10)
+        _assert_fatal_buffer_error(exc_calls, transport, protocol, "pipe")
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        os.close(rfd)
