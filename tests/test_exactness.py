@@ -282,3 +282,28 @@ def test_pipe_write_of_a_strided_memoryview(loop, exc_calls, queued):
         loop.run_until_complete(main())
     finally:
         os.close(rfd)
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_soon_threadsafe", "call_later"])
+def test_finaliser_reentering_the_loop_during_close_finds_it_closed(loop, method):
+    """asyncio's close() sets ``_closed`` before it clears its queues, so a finaliser run by
+    that clearing that calls back into the loop gets "Event loop is closed"."""
+    got = []
+
+    class Reenter:
+        def __del__(self):
+            try:
+                if method == "call_later":
+                    loop.call_later(1, print)
+                else:
+                    getattr(loop, method)(print)
+            except RuntimeError as exc:
+                got.append(str(exc))
+            else:
+                got.append("accepted")
+
+    loop.call_soon(print, Reenter())
+    loop.call_later(3600, print, Reenter())
+    loop.close()
+    assert got == ["Event loop is closed"] * 2
+    assert loop.is_closed()
