@@ -94,6 +94,19 @@ def report_callback_error(handle: Any, callback: Any, args: Any, exc: BaseExcept
     loop.call_exception_handler(context)
 
 
+def run_cancelled_handle(handle: Any) -> None:
+    """``handle._run()`` once ``cancel()`` ran: asyncio's ``cancel()`` sets the callback and
+    its arguments to ``None``, so its ``_run`` reports the ``TypeError`` that
+    ``context.run(None, *None)`` raises (the running Python's own message); so do we, with
+    asyncio's expression over what our handle answers (``None`` for both once cancelled)."""
+    try:
+        handle.get_context().run(handle._callback, *handle._args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        report_callback_error(handle, handle._callback, handle._args, exc)
+
+
 def check_callback(callback: Any, method: str) -> None:
     if coroutines.iscoroutine(callback) or iscoroutinefunction(callback):
         raise TypeError(f"coroutines cannot be used with {method}()")
@@ -143,6 +156,7 @@ __all__ = [
     "format_callback_source",
     "handle_repr",
     "report_callback_error",
+    "run_cancelled_handle",
     "warn_send_after_lost",
     "warn_slow_callback",
     "write_type_error",

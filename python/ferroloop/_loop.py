@@ -19,7 +19,7 @@ import time
 import weakref
 from asyncio import base_events, constants, coroutines, events
 
-from . import _compat, _fence, _net
+from . import _compat, _fence, _net, _subprocess
 from . import health as _health
 from ._ferroloop import ChildWatch as _ChildWatch
 from ._ferroloop import Loop as _NativeLoop
@@ -190,6 +190,8 @@ class Loop(_net.NetMixin, _NativeLoop, asyncio.AbstractEventLoop):
                 self.remove_signal_handler(sig)
         if self.get_debug():
             base_events.logger.debug("Close %r", self)
+        if not _compat.PY312:
+            _subprocess.loop_closing(self)
         self._close_native()
         _health.unwatch(self)
         self._executor_shutdown_called = True

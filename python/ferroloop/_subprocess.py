@@ -33,11 +33,15 @@ from __future__ import annotations
 
 import contextvars
 import fcntl
+import itertools
+import os
 import signal
 import struct
 import subprocess
 import sys
 import termios
+import threading
+import weakref
 from asyncio import base_subprocess, tasks
 from asyncio.log import logger
 
@@ -82,6 +86,8 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
             self._watch = ChildWatch.start(loop, loop._reactor, self._proc.pid, self, PIDFD)
             if not PIDFD:
                 self._safety = loop.call_later(SAFETY_CHECK, _safety_check, self)
+            if not PY312:
+                _unreaped.add(self)
         except BaseException:
             # No watch, so no one would reap it: end it here (at once, after SIGKILL).
             proc = self._proc
@@ -116,6 +122,7 @@ def _safety_check(transport: SubprocessTransport) -> None:
 def child_exited(transport: SubprocessTransport, pid: int, returncode: int | None) -> None:
     """The child's pidfd fired and the child was reaped (``returncode`` None:
     someone else reaped it first, e.g. ``Popen.poll()``)."""
+    _unreaped.discard(transport)
     if transport._safety is not None:
         transport._safety.cancel()
         transport._safety = None
@@ -132,6 +139,45 @@ def child_exited(transport: SubprocessTransport, pid: int, returncode: int | Non
         # At once, so that Popen never waits on a pid that is no longer its child.
         proc.returncode = returncode
     _report_exit(transport, pid, returncode, _DRAIN_ITERATIONS)
+
+
+# 3.10/3.11: the transports whose child the loop has not reaped yet (see ``loop_closing``).
+_unreaped: weakref.WeakSet[SubprocessTransport] = weakref.WeakSet()
+_waitpid_threads = itertools.count(0)
+_WAITPID_THREAD = "asyncio-waitpid-" if sys.version_info >= (3, 11) else "waitpid-"  # asyncio's
+
+
+def loop_closing(loop) -> None:
+    """``loop`` closes (3.10/3.11): for each child it has not reaped, what asyncio's default
+    child watcher (the policy's ``ThreadedChildWatcher``: a thread per child, holding its
+    transport) does once the loop is closed. A thread waits for the child's exit, reaps it,
+    logs that its loop is closed, and only then lets the transport go; so a program that
+    ends first never collects the transport (whose ``__del__`` would fail on the closed
+    loop), and one that lives on sees the warning and that failure, as on asyncio. 3.12+
+    watch a pidfd on the loop and let the transport go with it, as ferroloop does."""
+    for transport in [t for t in _unreaped if t._loop is loop]:
+        _unreaped.discard(transport)
+        threading.Thread(
+            target=_wait_after_close,
+            name=f"{_WAITPID_THREAD}{next(_waitpid_threads)}",
+            args=(loop, transport.get_pid(), transport),
+            daemon=True,
+        ).start()
+
+
+def _wait_after_close(loop, expected_pid: int, transport: SubprocessTransport) -> None:
+    """asyncio 3.10/3.11's ``ThreadedChildWatcher._do_waitpid`` for a closed loop."""
+    try:
+        pid, status = os.waitpid(expected_pid, 0)
+    except ChildProcessError:
+        pid = expected_pid
+        logger.warning("Unknown child process pid %d, will report returncode 255", pid)
+    else:
+        if loop.get_debug():
+            returncode = os.waitstatus_to_exitcode(status)
+            logger.debug("process %s exited with returncode %s", expected_pid, returncode)
+    logger.warning("Loop %r that handles pid %r is closed", loop, pid)
+    # The transport goes when this thread ends (its arguments are released), as asyncio's.
 
 
 # How many loop iterations a child's exit waits, at most, for what it wrote before exiting

@@ -348,6 +348,8 @@ _watches: dict[int, _Watch] = {}
 _default_threshold = DEFAULT_BLOCK_THRESHOLD
 _callback: Callable[[BlockReport], object] | None = None
 _thread: threading.Thread | None = None
+# Watchdog threads that ended by themselves (no loop ran), until a close() joins them.
+_ended: list[threading.Thread] = []
 _wake = threading.Event()
 
 
@@ -436,6 +438,7 @@ def _start_locked() -> None:
     """Starts the watchdog thread unless it runs or a fork is under way (``_lock`` held)."""
     global _thread
     if _thread is None and not _paused:
+        _ended[:] = [t for t in _ended if t.is_alive()]
         _thread = threading.Thread(target=_watchdog, name="ferroloop-health", daemon=True)
         _thread.start()
 
@@ -461,6 +464,29 @@ def unwatch(loop: Any) -> None:
         _watches.pop(id(loop), None)
     _wake.set()
     _flush_summaries(id(loop))
+    _join_if_idle()
+
+
+def _join_if_idle() -> None:
+    """With no loop running, the watchdog thread (and one that ended by itself but may not
+    have left ``threading``'s books yet) is joined: once its loops are closed, a program
+    has no thread of ours, as on asyncio. Bounded, since this runs on a loop's thread."""
+    global _thread
+    if not _lock.acquire(timeout=1.0):  # the watchdog is stuck (shutdown): leave it
+        return
+    try:
+        if any(w.active for w in _watches.values()):
+            return
+        threads = [t for t in (_thread, *_ended) if t is not None]
+        _thread = None
+        _ended.clear()
+    finally:
+        _lock.release()
+    _wake.set()
+    me = threading.current_thread()
+    for t in threads:
+        if t is not me:
+            t.join(1.0)
 
 
 def _after_fork_in_child() -> None:
@@ -475,6 +501,7 @@ def _after_fork_in_child() -> None:
     _counts.clear()
     _places.clear()
     _folded.clear()
+    _ended.clear()
     _thread = None
     _wake = threading.Event()
 
@@ -523,6 +550,7 @@ def _watchdog() -> None:
                 return  # forked or replaced
             if not any(w.active for w in _watches.values()):
                 _thread = None
+                _ended.append(me)  # for a loop's close() to join
                 return
             watches = list(_watches.values())
         thresholds = [t for t in map(_check, watches) if t > 0]

@@ -92,6 +92,11 @@ cached_attr!(
     report_callback_error, "ferroloop._helpers", "report_callback_error"
 );
 cached_attr!(
+    /// `_run()` of a cancelled handle: asyncio's `_run` with the callback
+    /// `cancel()` released, and the error it reports. An error path.
+    run_cancelled_handle, "ferroloop._helpers", "run_cancelled_handle"
+);
+cached_attr!(
     /// The debug-mode warning for a slow callback (asyncio's logger).
     warn_slow_callback, "ferroloop._helpers", "warn_slow_callback"
 );

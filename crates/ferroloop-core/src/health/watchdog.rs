@@ -6,7 +6,8 @@
 //! its end if it ran long (the Python side decides what "long" is and does the
 //! stack sampling, which needs the GIL). It holds only `Weak` references, so
 //! a loop is never kept alive. Loops register while they run; the thread
-//! exits a second after none is left, and the next [`watch`] starts it again.
+//! exits a second after none is left (at once, and joined, when a loop closes
+//! with none left: [`end_if_idle`]), and the next [`watch`] starts it again.
 //!
 //! Fork: the registry records the process it belongs to. A forked child (which
 //! has no watchdog thread, and may have forked while that thread held the
@@ -35,6 +36,9 @@ struct State {
     running: bool,
     /// Set by [`pause`]: the thread ends, and none starts until [`resume`].
     paused: bool,
+    /// The number of the thread that should run; a thread whose number is
+    /// not this one ends ([`pause`] and [`end_if_idle`] change it).
+    generation: u64,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -61,6 +65,7 @@ fn registry() -> &'static Registry {
             period: DEFAULT_PERIOD,
             running: false,
             paused: false,
+            generation: 0,
             thread: None,
         }),
         wake: Condvar::new(),
@@ -89,9 +94,13 @@ fn start(reg: &'static Registry, st: &mut State) {
     if st.running || st.paused {
         return;
     }
-    // A thread that ended by itself (nothing to watch) is joined before the next starts.
+    // A thread that ended by itself (nothing to watch) is joined before the next starts
+    // (it already left the lock: the join does not wait for us).
     drop(st.thread.take().map(std::thread::JoinHandle::join));
-    let spawned = std::thread::Builder::new().name("ferroloop-watchdog".into()).spawn(move || run(reg));
+    st.generation = st.generation.wrapping_add(1);
+    let generation = st.generation;
+    let spawned =
+        std::thread::Builder::new().name("ferroloop-watchdog".into()).spawn(move || run(reg, generation));
     st.running = spawned.is_ok();
     st.thread = spawned.ok();
 }
@@ -103,7 +112,35 @@ pub fn pause() {
     let handle = {
         let mut st = reg.state.lock().unwrap_or_else(PoisonError::into_inner);
         st.paused = true;
-        st.thread.take()
+        retire(&mut st)
+    };
+    reg.wake.notify_all();
+    if let Some(handle) = handle {
+        drop(handle.join());
+    }
+}
+
+/// Tells the running thread to end (it looks at the generation when woken);
+/// returns its handle for the caller to join once it has let go of the lock.
+fn retire(st: &mut State) -> Option<std::thread::JoinHandle<()>> {
+    st.generation = st.generation.wrapping_add(1);
+    st.running = false;
+    st.thread.take()
+}
+
+/// A loop closed: if no running loop is left, the thread ends now and is
+/// joined (instead of a second later), so that a program whose loops are all
+/// closed keeps no thread of ours. Called with the GIL held; the thread never
+/// takes it.
+pub fn end_if_idle() {
+    let reg = registry();
+    let handle = {
+        let mut st = reg.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.beats.retain(|w| w.strong_count() > 0);
+        if !st.beats.is_empty() {
+            return;
+        }
+        retire(&mut st)
     };
     reg.wake.notify_all();
     if let Some(handle) = handle {
@@ -149,13 +186,12 @@ pub fn is_running() -> bool {
 /// each time.
 const LINGER: Duration = Duration::from_secs(1);
 
-fn run(reg: &'static Registry) {
+fn run(reg: &'static Registry, generation: u64) {
     let mut st = reg.state.lock().unwrap_or_else(PoisonError::into_inner);
     let mut idle = Duration::ZERO;
     loop {
-        if st.paused {
-            st.running = false;
-            return;
+        if st.generation != generation {
+            return; // retired: whoever did it also cleared `running`
         }
         st.beats.retain(|w| w.strong_count() > 0);
         if st.beats.is_empty() {
@@ -197,6 +233,27 @@ mod tests {
         resume();
         assert!(is_running());
         unwatch(&beat);
+    }
+
+    #[test]
+    fn end_if_idle_ends_the_thread_at_once_unless_a_loop_runs() {
+        let _turn = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let beat = Arc::new(Heartbeat::default());
+        let other = Arc::new(Heartbeat::default());
+        watch(&beat);
+        watch(&other);
+        unwatch(&beat);
+        end_if_idle(); // `other` still runs
+        assert!(is_running());
+        unwatch(&other);
+        assert!(is_running()); // lingering
+        end_if_idle();
+        assert!(!is_running());
+        assert!(registry().state.lock().unwrap_or_else(PoisonError::into_inner).thread.is_none());
+        watch(&beat);
+        assert!(is_running());
+        unwatch(&beat);
+        end_if_idle();
     }
 
     #[test]

@@ -90,6 +90,18 @@ pub fn strerror(errno: i32) -> String {
     unsafe { std::ffi::CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
 }
 
+/// Gives the free memory of the C heap back to the system (glibc's
+/// `malloc_trim(0)`: the free top of the heap, and the whole pages of free
+/// chunks inside it). A large buffer freed in the middle of the heap is
+/// otherwise kept resident for reuse by this process. Elsewhere a no-op.
+pub fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns 0 or 1.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 mod process;
 pub mod sigchld;
 pub use process::{getpid, pidfd_open, pidfd_send_signal, waitid_pidfd, waitpid_nohang, ChildStatus};

@@ -23,7 +23,9 @@ use crate::capi::freelist::{self, FreeList, Pooled};
 use crate::capi::{call, context, exc, gc};
 use crate::errors::is_exit;
 use crate::gil_cell::{GilCell, GilPy};
-use crate::pyimports::{extract_stack, handle_repr, report_callback_error, threadsafe_handle_type};
+use crate::pyimports::{
+    extract_stack, handle_repr, report_callback_error, run_cancelled_handle, threadsafe_handle_type,
+};
 
 /// Set once the free lists are installed. The types are shared by every
 /// module object, and `register` runs for each: PyO3 (0.28+) makes a new one
@@ -219,6 +221,18 @@ impl HandleCore {
         }
     }
 
+    /// `_run()` called on a cancelled handle (the loop itself skips them).
+    /// asyncio's `cancel()` set its callback and arguments to `None`, so its
+    /// `_run` reports the `TypeError` of `context.run(None, *None)`; 3.14's
+    /// `_ThreadSafeHandle` returns at once when cancelled.
+    fn run_cancelled(&self, slf: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        if self.guard.is_threadsafe() && threadsafe_handle_type(py)?.is_some() {
+            return Ok(());
+        }
+        run_cancelled_handle(py)?.call1((slf,)).map(drop)
+    }
+
     pub(crate) fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(call) = self.call.try_borrow_for_gc() {
             if let Some(c) = call.as_ref() {
@@ -321,7 +335,11 @@ macro_rules! handle_methods {
             }
 
             fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
-                slf.get().core.run(slf.as_any())
+                let core = &slf.get().core;
+                if core.is_cancelled() {
+                    return core.run_cancelled(slf.as_any());
+                }
+                core.run(slf.as_any())
             }
 
             fn __repr__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {

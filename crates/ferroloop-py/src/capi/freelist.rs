@@ -25,8 +25,13 @@ use pyo3::prelude::*;
 use pyo3::PyTypeInfo;
 
 /// Released objects kept for reuse per type. A burst of queued callbacks
-/// larger than this allocates afresh.
-const CAPACITY: usize = 4096;
+/// larger than this allocates afresh. Small on purpose: a kept object also
+/// keeps the allocator's pool and arena around it, and the objects kept after
+/// a burst lie scattered over the burst's arenas, so a list of thousands held
+/// megabytes of otherwise empty arenas after a burst was collected; a few
+/// hundred cover the steady state (a batch's handles freed as the next
+/// batch's are made).
+const CAPACITY: usize = 256;
 
 /// A pyclass whose instances come from a free list of its own.
 ///

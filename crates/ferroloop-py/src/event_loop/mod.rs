@@ -435,12 +435,15 @@ impl Loop {
     /// Marks the loop closed and drops every queued callback (asyncio's close
     /// clears `_ready` and `_scheduled`); fd watchers are unregistered. The
     /// poller, its waker and the signal channel release their fds now, as
-    /// asyncio's close() closes its selector and self-pipe.
+    /// asyncio's close() closes its selector and self-pipe. The loop counts
+    /// as closed first, as asyncio sets `_closed` before it clears its
+    /// queues: a finaliser that the dropping runs and that calls back into
+    /// the loop (`call_soon`) gets "Event loop is closed".
     fn _close_native(&self, py: Python<'_>) {
-        self.release_all(py);
-        self.health_unwatch();
-        self.health_tasks_clear(py);
         self.reactor().close(py);
+        self.release_all(py);
+        self.health_closed();
+        self.health_tasks_clear(py);
         self.signals.close();
     }
 

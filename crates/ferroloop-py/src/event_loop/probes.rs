@@ -133,6 +133,13 @@ impl Loop {
         watchdog::unwatch(&self.probes.heartbeat);
     }
 
+    /// The loop closed: the watchdog forgets it, and if no loop runs its
+    /// thread ends now and is joined, rather than lingering a second.
+    pub(super) fn health_closed(&self) {
+        watchdog::unwatch(&self.probes.heartbeat);
+        watchdog::end_if_idle();
+    }
+
     /// The watchdog asked to hear of callback `seq`'s end, and it has ended:
     /// hand the Python side what ran (the handle, or the kind of native
     /// work) and how long it ran at least (since the watchdog saw it; one

@@ -18,6 +18,7 @@
 //! 6. run the callbacks that were ready at this point, FIFO, one at a time, so
 //!    that `KeyboardInterrupt`/`SystemExit` leave the rest queued.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -193,6 +194,7 @@ impl Loop {
             let Some(cb) = this.state.borrow_mut(slf.py()).ready.pop_front() else { break };
             Self::run_one(slf, &cb)?;
         }
+        trim_ready(&mut this.state.borrow_mut(slf.py()).ready);
         Ok(())
     }
 
@@ -392,5 +394,34 @@ impl Loop {
         this.running.store(false, Ordering::Relaxed);
         this.thread_id.store(0, Ordering::Relaxed);
         result
+    }
+}
+
+/// What the ready queue keeps of its memory once a burst is over.
+const READY_KEPT: usize = 1024;
+
+/// A queue buffer at least this large (in entries: 1 MiB) goes back to the
+/// system when dropped, not only to the C heap.
+const READY_RELEASED: usize = 1 << 15;
+
+/// A burst of callbacks (a hundred thousand `call_soon`s) grows the ready
+/// queue's one buffer; once the queue has drained to at most [`READY_KEPT`]
+/// entries, a buffer of more than four times that is replaced by one of
+/// [`READY_KEPT`] (so a steady load does not reallocate it each iteration).
+/// asyncio's `deque` frees its blocks as it empties; a large buffer freed
+/// here, and the smaller ones its growth left behind in the C heap, would
+/// stay resident, so after one of [`READY_RELEASED`] entries or more the C
+/// heap's free pages go back to the system (at most once per such burst,
+/// which itself ran tens of thousands of callbacks).
+fn trim_ready(ready: &mut VecDeque<Ready>) {
+    let capacity = ready.capacity();
+    if capacity <= 4 * READY_KEPT || ready.len() > READY_KEPT {
+        return;
+    }
+    let mut kept = VecDeque::with_capacity(READY_KEPT);
+    kept.extend(ready.drain(..));
+    drop(std::mem::replace(ready, kept));
+    if capacity >= READY_RELEASED {
+        sys::release_free_heap();
     }
 }

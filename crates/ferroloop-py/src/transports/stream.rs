@@ -33,7 +33,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 use ferroloop_core::{Interest, Readiness, StreamFd};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
@@ -357,6 +357,31 @@ impl StreamCore {
         }
     }
 
+    /// `write()` of a memoryview with no plain buffer (not C-contiguous):
+    /// asyncio's checks pass it as any data, then its `send` raises the
+    /// `BufferError`, a fatal write error. With data queued, asyncio's buffer
+    /// refuses it at the call (a pipe's `bytearray +=`, a 3.10/3.11 socket's
+    /// `bytearray.extend`, with their own `TypeError`); a 3.12+ socket queues
+    /// it and meets the error when it flushes, which is reported here at once
+    /// (docs/differences.md).
+    #[cold]
+    fn write_unviewable(&self, py: Python<'_>, data: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
+        if !self.check_writable(py, data.len()? == 0)? {
+            return Ok(());
+        }
+        let pipe = self.kind == StreamFd::Pipe;
+        if !self.io.st.borrow(py).out.is_empty() && (pipe || py.version_info() < (3, 12)) {
+            let buffer = PyByteArray::new(py, b"");
+            let refused = if pipe {
+                buffer.call_method1(pyo3::intern!(py, "__iadd__"), (data,))
+            } else {
+                buffer.call_method1(pyo3::intern!(py, "extend"), (data,))
+            };
+            return refused.map(drop);
+        }
+        self.io.fatal(py, err, self.message("write"))
+    }
+
     fn on_writable(&self, py: Python<'_>) -> PyResult<()> {
         {
             let st = self.io.st.borrow(py);
@@ -539,7 +564,7 @@ base::transport_methods!(StreamCore, Stream, "_write_ready", {
         // What `send` left of `data` (to queue), or nothing (all went out,
         // or it is dropped), or an error.
         let unsent =
-            Self::with_bytes(&data, true, |bytes| -> PyResult<io::Result<Option<(Unsent, usize)>>> {
+            match Self::with_bytes(&data, true, |bytes| -> PyResult<io::Result<Option<(Unsent, usize)>>> {
                 if !self.check_writable(py, bytes.is_empty())? {
                     return Ok(Ok(None));
                 }
@@ -558,7 +583,12 @@ base::transport_methods!(StreamCore, Stream, "_write_ready", {
                     0
                 };
                 Ok(Ok(Some(Unsent::rest(&data, bytes, sent))))
-            })??;
+            }) {
+                Err(err) if err.is_instance_of::<PyBufferError>(py) => {
+                    return self.write_unviewable(py, &data, err)
+                }
+                res => res??,
+            };
         match unsent {
             Ok(Some((chunk, head))) => self.buffer_rest(py, chunk, head),
             Ok(None) => Ok(()),
