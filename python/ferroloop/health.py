@@ -444,8 +444,9 @@ def _start_locked() -> None:
 
 
 def stopped(loop: Any) -> None:
-    """Called when ``loop`` stops running: the watchdog thread ends when no loop runs (the
-    next ``run_forever`` starts it again), so a program between runs keeps no thread of ours."""
+    """Called when ``loop`` stops running: the watchdog thread ends ``IDLE_GRACE`` seconds
+    after no loop runs (the next ``run_forever`` starts it again, and ``close()`` ends it at
+    once), so a program between runs keeps no thread of ours for long."""
     w = _watches.get(id(loop))
     if w is not None and w.ref() is loop:
         w.active = False
@@ -539,20 +540,35 @@ os.register_at_fork(
 # ---- blame: the watchdog ---------------------------------------------------------
 
 
+# How long the watchdog thread outlives the last running loop (a loop's close() ends it at
+# once): a program that calls run_until_complete again and again keeps one thread instead of
+# starting one per call. The native watchdog lingers as long.
+IDLE_GRACE = 1.0
+
+
 def _watchdog() -> None:
     global _thread
     me = threading.current_thread()
+    idle_since: float | None = None
     while not sys.is_finalizing():
         wake = _wake
         wake.clear()  # before looking: a wake-up from now on ends the wait below
         with _lock:
             if _thread is not me:
-                return  # forked or replaced
-            if not any(w.active for w in _watches.values()):
-                _thread = None
-                _ended.append(me)  # for a loop's close() to join
-                return
+                return  # forked, replaced, or joined by a loop's close()
+            if any(w.active for w in _watches.values()):
+                idle_since = None
+            else:
+                now = time.monotonic()
+                idle_since = now if idle_since is None else idle_since
+                if now - idle_since >= IDLE_GRACE:
+                    _thread = None
+                    _ended.append(me)  # for a loop's close() to join
+                    return
             watches = list(_watches.values())
+        if idle_since is not None:
+            wake.wait(IDLE_GRACE - (time.monotonic() - idle_since))
+            continue
         thresholds = [t for t in map(_check, watches) if t > 0]
         pending = bool(_places) and _flush_summaries()
         # No running loop with blame on: sleep until watch() or a setting wakes us (or
