@@ -28,10 +28,12 @@ use pyo3::PyTypeInfo;
 /// larger than this allocates afresh. Small on purpose: a kept object also
 /// keeps the allocator's pool and arena around it, and the objects kept after
 /// a burst lie scattered over the burst's arenas, so a list of thousands held
-/// megabytes of otherwise empty arenas after a burst was collected; a few
-/// hundred cover the steady state (a batch's handles freed as the next
-/// batch's are made).
-const CAPACITY: usize = 256;
+/// megabytes of otherwise empty arenas after a burst was collected (4096
+/// kept about 4 MiB). A thousand cover the steady state of a program that
+/// queues its callbacks a thousand at a time (a batch's handles freed as the
+/// next batch's are made): at 256, such a batch cost 7% more instructions per
+/// callback, and a collected burst of 100k leaves under 2 MiB at 1024 as at 256.
+const CAPACITY: usize = 1024;
 
 /// A pyclass whose instances come from a free list of its own.
 ///
