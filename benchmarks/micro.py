@@ -309,6 +309,23 @@ def pipe_write(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None 
     return mib / seconds
 
 
+async def _write_mib(writer: asyncio.StreamWriter, mib: int) -> None:
+    """``mib`` MiB through ``writer`` in 64 KiB ``write()`` + ``drain()`` steps, then close."""
+    chunk = bytes(65536)
+    for _ in range(mib * 16):
+        writer.write(chunk)
+        await writer.drain()
+    writer.close()
+
+
+async def _read_all(reader: asyncio.StreamReader) -> int:
+    """Bytes read from ``reader`` in ``read(64 KiB)`` steps until its end."""
+    total = 0
+    while chunk := await reader.read(65536):
+        total += len(chunk)
+    return total
+
+
 async def _open_blocking(path: str, flags: int) -> int:
     """Opens a FIFO end, which waits for the other end's process (a thread, so the loop runs)."""
     fd = await asyncio.to_thread(os.open, path, flags)
@@ -320,7 +337,6 @@ def fifo_write(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None 
     """``connect_write_pipe`` over a FIFO that a child drains with ``cat > /dev/null``,
     through ``StreamWriter.write`` + ``drain()`` in 64 KiB chunks; one op is one MiB."""
     mib = _size(2560, scale)
-    chunk = bytes(65536)
 
     async def main(loop: asyncio.AbstractEventLoop) -> int:
         with tempfile.TemporaryDirectory() as tmp:
@@ -332,11 +348,7 @@ def fifo_write(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None 
             transport, protocol = await loop.connect_write_pipe(
                 asyncio.streams.FlowControlMixin, pipe
             )
-            writer = asyncio.StreamWriter(transport, protocol, None, loop)
-            for _ in range(mib * 16):
-                writer.write(chunk)
-                await writer.drain()
-            writer.close()
+            await _write_mib(asyncio.StreamWriter(transport, protocol, None, loop), mib)
             return await proc.wait()
 
     code, seconds = _run_coro_timed(new_loop, main)
@@ -358,9 +370,7 @@ def fifo_read(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None =
             pipe = os.fdopen(await _open_blocking(path, os.O_RDONLY), "rb", buffering=0)
             reader = asyncio.StreamReader(limit=1 << 20)
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-            total = 0
-            while chunk := await reader.read(65536):
-                total += len(chunk)
+            total = await _read_all(reader)
             await proc.wait()
             return total
 
@@ -373,7 +383,6 @@ def pair_write(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None 
     """A Unix socket pair whose other end is a child's stdin (``cat > /dev/null``), written
     through ``open_connection(sock=...)``'s ``StreamWriter`` in 64 KiB chunks; one op is one MiB."""
     mib = _size(2560, scale)
-    chunk = bytes(65536)
 
     async def main(loop: asyncio.AbstractEventLoop) -> int:
         ours, theirs = socket.socketpair()
@@ -382,10 +391,7 @@ def pair_write(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None 
                 *_child(["sh", "-c", "exec cat > /dev/null"], child_cpu), stdin=theirs.fileno()
             )
         _, writer = await asyncio.open_connection(sock=ours)
-        for _ in range(mib * 16):
-            writer.write(chunk)
-            await writer.drain()
-        writer.close()
+        await _write_mib(writer, mib)
         return await proc.wait()
 
     code, seconds = _run_coro_timed(new_loop, main)
@@ -406,9 +412,7 @@ def pair_read(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None =
                 stdout=theirs.fileno(),
             )
         reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
-        total = 0
-        while chunk := await reader.read(65536):
-            total += len(chunk)
+        total = await _read_all(reader)
         writer.close()
         await proc.wait()
         return total
