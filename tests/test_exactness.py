@@ -24,13 +24,16 @@ def make_loop():
 """
 
 
-def _child(kind: str, body: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _child(
+    kind: str, body: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Runs ``body`` (after ``_MAKE_LOOP``) in a fresh interpreter for loop ``kind``."""
     return subprocess.run(
         [sys.executable, "-c", _MAKE_LOOP + body, kind],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 
@@ -142,7 +145,11 @@ _KEPT_AFTER_BURST = 8 << 20
 def test_memory_returns_after_collecting_a_burst_of_cyclic_handles_and_futures(kind):
     """100k handles, futures and timers in reference cycles, run and collected: the process's
     resident memory comes back to within a few MiB of where it was."""
-    proc = _child(kind, _MEMORY_AFTER_BURST)
+    # Without debug mode: there every handle carries its source traceback, and both loops keep
+    # several MiB more after the burst (asyncio 3.11: 4.6 MiB, 3.14: 6.8 MiB), so the bound
+    # would measure the allocator rather than the loop.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    proc = _child(kind, _MEMORY_AFTER_BURST, env=env)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got["peak"] > 4 * _KEPT_AFTER_BURST  # the burst was real
@@ -353,7 +360,11 @@ def _stderr_shape(text: str) -> list[str]:
 
     lines = [line for line in text.splitlines() if not line.startswith("  ")]
     lines = [re.sub(r"0x[0-9a-f]+", "0x?", line) for line in lines]
-    lines = [re.sub(r"pid \d+", "pid N", line) for line in lines]
+    lines = [re.sub(r"pid[ =]\d+", "pid N", line) for line in lines]
+    # Debug mode's "Close running child process" names the transports: ferroloop's own
+    # classes (docs/differences.md) on descriptors of their own numbers.
+    lines = [re.sub(r"fd=\d+", "fd=N", line) for line in lines]
+    lines = [re.sub(r"<_Unix(\w+Transport)", r"<\1", line) for line in lines]
     return [re.sub(r"<\w+ running=", "<LOOP running=", line) for line in lines]
 
 
