@@ -273,9 +273,7 @@ def pipe_read(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None =
             *_child(["head", "-c", str(mib << 20), "/dev/zero"], child_cpu),
             stdout=asyncio.subprocess.PIPE,
         )
-        total = 0
-        while chunk := await proc.stdout.read(65536):
-            total += len(chunk)
+        total = await _read_all(proc.stdout)
         await proc.wait()
         return total
 
@@ -288,20 +286,12 @@ def pipe_write(new_loop: LoopFactory, scale: float = 1.0, child_cpu: int | None 
     """A child's stdin written through ``StreamWriter.write`` + ``drain()`` in 64 KiB
     chunks: 2.5 GiB into ``cat > /dev/null``; one op is one MiB."""
     mib = _size(2560, scale)
-    chunk = bytes(65536)
-    cat = (
-        "exec cat > /dev/null"
-        if child_cpu is None
-        else f"exec taskset -c {child_cpu} cat > /dev/null"
-    )
 
     async def main(loop: asyncio.AbstractEventLoop) -> int:
-        proc = await asyncio.create_subprocess_exec("sh", "-c", cat, stdin=asyncio.subprocess.PIPE)
-        stdin = proc.stdin
-        for _ in range(mib * 16):
-            stdin.write(chunk)
-            await stdin.drain()
-        stdin.close()
+        proc = await asyncio.create_subprocess_exec(
+            *_child(["sh", "-c", "exec cat > /dev/null"], child_cpu), stdin=asyncio.subprocess.PIPE
+        )
+        await _write_mib(proc.stdin, mib)
         return await proc.wait()
 
     code, seconds = _run_coro_timed(new_loop, main)
